@@ -1,0 +1,38 @@
+"""msclkid-middleware: Microsoft Advertising conversion tracking from your own server.
+
+Importing the package is cheap and has no side effects.  Names above the capture layer are
+resolved lazily, so ``from msclkid_middleware import MsclkidMiddleware`` never loads
+``requests`` or the outbox.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .consent import Consent as Consent
+from .errors import ConfigError as ConfigError
+from .errors import MsclkidError as MsclkidError
+from .errors import ValidationError as ValidationError
+from .models import Click as Click
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+__all__ = ["Click", "ConfigError", "Consent", "MsclkidError", "ValidationError"]
+
+#: Public names living in modules that are imported on first use.
+_LAZY: dict[str, str] = {}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'msclkid_middleware' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
