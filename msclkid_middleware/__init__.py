@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .consent import Consent as Consent
+from .consent import ConsentPolicy as ConsentPolicy
 from .errors import ConfigError as ConfigError
 from .errors import MsclkidError as MsclkidError
 from .errors import ValidationError as ValidationError
@@ -19,7 +20,7 @@ from .models import Click as Click
 if TYPE_CHECKING:  # pragma: no cover
     pass
 
-__all__ = ["Click", "ConfigError", "Consent", "MsclkidError", "ValidationError"]
+__all__ = ["Click", "ConfigError", "Consent", "ConsentPolicy", "MsclkidError", "ValidationError"]
 
 #: Public names living in modules that are imported on first use.
 _LAZY: dict[str, str] = {}
