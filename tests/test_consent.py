@@ -483,3 +483,17 @@ def test_decisions_are_cheap() -> None:
         policy.decide(env)
     per_call = (time.perf_counter() - started) / rounds
     assert per_call < 50e-6, f"{per_call * 1e6:.1f} µs per decision"
+
+
+def test_repeated_tc_strings_keep_their_verdict_per_policy() -> None:
+    microsoft = ConsentPolicy()
+    xandr = ConsentPolicy(vendor_id=32)
+    for _ in range(3):
+        for value, expected_microsoft, expected_xandr in (
+            (TC_RESTRICTED, D("tcf"), G("tcf")),
+            (TC_ALLOWED, G("tcf"), G("tcf")),
+            (TC_NO_P1, D("tcf"), D("tcf")),
+            ("CO5V", D("tcf"), D("tcf")),
+        ):
+            assert microsoft.decide(environ(cookie=tcf(value))) == expected_microsoft
+            assert xandr.decide(environ(cookie=tcf(value))) == expected_xandr
