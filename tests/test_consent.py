@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, get_args
 
 import pytest
@@ -497,3 +499,16 @@ def test_repeated_tc_strings_keep_their_verdict_per_policy() -> None:
         ):
             assert microsoft.decide(environ(cookie=tcf(value))) == expected_microsoft
             assert xandr.decide(environ(cookie=tcf(value))) == expected_xandr
+
+
+def _doc_examples() -> list[Any]:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "consent.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    # The wiring example needs the middleware (another module) and an app; every other block runs.
+    runnable = [b for b in blocks if "MsclkidMiddleware" not in b]
+    return [pytest.param(block, id=f"block-{i}") for i, block in enumerate(runnable)]
+
+
+@pytest.mark.parametrize("block", _doc_examples())
+def test_docs_examples_run(block: str) -> None:
+    exec(compile(block, "docs/consent.md", "exec"), {})  # noqa: S102 - our own documentation
