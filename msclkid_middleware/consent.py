@@ -69,12 +69,8 @@ DEFAULT_TCF_COOKIE = "euconsent-v2"
 _log = logging.getLogger("msclkid_middleware.consent")
 
 # Decisions are immutable values; build each one once instead of on every request.
-_GRANTED: dict[str, Consent] = {}
-_DENIED: dict[str, Consent] = {}
-for _basis in get_args(ConsentBasis):
-    _GRANTED[_basis] = Consent("granted", _basis)
-    _DENIED[_basis] = Consent("denied", _basis)
-del _basis
+_GRANTED: Mapping[str, Consent] = {basis: Consent("granted", basis) for basis in get_args(ConsentBasis)}
+_DENIED: Mapping[str, Consent] = {basis: Consent("denied", basis) for basis in get_args(ConsentBasis)}
 
 _REPORTED_STATES = frozenset({"granted", "denied", "pending"})
 _TCF_CACHE_SIZE = 256

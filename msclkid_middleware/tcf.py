@@ -26,6 +26,7 @@ from .errors import TcfDecodeError
 __all__ = [
     "MAX_TC_STRING_LENGTH",
     "MICROSOFT_VENDOR_ID",
+    "MIN_POLICY_VERSION",
     "PublisherRestriction",
     "RestrictionType",
     "TCString",
@@ -50,7 +51,6 @@ _PURPOSE_STORE_ACCESS: Final = 1  # "Store and/or access information on a device
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _B64URL_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _B64URL: Final = frozenset(_B64URL_ALPHABET)
-_CORE_HEADER_BITS: Final = 213  # every fixed-width core field up to and including PublisherCC
 _SEGMENT_TYPES: Final = {1: "disclosed_vendors", 2: "allowed_vendors", 3: "publisher_tc"}
 # Encoders pad the last segment to a byte (some to 24 bits, a multiple of both 6 and 8); more
 # trailing bits than that means the length and the content disagree.

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -512,3 +515,21 @@ def _doc_examples() -> list[Any]:
 @pytest.mark.parametrize("block", _doc_examples())
 def test_docs_examples_run(block: str) -> None:
     exec(compile(block, "docs/consent.md", "exec"), {})  # noqa: S102 - our own documentation
+
+
+def test_pure_modules_load_nothing_until_a_policy_is_built() -> None:
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import sys, msclkid_middleware.consent as c, msclkid_middleware.tcf;"
+        "before = sorted(m for m in sys.modules if m.split('.')[0] in ('werkzeug', 'requests', 'flask'));"
+        "c.ConsentPolicy();"
+        "print(before, 'werkzeug.http' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert out.stdout.strip() == "[] True"
