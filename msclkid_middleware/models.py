@@ -228,7 +228,8 @@ def format_time(value: datetime) -> str:
     >>> format_time(datetime(2026, 11, 28, 13, 0, 5, 999999, tzinfo=timezone(timedelta(hours=1))))
     '2026-11-28T12:00:05Z'
     """
-    return _utc(value, "time").strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat() always writes four year digits (strftime's %Y does not on every platform).
+    return _utc(value, "time").replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def parse_time(value: object, field: str = "time") -> datetime:
@@ -249,7 +250,10 @@ def _utc(value: object, field: str) -> datetime:
         raise ValidationError(field, "must be a datetime")
     if value.utcoffset() is None:
         raise ValidationError(field, "must be timezone-aware (naive datetimes are ambiguous)")
-    return value.astimezone(UTC).replace(microsecond=0)
+    try:
+        return value.astimezone(UTC).replace(microsecond=0)
+    except OverflowError:
+        raise ValidationError(field, "is out of the representable range") from None
 
 
 def _now(now: datetime | None) -> datetime:
@@ -478,9 +482,10 @@ class OfflineConversion:
     """One item of ``ApplyOfflineConversions`` (Campaign Management v13 ``OfflineConversion``).
 
     ``conversion_name`` must equal the offline goal's name exactly.  ``value`` and ``currency``
-    are optional (the goal's revenue settings apply when omitted).  A click ID, hashed
-    identifiers or both are required.  ``external_attribution_credit`` (in (0, 1]) and
-    ``external_attribution_model`` go together and need a goal with external attribution.
+    are optional (the goal's revenue settings apply when omitted).  A click ID (``msclkid``, a
+    string; a :class:`Click` is accepted too), hashed ``identifiers`` or both are required.
+    ``external_attribution_credit`` (in (0, 1]) and ``external_attribution_model`` go together
+    and need a goal with external attribution.
     ``validate_times=False`` skips the clock-dependent checks (see :meth:`check_window`).
     """
 

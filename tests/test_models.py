@@ -80,6 +80,23 @@ def test_format_time(value: datetime, expected: str) -> None:
     assert format_time(parse_time(expected)) == expected
 
 
+@given(
+    st.datetimes(
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12, minutes=-30))])
+    )
+)
+def test_format_time_round_trips_any_aware_datetime(value: datetime) -> None:
+    try:
+        text = format_time(value)
+    except ValidationError as exc:
+        # Only instants that do not exist in UTC (before year 1 or after year 9999) are refused.
+        assert exc.field == "time"  # noqa: PT017 - the property needs both outcomes
+        return
+    assert len(text) == 20
+    assert parse_time(text) == value.replace(microsecond=0)
+    assert format_time(parse_time(text)) == text
+
+
 def test_format_time_refuses_naive() -> None:
     with pytest.raises(ValidationError, match="timezone-aware"):
         format_time(datetime(2026, 11, 28, 12, 0))
