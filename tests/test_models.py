@@ -1041,3 +1041,11 @@ def test_errors_never_contain_the_value(garbage: str, field: str) -> None:
         UserIdentifiers(**{field: garbage})
     assert garbage not in str(info.value)
     assert garbage not in repr(info.value)
+
+
+def test_doctests() -> None:
+    import doctest
+
+    result = doctest.testmod(models)
+    assert result.attempted >= 2
+    assert result.failed == 0
