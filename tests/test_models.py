@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from msclkid_middleware import models
 from msclkid_middleware.consent import Consent
-from msclkid_middleware.errors import InvalidClickId, InvalidIdentifier, ValidationError
+from msclkid_middleware.errors import InvalidClickId, InvalidIdentifier, TimeWindowError, ValidationError
 from msclkid_middleware.identity import hash_email, hash_phone
 from msclkid_middleware.models import (
     CURRENCY_CODES,
@@ -340,13 +340,45 @@ def test_offline_time_window_boundaries() -> None:
         {"ConversionName": "Purchase", "ConversionTime": "2026-08-30T12:00:00Z", "MicrosoftClickId": CLICK}
     )
     conversion.check_window(now)  # exactly 90 days old: still inside
-    with pytest.raises(ValidationError, match="older than 90 days") as info:
+    with pytest.raises(TimeWindowError, match="older than 90 days") as info:
         conversion.check_window(now + timedelta(seconds=1))
     assert info.value.field == "conversion_time"
+    assert info.value.expired is True
     future = dataclasses.replace(conversion, conversion_time=now + timedelta(minutes=5), validate_times=False)
     future.check_window(now)  # within the clock skew
-    with pytest.raises(ValidationError, match="future"):
+    with pytest.raises(TimeWindowError, match="future") as info:
         future.check_window(now - timedelta(seconds=1))
+    assert info.value.expired is False
+
+
+def _dispatch_decision(wire: dict[str, Any], now: datetime) -> str:
+    """How a dispatcher uses the models: load stored wire JSON, then ask whether it can still be sent."""
+    try:
+        UetEvent.from_wire(wire).check_window(now)
+    except TimeWindowError as exc:
+        return f"dead: {exc}" if exc.expired else "later"
+    return "send"
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [
+        pytest.param(timedelta(days=1), "send", id="fresh"),
+        pytest.param(timedelta(days=7), "send", id="exactly-7-days"),
+        pytest.param(timedelta(days=7, seconds=1), "dead: event_time: is older than 7 days", id="expired"),
+        pytest.param(timedelta(minutes=-5), "send", id="within-skew"),
+        pytest.param(timedelta(minutes=-6), "later", id="future"),
+    ],
+)
+def test_window_errors_tell_dead_from_later(age: timedelta, expected: str) -> None:
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    wire = {
+        "eventType": "custom",
+        "eventId": "e",
+        "eventTime": int((now - age).timestamp()),
+        "userData": {"msclkid": CLICK},
+    }
+    assert _dispatch_decision(wire, now).startswith(expected)
 
 
 def test_aged_conversion_still_loads_from_the_outbox() -> None:
