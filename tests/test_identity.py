@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from msclkid_middleware import identity
@@ -223,6 +223,7 @@ _local = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-+ ÀéÖ", min
 _domain = st.from_regex(r"[a-z0-9]{1,10}(\.[a-z0-9]{1,10}){1,3}", fullmatch=True)
 
 
+@settings(deadline=None)
 @given(local=_local, domain=_domain)
 def test_email_normalisation_is_idempotent_and_never_leaks(local: str, domain: str) -> None:
     raw = f"{local}@{domain}"
@@ -239,6 +240,7 @@ def test_email_normalisation_is_idempotent_and_never_leaks(local: str, domain: s
     assert is_sha256_hex(hash_email(raw))
 
 
+@settings(deadline=None)
 @given(digits=st.text(alphabet="0123456789", min_size=6, max_size=14), sep=st.sampled_from(["", " ", "-", "."]))
 def test_phone_formatting_only_changes_punctuation(digits: str, sep: str) -> None:
     raw = "+" + sep.join(digits[i : i + 3] for i in range(0, len(digits), 3))

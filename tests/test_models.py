@@ -80,6 +80,7 @@ def test_format_time(value: datetime, expected: str) -> None:
     assert format_time(parse_time(expected)) == expected
 
 
+@settings(deadline=None)
 @given(
     st.datetimes(
         timezones=st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12, minutes=-30))])
@@ -941,7 +942,7 @@ def _offline_conversions(draw: st.DrawFn) -> OfflineConversion:
     )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(_offline_conversions())
 def test_offline_round_trip(conversion: OfflineConversion) -> None:
     wire = conversion.to_wire()
@@ -950,7 +951,7 @@ def test_offline_round_trip(conversion: OfflineConversion) -> None:
     assert again.to_wire() == wire
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(_offline_conversions(), st.sampled_from(["Restate", "Retract"]), _values)
 def test_offline_adjustment_round_trip(original: OfflineConversion, kind: str, value: float) -> None:
     if kind == "Restate":
@@ -961,7 +962,7 @@ def test_offline_adjustment_round_trip(original: OfflineConversion, kind: str, v
     assert OfflineConversionAdjustment.from_wire(wire) == adjustment
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(
     name=_names,
     transaction=st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=40),
@@ -1007,7 +1008,7 @@ _custom = st.one_of(
 )
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(
     event_time=_uet_times,
     event_type=st.sampled_from(["pageLoad", "custom"]),
@@ -1039,7 +1040,7 @@ def test_uet_round_trip(
     assert UetEvent.from_wire(wire).to_wire() == wire
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(email=_emails, phone=_phones, kind=st.sampled_from(["offline", "uet", "ids"]))
 def test_raw_email_and_phone_never_leak(email: str, phone: str, kind: str) -> None:
     digits = phone[1:]
@@ -1058,7 +1059,7 @@ def test_raw_email_and_phone_never_leak(email: str, phone: str, kind: str) -> No
         assert local not in text
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(
     garbage=st.one_of(
         st.from_regex(r"[a-z]{4,10}@[a-z]{3,8}", fullmatch=True),
