@@ -252,3 +252,23 @@ def test_phone_formatting_only_changes_punctuation(digits: str, sep: str) -> Non
     assert normal == "+" + digits
     assert normalize_phone("00" + raw[1:]) == normal
     assert hash_phone(raw) == hashlib.sha256(normal.encode()).hexdigest()
+
+
+def test_benchmark_script_runs() -> None:
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "identity.py"), "--seconds", "0.03"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("hashlib.sha256 (baseline)")
+    assert any(line.startswith("hash_email") and line.endswith("x") for line in lines)
