@@ -272,3 +272,17 @@ def test_benchmark_script_runs() -> None:
     lines = result.stdout.splitlines()
     assert lines[1].startswith("hashlib.sha256 (baseline)")
     assert any(line.startswith("hash_email") and line.endswith("x") for line in lines)
+
+
+def test_docs_examples_run() -> None:
+    import re
+    import textwrap
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "identifiers.md").read_text(encoding="utf-8")
+    blocks = [textwrap.dedent(body) for _, body in re.findall(r"^( *)```python\n(.*?)^\1```", text, re.S | re.M)]
+    assert len(blocks) == 3
+    namespace: dict[str, Any] = {}
+    for block in blocks:
+        exec(compile(block, "docs/identifiers.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    assert namespace["ids"].hashed_email == hash_email("janedoe@contoso.com")

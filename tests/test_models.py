@@ -1082,3 +1082,18 @@ def test_doctests() -> None:
     result = doctest.testmod(models)
     assert result.attempted >= 2
     assert result.failed == 0
+
+
+def test_docs_examples_run() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "models.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+    assert len(blocks) == 2
+    namespace: dict[str, Any] = {}
+    for block in blocks:
+        exec(compile(block, "docs/models.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    assert namespace["refund"].value == 99.95
+    assert namespace["event"].to_wire()["adStorageConsent"] == "G"
+    assert namespace["loaded"] == namespace["sale"]
