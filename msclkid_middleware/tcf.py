@@ -169,8 +169,9 @@ def microsoft_allowed(tc: TCString | str | bytes | None, vendor_id: int = MICROS
     """May ``vendor_id`` (Microsoft, 1126) store and access information on the device, per ``tc``?
 
     True only when the TCF policy version is at least 4, the string is service-specific (global
-    scope is invalid since 2021), Purpose 1 has consent, the vendor has consent, and the publisher did not restrict Purpose 1 for the vendor as "not allowed".  A
-    string that does not decode strictly (or ``None``) means no.
+    scope is invalid since 2021), Purpose 1 has consent, the vendor has consent, and the publisher
+    did not restrict Purpose 1 for the vendor as "not allowed".  A string that does not decode
+    strictly (or ``None``) means no.
     """
     if tc is None:
         return False
