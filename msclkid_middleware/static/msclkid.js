@@ -1,6 +1,7 @@
-/* msclkid-middleware browser snippet, MIT licence. The browser half of msclkid-middleware. This is the readable source; pages load msclkid.min.js (served by
- * the middleware at /_msclkid.js), regenerated with:
- *   npx --yes terser@5 msclkid.js --ecma 2017 -c passes=2 -m -o msclkid.min.js
+/* msclkid-middleware browser snippet (MIT licence). This is the readable source. Pages load msclkid.min.js,
+ * which the middleware serves at /_msclkid.js; regenerate it after every change (tests check the two agree):
+ *   npx --yes terser@5 msclkid.js --ecma 2017 -c passes=3,unsafe -m -o msclkid.min.js
+ * Budget: 1,024 bytes minified and gzipped (tests/test_snippet_files.py), which is why some code below is terse.
  *
  * Include it on landing pages, as early as possible in <head> (see docs/snippet.md):
  *   <script src="/_msclkid.js" data-consent="pending" async nonce="..."></script>
@@ -27,11 +28,10 @@
   // script (async or not) first runs; the lookup by src covers loaders that run it some other way.
   var script = document.currentScript || document.querySelector('script[src*=msclkid]');
   var endpoint = script.dataset.endpoint || '/_msclkid';
-  // The consent state reported to the server: 'granted' | 'denied' | 'pending', or null without a
+  // The consent state reported to the server: 'granted' | 'denied' | 'pending', or undefined without a
   // data-consent attribute: report nothing and let the server's ConsentPolicy decide, as for a URL capture.
   var state = script.dataset.consent;
   var tcString; // the TCF v2.2 TC string once the CMP has one; the server decodes it (strictly), not us
-  var lastSent; // the body of the last post: the same report is never sent twice from one page
   var started; // falsy while the pre-load queue is replayed and a synchronous CMP answer comes in
   var denial; // the visitor (not the page's default) refused: msclkid('consent', 'denied')
   var counter = 0;
@@ -61,7 +61,7 @@
   // async script runs, so the URL the document was loaded from (the navigation entry) is read as well.
   var fromCookie;
   var click =
-    fromUrl(location.href) ||
+    fromUrl(location) /* its href */ ||
     fromUrl((performance.getEntriesByType('navigation')[0] || {}).name) ||
     (fromCookie = (document.cookie.match(/(^|; )msclkid_js=([\w-]{1,64})(;|$)/) || [])[2]);
 
@@ -77,37 +77,30 @@
 
   function post(body) {
     var json = JSON.stringify(body);
-    // The endpoint is unreachable (network failure, or nothing answers at the path: 404, 5xx): keep the
-    // click in the fallback cookie so a later page can post it, granted consent only, 90 days at most.
-    var unreachable = () => {
-      if (body.msclkid && state == 'granted') setCookie(body.msclkid, 7776e3);
-    };
-    // fetch missing (it throws) or failed: try sendBeacon, which sends a string as text/plain (the endpoint
-    // reads it as JSON; no preflight). Its answer is unknowable, so the fallback cookie is set as well.
+    // fetch missing (it throws), failed, or nothing (proper) answers at the path (404, 405, 5xx; 400 and 403
+    // are the endpoint's own refusals): try sendBeacon, which sends a string as text/plain (the endpoint reads
+    // it as JSON, and no preflight is needed). The endpoint may be unreachable, and a beacon's fate is
+    // unknowable, so keep the click in the fallback cookie for a later page to post: granted consent only.
     var failed = () => {
       try {
         navigator.sendBeacon(endpoint, json);
       } catch (e) {}
-      unreachable();
+      if (body.msclkid && state == 'granted') setCookie(body.msclkid, 7776e3); // 90 days
     };
-    if (json != lastSent) {
-      lastSent = json;
-      try {
-        fetch(endpoint, {
-          method: 'POST',
-          credentials: 'same-origin',
-          keepalive: true, // the request survives the visitor moving on before the answer comes back
-          headers: { 'Content-Type': 'application/json' },
-          body: json,
-        }).then((response) => {
-          // Taken: the server holds the click now, the fallback cookie has done its job.
-          if (response.ok) fromCookie && setCookie('', 0);
-          // 400 and 403 are the endpoint's own refusals; 404, 405, 5xx mean it is not (properly) there.
-          else if (response.status > 403) unreachable();
-        }, failed);
-      } catch (e) {
-        failed();
-      }
+    try {
+      fetch(endpoint, {
+        method: 'POST',
+        credentials: 'same-origin',
+        keepalive: true, // the request survives the visitor moving on before the answer comes back
+        headers: { 'Content-Type': 'application/json' },
+        body: json,
+      }).then((response) => {
+        // Taken: the server holds the click now, the fallback cookie has done its job.
+        if (response.ok) fromCookie && setCookie('', 0);
+        else if (response.status > 403) failed();
+      }, failed);
+    } catch (e) {
+      failed();
     }
   }
 
@@ -116,15 +109,15 @@
     if (!started) return;
     if (state == 'denied') {
       // Forget the click (and our fallback cookie). Ask the server to delete its cookie when the visitor
-      // has just said no, or on a landing page, so an older stored click does not outlive the refusal.
-      if (denial || (click && !fromCookie)) post({ consent: 'denied' });
+      // has just said no, or when there was a click, so an older stored click does not outlive the refusal.
+      if (denial || click) post({ consent: 'denied' });
       click = api.clickId = null;
       setCookie('', 0);
     } else if (click && (state != 'pending' || tcString)) {
       // Pending keeps the click in this page's memory only, unless a TC string lets the server decide.
       post({
         msclkid: click,
-        consent: state == 'pending' ? undefined : state, // JSON.stringify leaves undefined/null-free fields out
+        consent: state == 'pending' ? undefined : state, // JSON.stringify leaves undefined fields out
         tcf: tcString,
       });
       fill();
@@ -140,17 +133,12 @@
     }
   }
 
-  // Per page view; a server-rendered <meta name="msclkid-page-load-id" content="..."> wins, so server-sent
-  // events of this page view can carry the same pageLoadId. Fallback: RFC 4122 v4 from getRandomValues.
+  // A v4 UUID per page view. A server-rendered <meta name="msclkid-page-load-id" content="..."> wins, so the
+  // server's own events for this page view carry the same pageLoadId. crypto.randomUUID (CSPRNG-backed) exists
+  // in every secure context (https, localhost) of current browsers; a hand-rolled getRandomValues fallback for
+  // plain-http hosts would cost a twelfth of the size budget, so those pages render the meta tag instead.
   var meta = document.querySelector('meta[name=msclkid-page-load-id]');
-  api.pageLoadId =
-    meta && VALID.test(meta.content)
-      ? meta.content
-      : // '10000000-1000-4000-8000-100000000000' with each 0, 1 and 8 XORed with random bits: the version
-        // digit becomes 4 and the variant digit 8-b. (crypto.randomUUID would need a secure context and bytes.)
-        ([1e7] + -1e3 + -4e3 + -8e3 + -1e11).replace(/[018]/g, (c) =>
-          (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16)
-        );
+  api.pageLoadId = meta && VALID.test(meta.content) ? meta.content : crypto.randomUUID && crypto.randomUUID();
   api.clickId = click || null;
   /** A new ID on every call, "<prefix>-<pageLoadId>-<n>": push it to UET as event_id and record the same
    *  value server-side as the conversion's event ID (UET CAPI eventId) so Microsoft deduplicates them. */
@@ -172,7 +160,6 @@
   started = 1;
   sync();
 
-  // Forms present now, once the document is parsed, and forms an SPA renders later (when submitted).
-  fill();
+  // Forms present now were filled by sync(); forms parsed later, and forms an SPA renders (when submitted).
   ['DOMContentLoaded', 'submit'].forEach((type) => document.addEventListener(type, fill, true));
 })(window, document);
