@@ -40,10 +40,11 @@
   function fromUrl(url) {
     var re = /[?&#]msclkid=([^&#]*)/gi;
     var match;
+    var value;
     while ((match = re.exec(url))) {
       try {
         // decodeURIComponent throws on malformed escapes: that value is ignored, as on the server
-        if (VALID.test((url = decodeURIComponent(match[1])))) return url;
+        if (VALID.test((value = decodeURIComponent(match[1])))) return value;
       } catch (e) {}
     }
   }
