@@ -1,6 +1,6 @@
 /* msclkid-middleware browser snippet (MIT licence). This is the readable source. Pages load msclkid.min.js,
  * which the middleware serves at /_msclkid.js; regenerate it after every change (tests check the two agree):
- *   npx --yes terser@5 msclkid.js --ecma 2017 -c passes=3,unsafe -m -o msclkid.min.js
+ *   npx --yes --package=terser@5.51.4 -- terser msclkid.js --ecma 2017 -c passes=3,unsafe -m -o msclkid.min.js
  * Budget: 1,024 bytes minified and gzipped (tests/test_snippet_files.py), which is why some code below is terse.
  *
  * Include it on landing pages, as early as possible in <head> (see docs/snippet.md):
