@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.tcf_encoder import TCSpec
+
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page, Request, Response
 
@@ -249,6 +251,49 @@ def test_consent_queued_before_the_snippet_loaded_is_replayed(
         page.goto(site.url("/cached/landing.html?msclkid=Queued-3"))
     assert [post.json() for post in site.posts()] == [{"msclkid": "Queued-3", "consent": "granted"}]
     assert site.click_seen(context) == {"msclkid": "Queued-3", "source": "snippet"}
+
+
+# --- 4. A TCF v2.2 consent management platform ---------------------------------------------------------------
+
+# A minimal CMP: answers addEventListener (asynchronously, as real CMPs may) with the TC string from its tag.
+TCF_STUB_JS = """
+(function (tcString) {
+  window.__tcfapi = function (command, version, callback) {
+    if (command !== 'addEventListener') return;
+    setTimeout(function () {
+      callback({ tcString: tcString, eventStatus: 'tcloaded', cmpStatus: 'loaded', gdprApplies: true, listenerId: 1 }, true);
+    }, 0);
+  };
+})(document.currentScript.dataset.tc);
+"""
+
+
+@pytest.mark.parametrize(
+    ("spec", "captured"),
+    [
+        pytest.param(TCSpec(), True, id="purpose1-and-vendor1126"),
+        pytest.param(TCSpec(vendor_consents=(32, 755)), False, id="without-vendor1126"),
+        pytest.param(TCSpec(purposes_consent=(2, 3, 4)), False, id="without-purpose1"),
+    ],
+)
+def test_tcf_string_is_forwarded_and_decided_by_the_server(
+    context: BrowserContext, make_site: SiteFactory, snippet: SnippetSource, spec: TCSpec, captured: bool
+) -> None:
+    tc_string = spec.encode()
+    head = f'<script src="/cached/cmp.js" data-tc="{tc_string}"></script>' + tag(snippet.src, consent="pending")
+    # An opt-in site: without a yes from the TC string nothing may be stored.
+    site = make_site(
+        {"/cached/landing.html": (HTML, html(head=head)), "/cached/cmp.js": (JS, TCF_STUB_JS), **snippet.files},
+        consent_default="denied",
+    )
+    page = context.new_page()
+    with page.expect_response(is_capture(site)) as answer:
+        page.goto(site.url("/cached/landing.html?msclkid=TcfClick-5"))
+    assert answer.value.status == 204
+    assert [post.json() for post in site.posts()] == [{"msclkid": "TcfClick-5", "tcf": tc_string}]
+    expected = {"msclkid": "TcfClick-5", "source": "snippet"} if captured else None
+    assert site.click_seen(context) == expected
+    assert bool(click_cookies(context)) is captured
 
 
 # --- 5. Lead forms, page-load and event IDs, a strict Content-Security-Policy --------------------------------
