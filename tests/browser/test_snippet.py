@@ -367,6 +367,36 @@ def test_forms_rendered_later_are_filled_when_submitted(context: BrowserContext,
     assert page.url == site.url("/cached/thanks.html?msclkid=LateForm-4")
 
 
+def test_unreachable_endpoint_falls_back_to_a_script_cookie_until_the_server_takes_the_click(
+    context: BrowserContext, make_site: SiteFactory, snippet: SnippetSource
+) -> None:
+    outage = tag(snippet.src, consent="granted", endpoint="/_not_there")  # answers 404: no capture endpoint
+    later = tag(snippet.src, consent="granted")
+    site = make_site(
+        {
+            "/cached/landing.html": (HTML, html(head=outage)),
+            "/cached/next.html": (HTML, html(head=later)),
+            **snippet.files,
+        }
+    )
+    page = context.new_page()
+    page.goto(site.url("/cached/landing.html?msclkid=Outage-8"))
+    wait_until(lambda: bool(click_cookies(context)))
+    [fallback] = click_cookies(context)
+    assert (fallback["name"], fallback["value"], fallback["httpOnly"]) == ("msclkid_js", "Outage-8", False)
+    assert fallback["sameSite"] == "Lax"
+    assert 89 * 86400 < fallback["expires"] - time.time() <= 90 * 86400
+    assert site.click_seen(context) is None
+
+    # The next page has no click in its URL: the snippet posts the fallback value, and once the server has
+    # set its own cookie the script cookie is deleted.
+    with page.expect_response(is_capture(site)):
+        page.goto(site.url("/cached/next.html"))
+    assert [post.json() for post in site.posts()] == [{"msclkid": "Outage-8", "consent": "granted"}]
+    assert site.click_seen(context) == {"msclkid": "Outage-8", "source": "snippet"}
+    wait_until(lambda: [c["name"] for c in click_cookies(context)] == ["msclkid"])
+
+
 # --- 6. Cross-origin posts are refused ---------------------------------------------------------------------
 
 EVIL_FORM_JS = """
