@@ -180,15 +180,20 @@ SiteFactory = Callable[..., Site]
 
 @pytest.fixture
 def make_site() -> Iterator[SiteFactory]:
-    """``make_site(files, consent_default="granted", middleware=True)`` starts a site and returns it.
+    """``make_site(files, consent_default=..., consent_cookie=..., middleware=True)`` starts a site, returns it.
 
     ``files`` maps a path under ``/cached/`` to ``(content_type, body)`` or ``(content_type, body, headers)``.
+    The consent policy has the given default and reads the site's consent cookie ``consent_cookie`` if named.
     ``middleware=False`` gives a site without the middleware at all (a foreign origin for cross-origin tests).
     """
     servers: list[Any] = []
 
     def factory(
-        files: Mapping[str, tuple[Any, ...]], *, consent_default: str = "granted", middleware: bool = True
+        files: Mapping[str, tuple[Any, ...]],
+        *,
+        consent_default: str = "granted",
+        consent_cookie: str | None = None,
+        middleware: bool = True,
     ) -> Site:
         normalised = {
             path: (
@@ -205,7 +210,7 @@ def make_site() -> Iterator[SiteFactory]:
             wrapped = MsclkidMiddleware(
                 _dynamic_app,
                 secret_keys=SECRET_KEYS,
-                consent=ConsentPolicy(default=consent_default),  # type: ignore[arg-type]
+                consent=ConsentPolicy(default=consent_default, cookie_name=consent_cookie),  # type: ignore[arg-type]
                 cookie_name=COOKIE_NAME,
                 cookie_secure=False,
                 allow_insecure_cookie=True,

@@ -98,7 +98,7 @@ def test_cached_landing_page_is_captured_through_the_endpoint(
     assert post.fetch_site == "same-origin"
     assert post.set_cookies
     # The next request carries the signed cookie, and get_click sees the click with its case intact.
-    assert site.click_seen(context) == {"msclkid": "Ab12-cD_34", "source": "snippet"}
+    assert site.click_seen(context) == {"msclkid": "Ab12-cD_34", "source": "cookie"}
     cookie = next(c for c in context.cookies() if c["name"] == "msclkid")
     assert cookie["httpOnly"] is True
     assert page.evaluate("msclkid.clickId") == "Ab12-cD_34"
@@ -163,7 +163,7 @@ def test_spa_router_stripping_the_url_first_does_not_lose_the_click(
     assert page.evaluate("window.stripped") is True
     assert "msclkid" not in page.url
     assert answer.value.status == 204
-    assert site.click_seen(context) == {"msclkid": "SpaClick-1", "source": "snippet"}
+    assert site.click_seen(context) == {"msclkid": "SpaClick-1", "source": "cookie"}
 
 
 # --- 3. Consent given (or refused) after the page loaded ---------------------------------------------------
@@ -203,7 +203,7 @@ def test_consent_granted_two_seconds_later_captures_the_landing_click(
         page.click("#accept")
     assert answer.value.status == 204
     assert [post.json() for post in site.posts()] == [{"msclkid": "LateGrant-7", "consent": "granted"}]
-    assert site.click_seen(context) == {"msclkid": "LateGrant-7", "source": "snippet"}
+    assert site.click_seen(context) == {"msclkid": "LateGrant-7", "source": "cookie"}
     assert page.input_value("#click") == "LateGrant-7"
 
 
@@ -214,7 +214,7 @@ def test_consent_denied_stores_nothing_and_removes_an_older_click(
     page = context.new_page()
     # An earlier visit, captured server-side from the URL while consent allowed it.
     page.goto(site.url("/app?msclkid=OlderClick-1"))
-    assert site.click_seen(context) == {"msclkid": "OlderClick-1", "source": "url"}
+    assert site.click_seen(context) == {"msclkid": "OlderClick-1", "source": "cookie"}
 
     requests = record_requests(page)
     page.goto(site.url("/cached/landing.html?msclkid=NewClick-2"))
@@ -234,7 +234,9 @@ def test_consent_denied_stores_nothing_and_removes_an_older_click(
 def test_consent_queued_before_the_snippet_loaded_is_replayed(
     context: BrowserContext, make_site: SiteFactory, snippet: SnippetSource
 ) -> None:
-    early = "msclkid('consent', 'granted');\n"  # a CMP that answered before the snippet arrived
+    # A CMP that answered before the snippet arrived: it records the choice in the site's consent cookie
+    # (which the server's policy reads on every request) and reports it through the pre-load queue.
+    early = "document.cookie = 'site_consent=granted; Path=/'; msclkid('consent', 'granted');\n"
     head = '<script src="/cached/queue.js"></script><script src="/cached/early.js"></script>'
     head += tag(snippet.src, consent="pending")
     site = make_site(
@@ -245,19 +247,22 @@ def test_consent_queued_before_the_snippet_loaded_is_replayed(
             **snippet.files,
         },
         consent_default="denied",
+        consent_cookie="site_consent",
     )
     page = context.new_page()
     with page.expect_response(is_capture(site)):
         page.goto(site.url("/cached/landing.html?msclkid=Queued-3"))
     assert [post.json() for post in site.posts()] == [{"msclkid": "Queued-3", "consent": "granted"}]
-    assert site.click_seen(context) == {"msclkid": "Queued-3", "source": "snippet"}
+    assert site.click_seen(context) == {"msclkid": "Queued-3", "source": "cookie"}
 
 
 # --- 4. A TCF v2.2 consent management platform ---------------------------------------------------------------
 
-# A minimal CMP: answers addEventListener (asynchronously, as real CMPs may) with the TC string from its tag.
+# A minimal CMP: stores the TC string in its euconsent-v2 cookie (so the server sees it on later requests, as
+# with real CMPs) and answers addEventListener asynchronously, as real CMPs may.
 TCF_STUB_JS = """
 (function (tcString) {
+  document.cookie = 'euconsent-v2=' + tcString + '; Path=/; SameSite=Lax';
   window.__tcfapi = function (command, version, callback) {
     if (command !== 'addEventListener') return;
     setTimeout(function () {
@@ -291,7 +296,7 @@ def test_tcf_string_is_forwarded_and_decided_by_the_server(
         page.goto(site.url("/cached/landing.html?msclkid=TcfClick-5"))
     assert answer.value.status == 204
     assert [post.json() for post in site.posts()] == [{"msclkid": "TcfClick-5", "tcf": tc_string}]
-    expected = {"msclkid": "TcfClick-5", "source": "snippet"} if captured else None
+    expected = {"msclkid": "TcfClick-5", "source": "cookie"} if captured else None
     assert site.click_seen(context) == expected
     assert bool(click_cookies(context)) is captured
 
@@ -337,7 +342,7 @@ def test_lead_form_ids_and_strict_csp(context: BrowserContext, make_site: SiteFa
     assert second == f"order-{PAGE_LOAD_ID}-2"
     assert page.evaluate("window.inlineRan") is None
     assert page.evaluate("window.violations") == ["script-src-elem inline"]  # only the planted one
-    assert site.click_seen(context) == {"msclkid": "LeadClick-9", "source": "snippet"}
+    assert site.click_seen(context) == {"msclkid": "LeadClick-9", "source": "cookie"}
 
 
 def test_forms_rendered_later_are_filled_when_submitted(context: BrowserContext, make_site: SiteFactory) -> None:
@@ -393,7 +398,7 @@ def test_unreachable_endpoint_falls_back_to_a_script_cookie_until_the_server_tak
     with page.expect_response(is_capture(site)):
         page.goto(site.url("/cached/next.html"))
     assert [post.json() for post in site.posts()] == [{"msclkid": "Outage-8", "consent": "granted"}]
-    assert site.click_seen(context) == {"msclkid": "Outage-8", "source": "snippet"}
+    assert site.click_seen(context) == {"msclkid": "Outage-8", "source": "cookie"}
     wait_until(lambda: [c["name"] for c in click_cookies(context)] == ["msclkid"])
 
 
