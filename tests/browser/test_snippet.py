@@ -266,7 +266,8 @@ TCF_STUB_JS = """
   window.__tcfapi = function (command, version, callback) {
     if (command !== 'addEventListener') return;
     setTimeout(function () {
-      callback({ tcString: tcString, eventStatus: 'tcloaded', cmpStatus: 'loaded', gdprApplies: true, listenerId: 1 }, true);
+      var data = { tcString: tcString, eventStatus: 'tcloaded', cmpStatus: 'loaded', gdprApplies: true };
+      callback(data, true);
     }, 0);
   };
 })(document.currentScript.dataset.tc);
