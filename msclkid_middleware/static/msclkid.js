@@ -20,7 +20,7 @@
 (function (window, document) {
   var existing = window.msclkid;
   // Loaded twice (say by a tag manager and by the template): the first copy stays in charge.
-  if (existing && existing.pageLoadId) return;
+  if (existing && existing.eventId) return;
 
   var VALID = /^[\w-]{1,64}$/; // \w is [A-Za-z0-9_]: the server's rule, character for character
 

@@ -133,6 +133,19 @@ def test_click_id_is_read_and_validated_like_the_server(
     assert endpoint_bodies(requests, site) == []
 
 
+def test_snippet_included_twice_runs_once(
+    context: BrowserContext, make_site: SiteFactory, snippet: SnippetSource
+) -> None:
+    # A template and a tag manager both include it: the first copy stays in charge, one post, one pageLoadId.
+    site = make_site({"/cached/p.html": (HTML, html(head=tag(snippet.src) + tag(snippet.src))), **snippet.files})
+    page = context.new_page()
+    requests = record_requests(page)
+    page.goto(site.url("/cached/p.html?msclkid=Twice-1"), wait_until="load")  # both async copies have run
+    page_load_id = page.evaluate("msclkid.pageLoadId")
+    assert page.evaluate("msclkid.eventId('x')") == f"x-{page_load_id}-1"
+    assert endpoint_bodies(requests, site) == [{"msclkid": "Twice-1"}]
+
+
 # --- 2. A single-page app that strips the query before the snippet runs --------------------------------------
 
 ROUTER_JS = """
