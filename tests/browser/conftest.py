@@ -210,7 +210,7 @@ def make_site() -> Iterator[SiteFactory]:
             wrapped = MsclkidMiddleware(
                 _dynamic_app,
                 secret_keys=SECRET_KEYS,
-                consent=ConsentPolicy(default=consent_default, cookie_name=consent_cookie),  # type: ignore[arg-type]
+                consent=ConsentPolicy(default=consent_default, cookie_name=consent_cookie),
                 cookie_name=COOKIE_NAME,
                 cookie_secure=False,
                 allow_insecure_cookie=True,
