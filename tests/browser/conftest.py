@@ -223,7 +223,9 @@ def make_site() -> Iterator[SiteFactory]:
             return dynamic(environ, start_response)
 
         server = make_server("127.0.0.1", 0, dispatch, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, name=f"site-{server.server_port}", daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name=f"site-{server.server_port}", daemon=True
+        )
         thread.start()
         servers.append((server, thread))
         site.base_url = f"http://127.0.0.1:{server.server_port}"
