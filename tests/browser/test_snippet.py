@@ -133,6 +133,20 @@ def test_click_id_is_read_and_validated_like_the_server(
     assert endpoint_bodies(requests, site) == []
 
 
+def test_page_view_without_a_click_sends_nothing(
+    context: BrowserContext, make_site: SiteFactory, snippet: SnippetSource
+) -> None:
+    site = make_site({"/cached/p.html": (HTML, html(head=tag(snippet.src) + LEAD_FORM)), **snippet.files})
+    page = context.new_page()
+    requests = record_requests(page)
+    page.goto(site.url("/cached/p.html?utm_source=bing"), wait_until="load")
+    assert page.evaluate("msclkid.clickId") is None
+    assert UUID4.match(page.evaluate("msclkid.pageLoadId"))
+    assert page.input_value("#click") == ""
+    assert endpoint_bodies(requests, site) == []
+    assert click_cookies(context) == []
+
+
 def test_snippet_included_twice_runs_once(
     context: BrowserContext, make_site: SiteFactory, snippet: SnippetSource
 ) -> None:
@@ -320,7 +334,7 @@ def test_tcf_string_is_forwarded_and_decided_by_the_server(
 NONCE = "bm9uY2UtZm9yLXRlc3Rz"
 CSP = (
     f"default-src 'none'; script-src 'nonce-{NONCE}'; connect-src 'self'; form-action 'self' https://crm.example; "
-    "base-uri 'none'; object-src 'none'"
+    "base-uri 'none'; object-src 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
 )
 VIOLATIONS_JS = """
 window.violations = [];
