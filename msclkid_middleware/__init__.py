@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .consent import Consent as Consent
+from .consent import ConsentPolicy as ConsentPolicy
 from .errors import ConfigError as ConfigError
 from .errors import MsclkidError as MsclkidError
 from .errors import ValidationError as ValidationError
@@ -26,6 +27,7 @@ __all__ = [
     "Click",
     "ConfigError",
     "Consent",
+    "ConsentPolicy",
     "MsclkidError",
     "MsclkidMiddleware",
     "ValidationError",

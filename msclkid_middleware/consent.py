@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-__all__ = ["Consent", "ConsentBasis", "ConsentState"]
+from . import tcf
+from .errors import ConfigError, TcfDecodeError
+from .tcf import MICROSOFT_VENDOR_ID
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Settings
+
+__all__ = [
+    "DEFAULT_DENIED_VALUES",
+    "DEFAULT_GRANTED_VALUES",
+    "DEFAULT_TCF_COOKIE",
+    "Consent",
+    "ConsentBasis",
+    "ConsentPolicy",
+    "ConsentState",
+    "Resolver",
+]
 
 ConsentState = Literal["granted", "denied"]
 #: What decided: the app's resolver, the browser's Global Privacy Control header, the site's
@@ -36,3 +54,320 @@ class Consent:
     @classmethod
     def denied_by(cls, basis: ConsentBasis = "explicit") -> Consent:
         return cls("denied", basis)
+
+
+Resolver = Callable[[Mapping[str, Any]], Consent | bool | str | None]
+"""The app's own consent lookup: return a :class:`Consent`, ``True``/``False``, ``"granted"``/``"denied"``,
+or ``None`` for "no opinion" (the next signal decides).  It gets the WSGI environ."""
+
+#: Consent cookie values read as granted / denied (compared case-insensitively).
+DEFAULT_GRANTED_VALUES: tuple[str, ...] = ("granted", "true", "1", "yes", "allow", "accepted")
+DEFAULT_DENIED_VALUES: tuple[str, ...] = ("denied", "false", "0", "no", "deny", "rejected")
+DEFAULT_TCF_COOKIE = "euconsent-v2"
+
+_log = logging.getLogger("msclkid_middleware.consent")
+
+# Decisions are immutable values; build each one once instead of on every request.
+_GRANTED: dict[str, Consent] = {}
+_DENIED: dict[str, Consent] = {}
+for _basis in get_args(ConsentBasis):
+    _GRANTED[_basis] = Consent("granted", _basis)
+    _DENIED[_basis] = Consent("denied", _basis)
+del _basis
+
+_REPORTED_STATES = frozenset({"granted", "denied", "pending"})
+
+
+def _value_set(values: Iterable[str] | str, setting: str) -> frozenset[str]:
+    if isinstance(values, str):
+        # A bare string is almost always "a,b" from configuration, not an iterable of characters.
+        values = values.split(",")
+    result: set[str] = set()
+    for value in values:
+        if not isinstance(value, str):
+            raise ConfigError(f"{setting}: every value must be a string", setting=setting)
+        if value.strip():
+            result.add(value.strip().lower())
+    return frozenset(result)
+
+
+class ConsentPolicy:
+    """Decides, per request, whether this visitor's click ID may be stored (and later sent).
+
+    Signals are asked in a fixed order and the first one with an opinion wins:
+
+    1. the app's ``resolver(environ)`` (a raising resolver means denied: fail closed);
+    2. ``Sec-GPC: 1`` means denied (when ``honor_gpc``, the default);
+    3. the state the page's snippet reported (:meth:`decide_reported` only);
+    4. the site's consent cookie ``cookie_name``, matched case-insensitively against
+       ``granted_values`` and ``denied_values`` (any other value is no opinion);
+    5. a TCF v2 string, reported by the snippet or else read from the ``tcf_cookie_name`` cookie:
+       granted only when :func:`~msclkid_middleware.tcf.microsoft_allowed` says so; a present
+       string that is invalid or does not allow Microsoft (vendor ``vendor_id``) means denied;
+    6. ``default``: ``"granted"`` for opt-out regions, ``"denied"`` for opt-in ones (EEA/UK/CH).
+
+    :meth:`decide` never raises.  Everything that can be worked out from the configuration is
+    worked out here, so a decision costs a few dictionary lookups unless a TC string must be read.
+    """
+
+    __slots__ = (
+        "_cookie_name",
+        "_cookie_needles",
+        "_default",
+        "_denied_values",
+        "_granted_values",
+        "_honor_gpc",
+        "_parse_cookie",
+        "_resolver",
+        "_tcf_cookie_name",
+        "_vendor_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        default: Literal["granted", "denied"] = "granted",
+        resolver: Resolver | None = None,
+        honor_gpc: bool = True,
+        cookie_name: str | None = None,
+        granted_values: Iterable[str] = DEFAULT_GRANTED_VALUES,
+        denied_values: Iterable[str] = DEFAULT_DENIED_VALUES,
+        tcf_cookie_name: str | None = DEFAULT_TCF_COOKIE,
+        vendor_id: int = MICROSOFT_VENDOR_ID,
+    ) -> None:
+        if default not in ("granted", "denied"):
+            raise ConfigError(
+                "ConsentPolicy(default=...) must be 'granted' (opt-out regions) or 'denied' (opt-in regions)",
+                setting="MSCLKID_CONSENT_DEFAULT",
+            )
+        if resolver is not None and not callable(resolver):
+            raise ConfigError("ConsentPolicy(resolver=...) must be a callable taking the WSGI environ")
+        for setting, name in (("MSCLKID_CONSENT_COOKIE", cookie_name), ("MSCLKID_CONSENT_TCF_COOKIE", tcf_cookie_name)):
+            if name is not None and (not isinstance(name, str) or not name.strip() or name != name.strip()):
+                raise ConfigError(f"{setting}: a cookie name, or None to not read one", setting=setting)
+        granted = _value_set(granted_values, "MSCLKID_CONSENT_GRANTED_VALUES")
+        denied = _value_set(denied_values, "MSCLKID_CONSENT_DENIED_VALUES")
+        if granted & denied:
+            raise ConfigError(
+                f"consent cookie values {sorted(granted & denied)} are listed as both granted and denied",
+                setting="MSCLKID_CONSENT_GRANTED_VALUES",
+            )
+        if isinstance(vendor_id, bool) or not isinstance(vendor_id, int) or not 1 <= vendor_id <= 0xFFFF:
+            raise ConfigError("ConsentPolicy(vendor_id=...) must be an IAB vendor ID between 1 and 65535")
+        # werkzeug is imported when a policy is built, not when this pure module is imported.
+        from werkzeug.http import parse_cookie
+
+        self._default: Literal["granted", "denied"] = default
+        self._resolver = resolver
+        self._honor_gpc = bool(honor_gpc)
+        self._cookie_name = cookie_name
+        self._granted_values = granted
+        self._denied_values = denied
+        self._tcf_cookie_name = tcf_cookie_name
+        self._vendor_id = vendor_id
+        self._parse_cookie = parse_cookie
+        # A cookie whose name is not in the raw header is absent: skip parsing the header then.
+        self._cookie_needles = tuple(n for n in (cookie_name, tcf_cookie_name) if n is not None)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, resolver: Resolver | None = None) -> ConsentPolicy:
+        """The policy described by the ``MSCLKID_CONSENT_*`` settings (plus an optional resolver)."""
+        return cls(
+            default=settings.consent_default,
+            resolver=resolver,
+            honor_gpc=settings.consent_honor_gpc,
+            cookie_name=settings.consent_cookie_name,
+            granted_values=settings.consent_granted_values,
+            denied_values=settings.consent_denied_values,
+            tcf_cookie_name=settings.consent_tcf_cookie_name,
+        )
+
+    # -- read-only configuration --------------------------------------------------------------------
+    @property
+    def default(self) -> Literal["granted", "denied"]:
+        return self._default
+
+    @property
+    def resolver(self) -> Resolver | None:
+        return self._resolver
+
+    @property
+    def honor_gpc(self) -> bool:
+        return self._honor_gpc
+
+    @property
+    def cookie_name(self) -> str | None:
+        return self._cookie_name
+
+    @property
+    def granted_values(self) -> frozenset[str]:
+        return self._granted_values
+
+    @property
+    def denied_values(self) -> frozenset[str]:
+        return self._denied_values
+
+    @property
+    def tcf_cookie_name(self) -> str | None:
+        return self._tcf_cookie_name
+
+    @property
+    def vendor_id(self) -> int:
+        return self._vendor_id
+
+    def __repr__(self) -> str:
+        return (
+            f"ConsentPolicy(default={self._default!r}, resolver={self._resolver!r}, honor_gpc={self._honor_gpc!r},"
+            f" cookie_name={self._cookie_name!r}, tcf_cookie_name={self._tcf_cookie_name!r},"
+            f" vendor_id={self._vendor_id!r})"
+        )
+
+    # -- decisions ----------------------------------------------------------------------------------
+    def decide(self, environ: Mapping[str, Any], cookies: Mapping[str, str] | None = None) -> Consent:
+        """The decision for a request, from server-side signals only.  Never raises.
+
+        ``cookies`` are the request's parsed cookies when the caller has them already; otherwise
+        ``HTTP_COOKIE`` is parsed here (with werkzeug; for a repeated name the first value wins).
+        """
+        return self._safely(environ, cookies, None, None)
+
+    def decide_reported(
+        self,
+        environ: Mapping[str, Any],
+        cookies: Mapping[str, str] | None = None,
+        *,
+        state: str | None = None,
+        tc_string: str | None = None,
+    ) -> Consent:
+        """The decision for a capture request from the page's snippet.  Never raises.
+
+        ``state`` is what the page reported (``"granted"``, ``"denied"``, or ``"pending"`` /
+        ``None`` for no opinion; anything else counts as denied) and ``tc_string`` the CMP's TC
+        string, which replaces the TCF cookie.  The resolver and GPC still come first.
+        """
+        return self._safely(environ, cookies, state, tc_string)
+
+    def _safely(
+        self, environ: Mapping[str, Any], cookies: Mapping[str, str] | None, state: str | None, tc_string: str | None
+    ) -> Consent:
+        try:
+            return self._decide(environ, cookies, state, tc_string)
+        except Exception:  # the request path must never see an exception from here; deny instead
+            _log.error("consent decision failed; treating the request as denied", exc_info=True)
+            return _DENIED["default"]
+
+    def _decide(
+        self, environ: Mapping[str, Any], cookies: Mapping[str, str] | None, state: str | None, tc_string: str | None
+    ) -> Consent:
+        # 1. The app knows best (a logged-in user's stored choice, a geo lookup, ...).
+        if self._resolver is not None:
+            decision = _ask_resolver(self._resolver, environ)
+            if decision is not None:
+                return decision
+        # 2. Global Privacy Control: an opt-out the page's JavaScript cannot forge.
+        if self._honor_gpc and _gpc(environ):
+            return _DENIED["gpc"]
+        # 3. What the page's snippet reported (explicit msclkid('consent', ...) or data-consent).
+        if state is not None:
+            reported = state.strip().lower() if isinstance(state, str) else ""
+            if reported == "granted":
+                return _GRANTED["snippet"]
+            if reported not in _REPORTED_STATES:
+                _log.debug("capture request reported an unknown consent state; treating it as denied")
+                return _DENIED["snippet"]
+            if reported == "denied":
+                return _DENIED["snippet"]
+        # 4. and 5. need cookies; parse them at most once, and only when a wanted name is there.
+        jar: Mapping[str, str] | None = cookies
+        if jar is None and self._cookie_needles:
+            jar = self._cookies_from(environ)
+            if jar is None:
+                return _DENIED["cookie"]
+        try:
+            if self._cookie_name is not None and jar:
+                decision = self._from_cookie(jar, self._cookie_name)
+                if decision is not None:
+                    return decision
+            if not tc_string and self._tcf_cookie_name is not None and jar:
+                tc_string = _get(jar, self._tcf_cookie_name)
+        except Exception:  # a caller's odd cookie mapping; fail closed rather than guess
+            _log.debug("cookies could not be read; treating the request as denied", exc_info=True)
+            return _DENIED["cookie"]
+        if tc_string:
+            return self._from_tc_string(tc_string)
+        # 6. Nothing had an opinion.
+        return _GRANTED["default"] if self._default == "granted" else _DENIED["default"]
+
+    def _cookies_from(self, environ: Mapping[str, Any]) -> Mapping[str, str] | None:
+        """The request's cookies, ``{}`` when none we read is present, ``None`` when they cannot be parsed."""
+        header = environ.get("HTTP_COOKIE")
+        if not header:
+            return {}
+        if not isinstance(header, str):
+            _log.debug("HTTP_COOKIE is not a string; treating the request as denied")
+            return None
+        if not any(needle in header for needle in self._cookie_needles):
+            return {}
+        try:
+            return self._parse_cookie(header)
+        except Exception:  # werkzeug is lenient, so this means something truly odd; fail closed
+            _log.debug("Cookie header could not be parsed; treating the request as denied", exc_info=True)
+            return None
+
+    def _from_cookie(self, jar: Mapping[str, str], name: str) -> Consent | None:
+        value = _get(jar, name)
+        if not value:
+            return None
+        lowered = value.strip().lower()
+        if lowered in self._granted_values:
+            return _GRANTED["cookie"]
+        if lowered in self._denied_values:
+            return _DENIED["cookie"]
+        return None  # a value we do not know is no opinion: a resolver can read richer cookies
+
+    def _from_tc_string(self, tc_string: str) -> Consent:
+        try:
+            tc = tcf.decode(tc_string)
+        except TcfDecodeError as exc:
+            # The string itself may be attacker-made: log why, never the value.
+            _log.debug("TC string rejected (%s); treating the request as denied", exc)
+            return _DENIED["tcf"]
+        return _GRANTED["tcf"] if tc.vendor_allowed(self._vendor_id) else _DENIED["tcf"]
+
+
+def _ask_resolver(resolver: Resolver, environ: Mapping[str, Any]) -> Consent | None:
+    try:
+        answer = resolver(environ)
+    except Exception:
+        _log.error("consent resolver %r raised; treating the request as denied", resolver, exc_info=True)
+        return _DENIED["resolver"]
+    if answer is None:
+        return None
+    if isinstance(answer, Consent):
+        # The app may name its own basis ("explicit" for a stored account setting, ...).
+        return answer
+    if isinstance(answer, bool):
+        return _GRANTED["resolver"] if answer else _DENIED["resolver"]
+    if isinstance(answer, str):
+        lowered = answer.strip().lower()
+        if lowered == "granted":
+            return _GRANTED["resolver"]
+        if lowered == "denied":
+            return _DENIED["resolver"]
+    _log.error(
+        "consent resolver %r returned %s, not a Consent, bool, 'granted', 'denied' or None;"
+        " treating the request as denied",
+        resolver,
+        type(answer).__name__,
+    )
+    return _DENIED["resolver"]
+
+
+def _gpc(environ: Mapping[str, Any]) -> bool:
+    value = environ.get("HTTP_SEC_GPC")
+    return isinstance(value, str) and value.strip() == "1"
+
+
+def _get(jar: Mapping[str, str], name: str) -> str | None:
+    value = jar.get(name)
+    return value if isinstance(value, str) else None
