@@ -306,7 +306,8 @@ class MsclkidMiddleware:
                 cookie_name = "__Secure-msclkid"
             else:
                 cookie_name = "__Host-msclkid"
-        if cookie_domain is not None and cookie_secure and not cookie_name.startswith("__Secure-"):
+        if cookie_domain is not None and cookie_secure and not cookie_name.startswith(("__Secure-", "__Host-")):
+            # (A __Host- name with a Domain gets ClickCookie's more specific message.)
             raise ConfigError(
                 "a click cookie shared across subdomains (cookie_domain) must use a '__Secure-' name, for example "
                 "cookie_name='__Secure-msclkid', so it is only ever set over https",

@@ -187,9 +187,7 @@ def _cookie_states() -> list[Any]:
         pytest.param(f"{NAME}={token(keys=['retired'])}", 0, HEX, True, id="rotated-key-reissued"),
         pytest.param(f"{NAME}={token(keys=['unknown'])}", 0, None, False, id="removed-key"),
         pytest.param(f"{NAME}={tampered}; {NAME}={valid}", 0, HEX, False, id="duplicate-tampered-first"),
-        pytest.param(
-            f"{NAME}={token(HEX2, at=T0 - 100)}; {NAME}={valid}", 0, HEX, False, id="duplicate-newest-wins"
-        ),
+        pytest.param(f"{NAME}={token(HEX2, at=T0 - 100)}; {NAME}={valid}", 0, HEX, False, id="duplicate-newest-wins"),
         pytest.param(f"other=1; {NAME}={valid}; x=2", 0, HEX, False, id="among-others"),
     ]
 
@@ -302,9 +300,13 @@ def _consent_rows() -> list[Any]:
     return [
         pytest.param(policy(), {}, "", "granted", "default", id="default-granted"),
         pytest.param(policy(default="denied"), {}, "", "denied", "default", id="default-denied"),
-        pytest.param(policy(resolver=lambda e: True), {"HTTP_SEC_GPC": "1"}, "", "granted", "resolver", id="resolver>gpc"),
+        pytest.param(
+            policy(resolver=lambda e: True), {"HTTP_SEC_GPC": "1"}, "", "granted", "resolver", id="resolver>gpc"
+        ),
         pytest.param(policy(resolver=lambda e: "denied"), {}, "", "denied", "resolver", id="resolver-denies"),
-        pytest.param(policy(resolver=lambda e: None), {"HTTP_SEC_GPC": "1"}, "", "denied", "gpc", id="resolver-none>gpc"),
+        pytest.param(
+            policy(resolver=lambda e: None), {"HTTP_SEC_GPC": "1"}, "", "denied", "gpc", id="resolver-none>gpc"
+        ),
         pytest.param(policy(resolver=lambda e: 1 / 0), {}, "", "denied", "resolver", id="resolver-raises"),
         pytest.param(policy(), {"HTTP_SEC_GPC": "1"}, "site_consent=granted", "denied", "gpc", id="gpc>cookie"),
         pytest.param(policy(honor_gpc=False), {"HTTP_SEC_GPC": "1"}, "", "granted", "default", id="gpc-ignored"),
@@ -396,8 +398,10 @@ def test_plain_request_decides_consent_only_when_asked() -> None:
 # -- response handling ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", ["301 Moved Permanently", "302 Found", "303 See Other", "307 Temporary Redirect",
-                                    "308 Permanent Redirect"])
+@pytest.mark.parametrize(
+    "status",
+    ["301 Moved Permanently", "302 Found", "303 See Other", "307 Temporary Redirect", "308 Permanent Redirect"],
+)
 def test_redirects_carry_the_cookie(status: str) -> None:
     app = shop_app(status, [("Location", "/landing")])
     result = call(middleware(app), make_environ(query=f"msclkid={HEX}"))
@@ -556,9 +560,7 @@ def test_profile_fallback_click_on_phone_purchase_on_laptop() -> None:
     store = MemoryProfileStore()
     clock = Clock()
     users = {"phone-session": "user-42", "laptop-session": "user-42"}
-    mw = middleware(
-        clock=clock, visitor_id=lambda e: users.get(e.get("HTTP_X_SESSION", "")), profile_store=store
-    )
+    mw = middleware(clock=clock, visitor_id=lambda e: users.get(e.get("HTTP_X_SESSION", "")), profile_store=store)
     phone = make_environ(query=f"msclkid={HEX}", headers={"X-Session": "phone-session"})
     assert seen(call(mw, phone))[:2] == (HEX, "url")
     clock.now += 86400
@@ -604,9 +606,9 @@ def test_anonymous_visitor_has_no_profile() -> None:
 _header_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=255), max_size=200)
 _query = st.one_of(
     _header_text,
-    st.lists(
-        st.tuples(st.sampled_from(["msclkid", "MSCLKID", "x", "msclkid%00", ""]), _header_text), max_size=8
-    ).map(lambda pairs: "&".join(f"{k}={v}" for k, v in pairs)),
+    st.lists(st.tuples(st.sampled_from(["msclkid", "MSCLKID", "x", "msclkid%00", ""]), _header_text), max_size=8).map(
+        lambda pairs: "&".join(f"{k}={v}" for k, v in pairs)
+    ),
 )
 _cookie = st.one_of(
     st.none(),
@@ -622,9 +624,12 @@ _cookie = st.one_of(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(query=_query, cookie=_cookie, gpc=st.sampled_from([None, "1", "0", "\r\n"]), status=st.sampled_from(
-    ["200 OK", "302 Found", "404 Not Found"]
-))
+@given(
+    query=_query,
+    cookie=_cookie,
+    gpc=st.sampled_from([None, "1", "0", "\r\n"]),
+    status=st.sampled_from(["200 OK", "302 Found", "404 Not Found"]),
+)
 def test_property_no_request_breaks_the_response(query: str, cookie: str | None, gpc: str | None, status: str) -> None:
     extra = [("Location", "/x"), ("Set-Cookie", "app=1")]
     mw = middleware(shop_app(status, extra), consent=ConsentPolicy(cookie_name="site_consent"))
