@@ -22,6 +22,7 @@ from tests.wsgi_helpers import HEX, HEX2, T0, Clock, Result, UntouchableInput, c
 
 SECRET = "s3cret-key-for-tests"
 NAME = "__Host-msclkid"
+GPC = {"HTTP_SEC_GPC": "1"}
 
 
 def shop_app(status: str = "200 OK", extra: list[tuple[str, str]] | None = None) -> Callable[..., Iterable[bytes]]:
@@ -300,13 +301,9 @@ def _consent_rows() -> list[Any]:
     return [
         pytest.param(policy(), {}, "", "granted", "default", id="default-granted"),
         pytest.param(policy(default="denied"), {}, "", "denied", "default", id="default-denied"),
-        pytest.param(
-            policy(resolver=lambda e: True), {"HTTP_SEC_GPC": "1"}, "", "granted", "resolver", id="resolver>gpc"
-        ),
+        pytest.param(policy(resolver=lambda e: True), GPC, "", "granted", "resolver", id="resolver>gpc"),
         pytest.param(policy(resolver=lambda e: "denied"), {}, "", "denied", "resolver", id="resolver-denies"),
-        pytest.param(
-            policy(resolver=lambda e: None), {"HTTP_SEC_GPC": "1"}, "", "denied", "gpc", id="resolver-none>gpc"
-        ),
+        pytest.param(policy(resolver=lambda e: None), GPC, "", "denied", "gpc", id="resolver-none>gpc"),
         pytest.param(policy(resolver=lambda e: 1 / 0), {}, "", "denied", "resolver", id="resolver-raises"),
         pytest.param(policy(), {"HTTP_SEC_GPC": "1"}, "site_consent=granted", "denied", "gpc", id="gpc>cookie"),
         pytest.param(policy(honor_gpc=False), {"HTTP_SEC_GPC": "1"}, "", "granted", "default", id="gpc-ignored"),
