@@ -246,18 +246,18 @@ class _RequestState:
         if not self.consent().granted:
             return [("Set-Cookie", mw.cookie.delete_cookie())] if self.cookie_present else []
         header: str | None = None
-        saved: Click | None = None
         if self.url_id and (self.cookie is None or self.cookie.msclkid != self.url_id):
             header = mw.cookie.set_cookie(self.url_id, self.now)
-            saved = mw._click(self.url_id, self.now, "url")
             logger.debug("captured click %s from the landing URL", shorten(self.url_id))
+            if mw.profile_store is not None:
+                mw._save_profile(self, mw._click(self.url_id, self.now, "url"), new=True)
         elif self.cookie is not None:
             if self.cookie.stale_key:
                 # Signed with an older key: re-issue under the newest key, same click time.
                 header = mw.cookie.set_cookie(self.cookie.msclkid, self.cookie.timestamp)
-            saved = Click(self.cookie.msclkid, self.cookie.captured_at, "cookie")
-        if saved is not None and mw.profile_store is not None:
-            mw._save_profile(self, saved, new=saved.source == "url")
+            if mw.profile_store is not None:
+                saved = Click(self.cookie.msclkid, self.cookie.captured_at, "cookie")
+                mw._save_profile(self, saved, new=False)
         return [("Set-Cookie", header)] if header else []
 
 
