@@ -402,10 +402,15 @@ class MsclkidMiddleware:
             return self._serve_endpoint(environ, start_response)
         query = environ.get("QUERY_STRING")
         cookie = environ.get("HTTP_COOKIE")
-        if not (
-            (query and _QUERY_MARKER in query.lower())
-            or (cookie and (self._cookie_marker in cookie or _UET_MARKER in cookie))
-        ):
+        try:
+            # The whole cost of a request that carries nothing of ours: two substring checks.
+            plain = not (
+                (query and _QUERY_MARKER in query.lower())
+                or (cookie and (self._cookie_marker in cookie or _UET_MARKER in cookie))
+            )
+        except Exception:  # a server handing over non-str values: not ours to judge
+            plain = True
+        if plain:
             environ[STATE_KEY] = self._plain
             return self.app(environ, start_response)
         try:

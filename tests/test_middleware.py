@@ -648,3 +648,19 @@ def test_property_no_request_breaks_the_response(query: str, cookie: str | None,
             loaded = ClickCookie([SECRET], clock=Clock()).decode(value.split(";")[0].split("=", 1)[1])
             assert loaded is not None
     assert environ["wsgi.input"].reads == 0
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"QUERY_STRING": b"msclkid=abc"}, id="bytes-query"),
+        pytest.param({"HTTP_COOKIE": b"__Host-msclkid=x"}, id="bytes-cookie"),
+        pytest.param({"QUERY_STRING": None, "HTTP_COOKIE": None}, id="none-values"),
+    ],
+)
+def test_non_conforming_server_values_do_not_break_requests(overrides: dict[str, Any]) -> None:
+    environ = make_environ()
+    environ.update(overrides)
+    result = call(middleware(), environ)
+    assert result.code == 200
+    assert result.set_cookies == []
