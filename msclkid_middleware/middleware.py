@@ -246,18 +246,18 @@ class _RequestState:
         if not self.consent().granted:
             return [("Set-Cookie", mw.cookie.delete_cookie())] if self.cookie_present else []
         header: str | None = None
-        saved: Click | None = None
         if self.url_id and (self.cookie is None or self.cookie.msclkid != self.url_id):
             header = mw.cookie.set_cookie(self.url_id, self.now)
-            saved = mw._click(self.url_id, self.now, "url")
             logger.debug("captured click %s from the landing URL", shorten(self.url_id))
+            if mw.profile_store is not None:
+                mw._save_profile(self, mw._click(self.url_id, self.now, "url"), new=True)
         elif self.cookie is not None:
             if self.cookie.stale_key:
                 # Signed with an older key: re-issue under the newest key, same click time.
                 header = mw.cookie.set_cookie(self.cookie.msclkid, self.cookie.timestamp)
-            saved = Click(self.cookie.msclkid, self.cookie.captured_at, "cookie")
-        if saved is not None and mw.profile_store is not None:
-            mw._save_profile(self, saved, new=saved.source == "url")
+            if mw.profile_store is not None:
+                saved = Click(self.cookie.msclkid, self.cookie.captured_at, "cookie")
+                mw._save_profile(self, saved, new=False)
         return [("Set-Cookie", header)] if header else []
 
 
@@ -306,7 +306,8 @@ class MsclkidMiddleware:
                 cookie_name = "__Secure-msclkid"
             else:
                 cookie_name = "__Host-msclkid"
-        if cookie_domain is not None and cookie_secure and not cookie_name.startswith("__Secure-"):
+        if cookie_domain is not None and cookie_secure and not cookie_name.startswith(("__Secure-", "__Host-")):
+            # (A __Host- name with a Domain gets ClickCookie's more specific message.)
             raise ConfigError(
                 "a click cookie shared across subdomains (cookie_domain) must use a '__Secure-' name, for example "
                 "cookie_name='__Secure-msclkid', so it is only ever set over https",
@@ -401,10 +402,15 @@ class MsclkidMiddleware:
             return self._serve_endpoint(environ, start_response)
         query = environ.get("QUERY_STRING")
         cookie = environ.get("HTTP_COOKIE")
-        if not (
-            (query and _QUERY_MARKER in query.lower())
-            or (cookie and (self._cookie_marker in cookie or _UET_MARKER in cookie))
-        ):
+        try:
+            # The whole cost of a request that carries nothing of ours: two substring checks.
+            plain = not (
+                (query and _QUERY_MARKER in query.lower())
+                or (cookie and (self._cookie_marker in cookie or _UET_MARKER in cookie))
+            )
+        except Exception:  # a server handing over non-str values: not ours to judge
+            plain = True
+        if plain:
             environ[STATE_KEY] = self._plain
             return self.app(environ, start_response)
         try:
