@@ -15,12 +15,25 @@ from .consent import ConsentPolicy as ConsentPolicy
 from .errors import ConfigError as ConfigError
 from .errors import MsclkidError as MsclkidError
 from .errors import ValidationError as ValidationError
+from .middleware import MsclkidMiddleware as MsclkidMiddleware
+from .middleware import get_click as get_click
+from .middleware import get_consent as get_consent
 from .models import Click as Click
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
 
-__all__ = ["Click", "ConfigError", "Consent", "ConsentPolicy", "MsclkidError", "ValidationError"]
+__all__ = [
+    "Click",
+    "ConfigError",
+    "Consent",
+    "ConsentPolicy",
+    "MsclkidError",
+    "MsclkidMiddleware",
+    "ValidationError",
+    "get_click",
+    "get_consent",
+]
 
 #: Public names living in modules that are imported on first use.
 _LAZY: dict[str, str] = {}

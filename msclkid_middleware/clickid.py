@@ -7,10 +7,20 @@ Real IDs are 32 hex characters; Microsoft's own test value is ``Example-123``.  
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote_to_bytes
 
 from .errors import InvalidClickId
 
-__all__ = ["MAX_CLICK_ID_LENGTH", "is_valid_click_id", "validate_click_id"]
+__all__ = [
+    "DEFAULT_MAX_FIELDS",
+    "DEFAULT_MAX_QUERY_LENGTH",
+    "MAX_CLICK_ID_LENGTH",
+    "UET_COOKIE_NAME",
+    "click_id_from_query",
+    "click_id_from_uet_cookie",
+    "is_valid_click_id",
+    "validate_click_id",
+]
 
 MAX_CLICK_ID_LENGTH = 64
 _VALID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -31,3 +41,91 @@ def validate_click_id(value: object) -> str:
     if _VALID.fullmatch(value) is None:
         raise InvalidClickId("may contain only letters, digits, '-' and '_'")
     return value
+
+
+# -- query strings ---------------------------------------------------------------------------------
+
+#: Raw ``QUERY_STRING`` characters examined; a landing URL with more is read up to the last
+#: complete field before the cap (a value cut in half could look like a valid, but wrong, ID).
+DEFAULT_MAX_QUERY_LENGTH = 8192
+#: ``&``-separated fields examined; the rest of a longer query is ignored.
+DEFAULT_MAX_FIELDS = 1000
+
+_PARAM = "msclkid"
+
+
+def click_id_from_query(
+    query: str,
+    *,
+    max_length: int = DEFAULT_MAX_QUERY_LENGTH,
+    max_fields: int = DEFAULT_MAX_FIELDS,
+) -> str | None:
+    """The first valid ``msclkid`` in a raw WSGI ``QUERY_STRING``, or ``None``.
+
+    - The parameter name matches case-insensitively (``MSCLKID=``, ``MsClkId=``), as UET's tag
+      and our snippet match it: on the raw name, without percent-decoding the name.
+    - Only ``&`` separates fields (``;`` does not, as in :func:`urllib.parse.parse_qsl` since
+      Python 3.10): ``msclkid=a;msclkid=b`` is one invalid value.
+    - The value is percent-decoded to bytes; a valid ID is ASCII, so any byte outside
+      ``[A-Za-z0-9_-]`` (including non-UTF-8 and latin-1 bytes, which PEP 3333 delivers as
+      U+0080-U+00FF) makes that value invalid, and the next ``msclkid`` field is tried.
+    - At most ``max_length`` raw characters and ``max_fields`` fields are examined.
+
+    Invalid values are skipped silently: the caller must never echo them.
+    """
+    if not query:
+        return None
+    if len(query) > max_length:
+        # Keep only complete fields: everything before the last "&" inside the cap.
+        cut = query.rfind("&", 0, max_length + 1)
+        if cut <= 0:
+            return None
+        query = query[:cut]
+    fields = query.split("&", max_fields)
+    if len(fields) > max_fields:
+        del fields[max_fields:]
+    for field in fields:
+        name, sep, value = field.partition("=")
+        if not sep or len(name) != len(_PARAM) or name.lower() != _PARAM:
+            continue
+        if "%" in value:
+            value = _percent_decode(value) or ""
+        if _VALID.fullmatch(value) is not None:
+            return value
+    return None
+
+
+def _percent_decode(value: str) -> str | None:
+    """Percent-decode ``value``; ``None`` when the result is not ASCII (no valid ID can be)."""
+    try:
+        return unquote_to_bytes(value).decode("ascii")
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        return None
+
+
+# -- UET's first-party cookie -----------------------------------------------------------------------
+
+#: UET writes ``_uetmsclkid=_uet<msclkid>``.
+UET_COOKIE_NAME = "_uetmsclkid"
+_UET_PREFIX = "_uet"
+# Beacon-format suffixes: "-1" (new click from the URL), "-0" (from the cookie), a trailing "N"
+# when the tag's cookie write failed.  Stripped only from a 32-hex ID: on other IDs (Microsoft's
+# test value "Example-123", say) a trailing "-1" or "N" may be part of the ID itself.
+_UET_HEX = re.compile(r"([0-9A-Fa-f]{32})(?:-[01])?N?")
+
+
+def click_id_from_uet_cookie(value: str | None) -> str | None:
+    """The click ID in a ``_uetmsclkid`` cookie value, or ``None`` when it holds none.
+
+    Strips the ``_uet`` prefix (Microsoft's no-JS sample stores the raw ID without it, so the
+    prefix is optional) and, from 32-hex IDs, the beacon suffixes ``-0``, ``-1`` and ``N``.
+    """
+    if not value:
+        return None
+    value = value.strip().strip('"')
+    if value.startswith(_UET_PREFIX):
+        value = value[len(_UET_PREFIX) :]
+    match = _UET_HEX.fullmatch(value)
+    if match is not None:
+        return match.group(1)
+    return value if _VALID.fullmatch(value) is not None else None

@@ -1,0 +1,274 @@
+"""The signed click cookie: codec and ``Set-Cookie`` header, over itsdangerous (pure).
+
+Token format (compact, URL-safe, about 110 characters for a 32-hex ID)::
+
+    1.<msclkid>.<timestamp>.<signature>
+
+``1`` is the payload version; ``<timestamp>`` is itsdangerous' base64 timestamp and holds the
+moment the click was *captured* (not the moment of signing), so re-signing a cookie under a new
+key keeps its age, and ``max_age`` counts from the click (fixed, not sliding).  The signature is
+HMAC-SHA256 over a key derived from our own salt, so a token cannot be replayed into another
+itsdangerous user (a Flask session) that shares the secret, and vice versa.
+
+Secret keys are a list, oldest to newest: the newest signs, every key verifies, and a cookie
+verified by an older key is reported as ``stale_key`` so the middleware re-issues it.  Expiry is
+always checked (``max_age`` is always passed to itsdangerous); a signature dated in the future by
+at most ``clock_skew`` seconds is accepted, because another host's clock may run slightly ahead.
+Tampered, expired, too-future or unparsable tokens are all simply absent (``None``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from itsdangerous import BadData, SignatureExpired, Signer, TimestampSigner
+from itsdangerous.encoding import base64_encode, int_to_bytes
+
+from .clickid import is_valid_click_id
+from .errors import ConfigError
+
+__all__ = [
+    "COOKIE_SALT",
+    "DEFAULT_CLOCK_SKEW",
+    "DEFAULT_MAX_AGE",
+    "MAX_SET_COOKIE_LENGTH",
+    "ClickCookie",
+    "LoadedCookie",
+]
+
+COOKIE_SALT = b"msclkid-middleware.click-cookie.v1"
+DEFAULT_MAX_AGE = 90 * 24 * 3600
+DEFAULT_CLOCK_SKEW = 300
+#: Browsers cap cookies at 400 days (RFC 6265bis); a longer Max-Age is silently shortened.
+MAX_MAX_AGE = 400 * 24 * 3600
+#: Hard cap on the whole ``Set-Cookie`` value.  Werkzeug only *warns* above 4093 bytes; a token
+#: for a 64-character ID with every attribute is about 250 bytes, so 1 KiB is generous headroom.
+MAX_SET_COOKIE_LENGTH = 1024
+
+_VERSION = b"1"
+_SEP = b"."
+# RFC 6265 cookie-name token characters (no separators, no CTLs, no whitespace).
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
+# A host name or registrable domain: letters, digits, hyphens, dots; no port, no leading dot.
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9-]{1,63}")
+
+SameSite = Literal["Lax", "Strict"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedCookie:
+    """A verified click cookie."""
+
+    msclkid: str
+    captured_at: datetime
+    #: Seconds since epoch of the capture (the signed timestamp).
+    timestamp: int
+    #: Verified by an older key: re-issue it under the newest key.
+    stale_key: bool
+
+
+class _ClickSigner(TimestampSigner):
+    """A TimestampSigner for one key, with an injectable clock and the derived key cached.
+
+    itsdangerous derives the HMAC key from (secret, salt) on every call; with one key per
+    signer the derivation is done once, here.
+    """
+
+    def __init__(self, secret_key: str | bytes, clock: Callable[[], float]) -> None:
+        super().__init__(secret_key, salt=COOKIE_SALT, key_derivation="hmac", digest_method=hashlib.sha256)
+        self._clock = clock
+        self._derived = TimestampSigner.derive_key(self)
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        # This signer holds exactly one key, so every derivation yields the cached value.
+        return self._derived
+
+    def get_timestamp(self) -> int:
+        return int(self._clock())
+
+    def sign_at(self, value: bytes, timestamp: int) -> bytes:
+        """Sign ``value`` as if at ``timestamp`` (the click's capture time)."""
+        return Signer.sign(self, value + self.sep + base64_encode(int_to_bytes(timestamp)))
+
+
+def _as_keys(secret_keys: str | bytes | Iterable[str | bytes] | None) -> tuple[str | bytes, ...]:
+    if secret_keys is None:
+        return ()
+    if isinstance(secret_keys, str | bytes):
+        return (secret_keys,)
+    return tuple(secret_keys)
+
+
+class ClickCookie:
+    """Encode, verify and emit the signed click cookie.
+
+    ``secret_keys`` is a key or a list of keys, oldest to newest.  Cookie attributes are
+    validated here and the constant part of the header is built once.
+    """
+
+    __slots__ = (
+        "_attributes",
+        "_clock",
+        "_deletion",
+        "_signers",
+        "clock_skew",
+        "domain",
+        "http_only",
+        "max_age",
+        "name",
+        "samesite",
+        "secure",
+    )
+
+    def __init__(
+        self,
+        secret_keys: str | bytes | Iterable[str | bytes] | None,
+        *,
+        name: str = "__Host-msclkid",
+        domain: str | None = None,
+        secure: bool = True,
+        samesite: SameSite = "Lax",
+        http_only: bool = True,
+        max_age: int = DEFAULT_MAX_AGE,
+        clock_skew: int = DEFAULT_CLOCK_SKEW,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        keys = _as_keys(secret_keys)
+        if not keys or any(not isinstance(k, str | bytes) or not k for k in keys):
+            raise ConfigError(
+                "secret_keys: give at least one non-empty secret key (a list, oldest to newest), for example "
+                "secret_keys=[os.environ['MSCLKID_SECRET_KEYS']]",
+                setting="MSCLKID_SECRET_KEYS",
+            )
+        if not isinstance(name, str) or _COOKIE_NAME.fullmatch(name) is None:
+            raise ConfigError(
+                "cookie_name must be 1-64 cookie token characters (letters, digits, '-', '_', ...)",
+                setting="MSCLKID_COOKIE_NAME",
+            )
+        if domain is not None:
+            domain = domain.lstrip(".")
+            if _DOMAIN.fullmatch(domain) is None:
+                raise ConfigError(
+                    "cookie_domain must be a bare domain such as 'example.com' (no scheme, port or path)",
+                    setting="MSCLKID_COOKIE_DOMAIN",
+                )
+        if name.startswith("__Host-") and (domain is not None or not secure):
+            raise ConfigError(
+                "a '__Host-' cookie must be Secure and have no Domain (browsers drop it otherwise); for a cookie "
+                "shared across subdomains use cookie_name='__Secure-msclkid' with cookie_domain",
+                setting="MSCLKID_COOKIE_NAME",
+            )
+        if name.startswith("__Secure-") and not secure:
+            raise ConfigError(
+                "a '__Secure-' cookie must be Secure (browsers drop it otherwise); use a name without the "
+                "prefix for plain-http development",
+                setting="MSCLKID_COOKIE_NAME",
+            )
+        if samesite not in ("Lax", "Strict"):
+            raise ConfigError("cookie_samesite must be 'Lax' or 'Strict'", setting="cookie_samesite")
+        if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 < max_age <= MAX_MAX_AGE:
+            raise ConfigError(
+                "max_age must be between 1 second and 400 days (browsers cap cookies at 400 days)",
+                setting="MSCLKID_COOKIE_MAX_AGE",
+            )
+        if isinstance(clock_skew, bool) or not isinstance(clock_skew, int) or not 0 <= clock_skew <= 3600:
+            raise ConfigError("clock_skew must be between 0 and 3600 seconds", setting="clock_skew")
+
+        self.name = name
+        self.domain = domain
+        self.secure = secure
+        self.samesite: SameSite = samesite
+        self.http_only = http_only
+        self.max_age = max_age
+        self.clock_skew = clock_skew
+        self._clock = clock
+        # Newest first: the common case (a cookie signed with the current key) costs one HMAC.
+        self._signers = tuple(_ClickSigner(key, clock) for key in reversed(keys))
+        parts = ["Path=/"]
+        if domain is not None:
+            parts.append(f"Domain={domain}")
+        if secure:
+            parts.append("Secure")
+        if http_only:
+            parts.append("HttpOnly")
+        parts.append(f"SameSite={samesite}")
+        self._attributes = "; " + "; ".join(parts)
+        self._deletion = f"{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{self._attributes}"
+        longest = f"{name}={'x' * 160}; Max-Age={MAX_MAX_AGE}{self._attributes}"
+        if len(longest) > MAX_SET_COOKIE_LENGTH:
+            raise ConfigError(
+                f"the click cookie header would exceed {MAX_SET_COOKIE_LENGTH} bytes; shorten cookie_name or "
+                "cookie_domain",
+                setting="MSCLKID_COOKIE_DOMAIN",
+            )
+
+    # -- codec ------------------------------------------------------------------------------------
+    def encode(self, msclkid: str, captured_at: int | float | datetime) -> str:
+        """The signed token for a click, signed with the newest key."""
+        if not is_valid_click_id(msclkid):
+            raise ValueError("not a valid click ID")
+        ts = int(captured_at.timestamp()) if isinstance(captured_at, datetime) else int(captured_at)
+        return self._signers[0].sign_at(_VERSION + _SEP + msclkid.encode("ascii"), ts).decode("ascii")
+
+    def decode(self, token: str | None) -> LoadedCookie | None:
+        """Verify ``token``; ``None`` when it is absent, tampered, expired, too new or unparsable."""
+        if not token or len(token) > 512:
+            return None
+        for index, signer in enumerate(self._signers):
+            try:
+                value, signed_at = signer.unsign(token, max_age=self.max_age, return_timestamp=True)
+            except SignatureExpired as exc:
+                # Raised only after the signature verified.  Dated in the future within the skew
+                # allowance: another host's clock runs ahead, accept.  Too old or too new: absent.
+                if exc.date_signed is None or not isinstance(exc.payload, bytes):
+                    return None
+                ahead = exc.date_signed.timestamp() - self._clock()
+                if not 0 < ahead <= self.clock_skew:
+                    return None
+                value, signed_at = exc.payload, exc.date_signed
+            except BadData:
+                continue  # not this key (or garbage): try the next one
+            return self._parse(value, signed_at, stale_key=index > 0)
+        return None
+
+    @staticmethod
+    def _parse(value: bytes, signed_at: datetime, *, stale_key: bool) -> LoadedCookie | None:
+        version, sep, raw_id = value.partition(_SEP)
+        if version != _VERSION or not sep:
+            return None  # a future payload version we cannot read counts as absent
+        try:
+            msclkid = raw_id.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        if not is_valid_click_id(msclkid):
+            return None
+        return LoadedCookie(msclkid, signed_at.astimezone(UTC), int(signed_at.timestamp()), stale_key)
+
+    # -- headers ----------------------------------------------------------------------------------
+    def remaining_age(self, captured_at: int | float) -> int:
+        """Seconds the cookie of a click captured at ``captured_at`` has left (fixed, not sliding)."""
+        return max(0, min(self.max_age, int(captured_at) + self.max_age - int(self._clock())))
+
+    def set_cookie(self, msclkid: str, captured_at: int | float) -> str | None:
+        """The ``Set-Cookie`` value storing a click, or ``None`` when it has no lifetime left.
+
+        Only our own characters go into the header (the token alphabet is ``[A-Za-z0-9_.-]``),
+        and the length is checked against :data:`MAX_SET_COOKIE_LENGTH`.
+        """
+        age = self.remaining_age(captured_at)
+        if age <= 0:
+            return None
+        header = f"{self.name}={self.encode(msclkid, captured_at)}; Max-Age={age}{self._attributes}"
+        if len(header) > MAX_SET_COOKIE_LENGTH:  # pragma: no cover - excluded by the construction check
+            return None
+        return header
+
+    def delete_cookie(self) -> str:
+        """The ``Set-Cookie`` value that removes the click cookie (same name, path and domain)."""
+        return self._deletion
