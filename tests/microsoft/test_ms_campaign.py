@@ -7,13 +7,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from conftest import make_campaign, make_provider
+from ms_helpers import offline_items
 
 from msclkid_middleware.errors import ApiFault, AuthenticationError, ConfigError, TransientError
 from msclkid_middleware.microsoft import CampaignManagementClient, RefreshTokenProvider, RetryPolicy
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
-
-from conftest import make_campaign, make_provider
-from ms_helpers import offline_items
 
 
 def test_2500_items_are_split_into_1000_1000_500_with_results_in_order(
@@ -200,7 +199,8 @@ def test_api_fault_detail_operation_error(ms: EmulatorHandle) -> None:
         client.apply_offline_conversions(offline_items(ms, 6))
     exc = info.value
     assert (exc.status, exc.code, exc.error_code) == (400, 5601, "OfflineConversionsLimitExceeded")
-    assert exc.details and exc.details[0]["Code"] == 5601
+    assert exc.details
+    assert exc.details[0]["Code"] == 5601
     assert RetryPolicy().classify(exc, 1).action == "terminal"
 
 
@@ -229,7 +229,10 @@ def test_headers_session_and_user_agent(ms: EmulatorHandle) -> None:
     assert headers["User-Agent"].startswith("msclkid-middleware/")
     assert headers["Authorization"].startswith("Bearer ")
     assert headers["DeveloperToken"] == ms.env["MSADS_DEVELOPER_TOKEN"]
-    assert (headers["CustomerId"], headers["CustomerAccountId"]) == (ms.env["MSADS_CUSTOMER_ID"], ms.env["MSADS_ACCOUNT_ID"])
+    assert (headers["CustomerId"], headers["CustomerAccountId"]) == (
+        ms.env["MSADS_CUSTOMER_ID"],
+        ms.env["MSADS_ACCOUNT_ID"],
+    )
     assert headers["Content-Type"] == headers["Accept"] == "application/json"
 
 
@@ -240,7 +243,7 @@ def _fake_campaign(answer: Callable[[dict[str, str], Any], tuple[int, Any, dict[
     import contextlib
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             status, payload, headers = answer(dict(self.headers), body)
             data = json.dumps(payload).encode()
@@ -271,8 +274,9 @@ def _fake_campaign(answer: Callable[[dict[str, str], Any], tuple[int, Any, dict[
 
 def test_application_fault_wrapper_is_unwrapped(ms: EmulatorHandle) -> None:
     # Microsoft's PHP migration guide shows faults wrapped in "ApplicationFault"; the emulator sends them bare.
-    body = {"ApplicationFault": {"TrackingId": "tid-wrapped", "Type": "ApiFaultDetail", "BatchErrors": [],
-            "OperationErrors": [{"Code": 5600, "ErrorCode": "OfflineConversionsNullOrEmpty", "Message": "empty"}]}}  # fmt: skip
+    error = {"Code": 5600, "ErrorCode": "OfflineConversionsNullOrEmpty", "Message": "empty"}
+    fault = {"TrackingId": "tid-wrapped", "Type": "ApiFaultDetail", "BatchErrors": [], "OperationErrors": [error]}
+    body = {"ApplicationFault": fault}
     with _fake_campaign(lambda h, b: (400, body, {})) as url, pytest.raises(ApiFault) as info:
         make_campaign(ms, api_url=url).apply_offline_conversions(offline_items(ms, 1))
     assert (info.value.code, info.value.tracking_id, info.value.status) == (5600, "tid-wrapped", 400)
@@ -287,8 +291,8 @@ def test_api_fault_batch_errors_become_item_results_and_the_rest_is_resent(ms: E
         clicks = [item["MicrosoftClickId"] for item in body["OfflineConversions"]]
         calls.append(clicks)
         if len(calls) == 1:
-            errors = [{"Code": 5604, "ErrorCode": "OfflineConversionMicrosoftClickIdInvalid", "Index": i,
-                       "Message": "bad", "FieldPath": "MicrosoftClickId", "Type": "BatchError"} for i in (1, 3)]  # fmt: skip
+            common = {"Code": 5604, "ErrorCode": "OfflineConversionMicrosoftClickIdInvalid", "Message": "bad"}
+            errors = [{**common, "Index": i, "FieldPath": "MicrosoftClickId", "Type": "BatchError"} for i in (1, 3)]
             fault = {"TrackingId": "t1", "Type": "ApiFaultDetail", "BatchErrors": errors, "OperationErrors": []}
             return 400, fault, {"TrackingId": "t1"}
         return 200, {"PartialErrors": []}, {"TrackingId": "t2"}

@@ -3,13 +3,12 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from conftest import make_uet
+from ms_helpers import uet_events
 
 from msclkid_middleware.errors import AuthenticationError, ConfigError, TransientError
 from msclkid_middleware.microsoft import RetryPolicy, UetClient
 from msclkid_middleware.testing import EmulatorHandle
-
-from conftest import make_uet
-from ms_helpers import uet_events
 
 TYPE_ERROR = ("InvalidEnumValue", "eventType")
 TIME_ERROR = ("InvalidEventTime", "eventTime")
@@ -54,7 +53,7 @@ def test_more_than_ten_invalid_events_in_1000_each_get_their_own_outcome(ms: Emu
 
 
 def test_strict_mode_rounds_are_bounded(ms: EmulatorHandle, uet: UetClient) -> None:
-    bad = {i: "type" for i in range(0, 1000, 40)}  # 25 invalid events: three 400s of ten, then one 200
+    bad = dict.fromkeys(range(0, 1000, 40), "type")  # 25 invalid events: three 400s of ten, then one 200
     results = uet.send_events(ms.env["UET_TAG_ID"], uet_events(1000, bad=bad))
     assert Counter(r.status for r in results) == {"delivered": 975, "rejected": 25}
     assert [r.status for r in ms.requests("uet")] == [400, 400, 400, 200]
@@ -73,7 +72,7 @@ def test_warnings_are_recorded_on_delivered_events(ms: EmulatorHandle, uet: UetC
 
 def test_a_400_naming_no_error_is_bisected(ms: EmulatorHandle, uet: UetClient) -> None:
     # Twelve warnings come first, so the 400's ten details name no error at all: the client must bisect.
-    bad = {i: "referrer" for i in range(12)} | {37: "type"}
+    bad = dict.fromkeys(range(12), "referrer") | {37: "type"}
     events = uet_events(40, bad=bad)
     results = uet.send_events(ms.env["UET_TAG_ID"], events)
     check(results, events, {37: "type"})
