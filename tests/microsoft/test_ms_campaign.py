@@ -217,23 +217,28 @@ def test_network_errors_and_read_timeouts_are_transient(ms: EmulatorHandle) -> N
 
 
 def test_headers_session_and_user_agent(ms: EmulatorHandle) -> None:
-    seen: list[dict[str, str]] = []
-    with _fake_campaign(lambda headers, body: (seen.append(headers), (200, {"PartialErrors": None}, {}))[1]) as url:
-        client = make_campaign(ms, api_url=url)
-        assert client._session is None  # built on first use, not in __init__
-        client.apply_offline_conversions(offline_items(ms, 1))
-        session = client._session
-        client.apply_offline_conversions(offline_items(ms, 1))
-        assert client._session is session
-    headers = seen[0]
+    sent: list[Any] = []
+    client = make_campaign(ms)
+    assert client._session is None  # built on first use, not in __init__
+    client.apply_offline_conversions(offline_items(ms, 1))
+    session = client._session
+    assert session is not None
+    session.hooks["response"].append(lambda response, **_: sent.append(response.request))
+    client.apply_offline_conversions(offline_items(ms, 1))
+    assert client._session is session  # one session per client
+    client.close()
+    assert client._session is None
+    request = sent[0]
+    headers = request.headers
+    assert request.url == f"{ms.env['MSADS_API_URL']}/CampaignManagement/v13/OfflineConversions/Apply"
+    assert "?" not in request.url  # nothing secret (or anything at all) in the query string
     assert headers["User-Agent"].startswith("msclkid-middleware/")
     assert headers["Authorization"].startswith("Bearer ")
     assert headers["DeveloperToken"] == ms.env["MSADS_DEVELOPER_TOKEN"]
-    assert (headers["CustomerId"], headers["CustomerAccountId"]) == (
-        ms.env["MSADS_CUSTOMER_ID"],
-        ms.env["MSADS_ACCOUNT_ID"],
-    )
+    assert headers["CustomerId"] == ms.env["MSADS_CUSTOMER_ID"]
+    assert headers["CustomerAccountId"] == ms.env["MSADS_ACCOUNT_ID"]
     assert headers["Content-Type"] == headers["Accept"] == "application/json"
+    assert json.loads(request.body) == {"OfflineConversions": [offline_items(ms, 1)[0]]}
 
 
 # -- shapes the emulator does not produce: a loopback fake speaking Microsoft's documented variants -----------
