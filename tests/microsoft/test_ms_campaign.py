@@ -326,3 +326,23 @@ def test_config_is_validated() -> None:
 
 def test_provider_fixture_is_shared(ms: EmulatorHandle) -> None:
     assert make_provider(ms).access_token()
+
+
+def test_105_gets_one_refresh_then_fails(ms: EmulatorHandle) -> None:
+    with make_campaign(ms, developer_token="WRONG") as client, pytest.raises(AuthenticationError):
+        client.apply_offline_conversions(offline_items(ms, 1))
+    assert [r.status for r in ms.requests("offline")] == [401, 401]
+    assert len([r for r in ms.token_log() if r.outcome == "issued"]) == 2
+
+
+def test_from_settings(ms: EmulatorHandle, tmp_path: Any) -> None:
+    from msclkid_middleware.config import Settings
+    from msclkid_middleware.microsoft import FileTokenStore
+
+    settings = Settings.from_env(ms.env)
+    store = FileTokenStore(tmp_path / "token.json")
+    with CampaignManagementClient.from_settings(settings, token_store=store) as client:
+        assert all(r.accepted for r in client.apply_offline_conversions(offline_items(ms, 2)))
+    assert store.load() is not None
+    with pytest.raises(ConfigError, match="MSADS_DEVELOPER_TOKEN"):
+        CampaignManagementClient.from_settings(Settings())

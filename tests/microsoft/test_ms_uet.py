@@ -157,3 +157,22 @@ def test_empty_input_and_bad_tag(ms: EmulatorHandle, uet: UetClient) -> None:
         uet.send_events(" ", uet_events(1))
     with pytest.raises(ConfigError):
         UetClient(api_token="")
+
+
+def test_a_400_that_is_not_microsofts_validation_answer_is_not_bisected(ms: EmulatorHandle, uet: UetClient) -> None:
+    from msclkid_middleware.errors import ApiFault
+
+    ms.inject_fault("uet", "malformed", status=400, times=1)  # an HTML 400 from something in between
+    with pytest.raises(ApiFault) as info:
+        uet.send_events(ms.env["UET_TAG_ID"], uet_events(8))
+    assert info.value.status == 400
+    assert len(ms.requests("uet")) == 1
+
+
+def test_from_settings(ms: EmulatorHandle) -> None:
+    from msclkid_middleware.config import Settings
+
+    client = UetClient.from_settings(Settings.from_env(ms.env))
+    assert all(r.delivered for r in client.send_events(ms.env["UET_TAG_ID"], uet_events(1)))
+    with pytest.raises(ConfigError, match="UET_API_TOKEN"):
+        UetClient.from_settings(Settings())
