@@ -44,7 +44,8 @@ def test_each_refresh_rotates_with_increasing_serial_and_old_tokens_stay_valid(m
     first = refresh(ms).json()["refresh_token"]
     second = refresh(ms, first).json()["refresh_token"]
     serials = [int(t.split("-")[1]) for t in (ms.env["MSADS_REFRESH_TOKEN"], first, second)]
-    assert serials == sorted(serials) and len(set(serials)) == 3
+    assert serials == sorted(serials)
+    assert len(set(serials)) == 3
     # Microsoft does not revoke a refresh token when it is used.
     assert refresh(ms, first).status_code == 200
     log = ms.token_log()
@@ -227,7 +228,8 @@ def test_registered_redirect_uris_are_enforced() -> None:
             allow_redirects=False,
             timeout=5,
         )
-        assert bad.status_code == 400 and "AADSTS50011" in bad.text
+        assert bad.status_code == 400
+        assert "AADSTS50011" in bad.text
         good = requests.get(
             f"{ms.url}/common/oauth2/v2.0/authorize",
             params={**base, "redirect_uri": "http://localhost/ok"},
