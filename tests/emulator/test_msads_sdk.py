@@ -136,3 +136,41 @@ def test_sdk_parses_operation_errors(ms: EmulatorHandle, sdk: tuple[Any, list[An
     assert type(fault).__name__ == "ApiFaultDetail"
     [error] = fault.operation_errors
     assert (error.code, error.error_code) == (5601, "OfflineConversionsLimitExceeded")
+
+
+def test_sdk_goal_management_and_diagnostics(ms: EmulatorHandle, sdk: tuple[Any, list[Any]]) -> None:
+    client, _ = sdk
+    new_goal = campaign_models.OfflineConversionGoal(
+        Name="Refund",
+        GoalCategory="Purchase",
+        ConversionWindowInMinutes=1440,
+        Revenue=campaign_models.ConversionGoalRevenue(Type="VariableValue", CurrencyCode="EUR"),
+        CountType="All",
+        Status="Active",
+        Scope="Account",
+    )
+    added = client.add_conversion_goals(campaign_models.AddConversionGoalsRequest(ConversionGoals=[new_goal]))
+    [goal_id] = added.conversion_goal_ids
+    assert added.partial_errors == []
+    listed = client.get_conversion_goals_by_ids(
+        campaign_models.GetConversionGoalsByIdsRequest(
+            ConversionGoalTypes=campaign_models.ConversionGoalType.OFFLINECONVERSION
+        )
+    )
+    assert [(g.name, type(g).__name__) for g in listed.conversion_goals] == [
+        ("Purchase", "OfflineConversionGoal"),
+        ("Lead", "OfflineConversionGoal"),
+        ("Refund", "OfflineConversionGoal"),
+    ]
+    assert listed.conversion_goals[2].id == goal_id
+    assert listed.conversion_goals[2].revenue.currency_code == "EUR"
+    key = client.get_uet_tag_auth_key(campaign_models.GetUetTagAuthKeyRequest(UetTagId=ms.env["UET_TAG_ID"]))
+    assert key.uet_tag_auth_key == ms.env["UET_API_TOKEN"]
+    now = datetime.now(UTC)
+    report = client.get_offline_conversion_report_by_goal_ids(
+        campaign_models.GetOfflineConversionReportByGoalIdsRequest(
+            StartDateUtc=now - timedelta(days=1), EndDateUtc=now, GoalIds=[listed.conversion_goals[0].id]
+        )
+    )
+    [summary] = report.offline_goal_conversion_summaries
+    assert (summary.conversion_name, summary.overall_success_count) == ("Purchase", "0")
