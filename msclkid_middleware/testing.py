@@ -12,6 +12,7 @@ def test_checkout_uploads(monkeypatch):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -58,6 +59,19 @@ class EmulatorHandle:
         self, kind: str | None = None, *, account: str | None = None, outcome: str | None = None
     ) -> list[ReceivedItem]:
         return self.emulator.received(kind, account=account, outcome=outcome)
+
+    def wait_for_received(
+        self, count: int, kind: str | None = None, *, outcome: str | None = None, timeout: float = 10.0
+    ) -> list[ReceivedItem]:
+        """Poll until at least ``count`` matching items arrived (for apps that upload from a background worker)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            items = self.received(kind, outcome=outcome)
+            if len(items) >= count:
+                return items
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{len(items)} of {count} {kind or 'items'} received after {timeout} s")
+            time.sleep(0.02)
 
     def requests(self, endpoint: str | None = None) -> list[RequestRecord]:
         return self.emulator.requests(endpoint)

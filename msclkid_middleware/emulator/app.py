@@ -8,6 +8,7 @@ the journal), so a test can correlate what a client logged with what the emulato
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import socket
 import struct
@@ -33,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 __all__ = ["Emulator"]
+
+_log = logging.getLogger(__name__)
 
 _CM = "/CampaignManagement/v13"
 
@@ -128,7 +131,12 @@ class Emulator:
         if replacing is not None and replacing.kind != "expired_token":
             response = self._fault_response(replacing, ctx)
         else:
-            response = self._handle(endpoint, request, ctx, args, token_expired=replacing is not None)
+            try:
+                response = self._handle(endpoint, request, ctx, args, token_expired=replacing is not None)
+            except Exception:
+                # An emulator bug must still look like Microsoft's internal error, with a TrackingId to find it by.
+                _log.exception("emulator error on %s %s (TrackingId %s)", request.method, request.path, tracking_id)
+                response = campaign.ad_api_fault(ctx, 0, 500)
         response.headers["TrackingId"] = tracking_id
         self.world.record_request(
             endpoint=name,

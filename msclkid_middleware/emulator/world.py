@@ -86,7 +86,6 @@ class World:
         self.clock = clock
         self.journal = Journal(config.store)
         self.journal.open()
-        self.faults = FaultInjector(config.seed)
         self.click_id_re = re.compile(config.click_id_pattern)
         self.initial_refresh_token = config.refresh_token or f"rt-1-{secrets.token_urlsafe(24)}"
         self._load()
@@ -125,10 +124,10 @@ class World:
             issued_at=now,
             expires_at=now + timedelta(days=config.refresh_token_lifetime_days),
         )
+        self.faults = FaultInjector(config.seed)
         self.conversions: dict[tuple[Any, ...], Conversion] = {}
         self.online_conversions: dict[tuple[str, str], Conversion] = {}
         self.uet_seen: set[tuple[str, str, str]] = set()
-        self.faults = FaultInjector(config.seed)
         for fault in config.faults:
             self.faults.add(FaultRule.from_mapping(fault))
 
@@ -152,7 +151,8 @@ class World:
             account_id = str(spec.get("account_id", self.config.account_id))
             existing = self.goals.get((account_id, name))
             goal_id = existing.id if existing else int(spec.get("id", self._next_goal_id))
-            self._next_goal_id = max(self._next_goal_id, goal_id) + 1
+            if existing is None:
+                self._next_goal_id = max(self._next_goal_id, goal_id) + 1
             window = int(spec.get("conversion_window_minutes", 43200))
             if not 1 <= window <= 129600:
                 raise ConfigError("conversion_window_minutes must be between 1 and 129600 (90 days)")

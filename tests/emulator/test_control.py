@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,31 @@ def test_config_validation() -> None:
         EmulatorConfig(click_id_pattern="(")
     with pytest.raises(ConfigError):
         EmulatorConfig(access_token_lifetime=0)
+
+
+def test_wait_for_received_polls_until_items_arrive(ms: EmulatorHandle) -> None:
+    headers = cm_headers(ms)
+    timer = threading.Timer(0.2, lambda: apply_offline(ms, [conversion()], headers))
+    timer.start()
+    try:
+        [item] = ms.wait_for_received(1, "offline", timeout=5)
+        assert item.outcome == "accepted"
+        with pytest.raises(TimeoutError, match="0 of 1 uet"):
+            ms.wait_for_received(1, "uet", timeout=0.1)
+    finally:
+        timer.join()
+
+
+def test_an_internal_bug_answers_like_microsofts_internal_error(
+    ms: EmulatorHandle, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ms.emulator, "_handle", broken)
+    response = apply_offline(ms, [conversion()], {"Authorization": "Bearer x"})
+    assert response.status_code == 500
+    body = response.json()
+    assert body["Errors"][0]["ErrorCode"] == "InternalError"
+    assert body["TrackingId"] == response.headers["TrackingId"]
+    assert response.headers["TrackingId"] in caplog.text
