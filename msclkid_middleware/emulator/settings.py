@@ -27,7 +27,8 @@ PRODUCTION_SCOPES = (
 )
 
 DEFAULT_GOALS: tuple[Mapping[str, Any], ...] = (
-    {"name": "Purchase", "created_hours_ago": 24, "category": "Purchase"},
+    # Purchase has enhanced conversions on (hashed-only uploads accepted), Lead has not: both behaviours out of the box.
+    {"name": "Purchase", "created_hours_ago": 24, "category": "Purchase", "enhanced": True},
     {"name": "Lead", "created_hours_ago": 24, "category": "SubmitLeadForm", "currency": None},
 )
 
