@@ -109,7 +109,7 @@ class Emulator:
             response = self._inspect(endpoint, request, args)
             response.headers["TrackingId"] = tracking_id
             return response(environ, start_response)
-        name = "authorize" if endpoint == "authorize" else endpoint
+        name = str(endpoint)
         ctx = CallContext(endpoint=name, tracking_id=tracking_id)
         with self.world.lock:
             ctx.faults = [] if name == "authorize" else self.world.faults.draw(name)
