@@ -284,8 +284,10 @@ class Emulator:
     def add_goal(self, name: str, **options: Any) -> Goal:
         return self.world.add_goal({"name": name, **options})
 
-    def add_click(self, click_id: str, click_time: datetime | str | None = None) -> datetime:
-        return self.world.add_click(click_id, click_time)
+    def add_click(
+        self, click_id: str, click_time: datetime | str | None = None, *, account_id: str | None = None
+    ) -> datetime:
+        return self.world.add_click(click_id, click_time, account_id=account_id)
 
     def add_uet_tag(self, tag_id: str, token: str | None = None, *, account_id: str | None = None) -> UetTag:
         return self.world.add_tag(tag_id, token, account_id=account_id)

@@ -105,8 +105,9 @@ class World:
         for spec in config.goals:
             self.add_goal(spec, now=now)
         self.clicks: dict[str, datetime] = {}
+        self.click_accounts: dict[str, str] = {}
         for spec in config.clicks:
-            self.add_click(str(spec["click_id"]), spec.get("click_time"))
+            self.add_click(str(spec["click_id"]), spec.get("click_time"), account_id=spec.get("account_id"))
         self.tags: dict[str, UetTag] = {
             config.uet_tag_id: UetTag(config.uet_tag_id, config.uet_token, config.account_id)
         }
@@ -176,7 +177,10 @@ class World:
             self.goals_by_id[goal.id] = goal
             return goal
 
-    def add_click(self, click_id: str, click_time: datetime | str | None = None) -> datetime:
+    def add_click(
+        self, click_id: str, click_time: datetime | str | None = None, *, account_id: str | None = None
+    ) -> datetime:
+        """Register a click; ``account_id`` (optional) is the account that owns it (else: any account)."""
         with self.lock:
             if isinstance(click_time, str):
                 try:
@@ -187,6 +191,8 @@ class World:
             if when.tzinfo is None:
                 raise ConfigError("click_time must be timezone-aware")
             self.clicks[click_id] = when.astimezone(UTC)
+            if account_id is not None:
+                self.click_accounts[click_id] = str(account_id)
             return self.clicks[click_id]
 
     def add_tag(self, tag_id: str, token: str | None = None, *, account_id: str | None = None) -> UetTag:

@@ -9,7 +9,7 @@ import pytest
 import requests
 from emulator_helpers import apply_offline, cm_headers, conversion, wire_time
 
-from msclkid_middleware.testing import EmulatorHandle
+from msclkid_middleware.testing import EmulatorHandle, run_emulator
 
 
 def post(ms: EmulatorHandle, operation: str, body: Any, headers: dict[str, str] | None = None) -> requests.Response:
@@ -85,46 +85,111 @@ def test_query_by_tag_ids(ms: EmulatorHandle) -> None:
     assert post(ms, "ConversionGoals/QueryByTagIds", {"TagIds": []}, headers).status_code == 400
 
 
-def test_report_by_goal_ids_counts_what_was_received(ms: EmulatorHandle) -> None:
-    headers = cm_headers(ms)
-    ms.add_click("1" * 32, datetime.now(UTC) - timedelta(hours=4))
-    first = conversion(MicrosoftClickId="1" * 32)
-    items = [
-        first,
-        first,  # duplicate
-        conversion(MicrosoftClickId="2" * 32),  # click never registered
-        conversion(MicrosoftClickId="3" * 32, ConversionCurrencyCode="ZZZ"),  # rejected
-    ]
-    apply_offline(ms, items, headers)
-    goal_id = next(g["id"] for g in ms.state()["goals"] if g["name"] == "Purchase")
+def _report(ms: EmulatorHandle, headers: dict[str, str], *names: str) -> list[dict[str, Any]]:
+    ids = {g["name"]: str(g["id"]) for g in ms.state()["goals"]}
     now = datetime.now(UTC)
     body = {
         "StartDateUtc": wire_time(now - timedelta(days=1)),
         "EndDateUtc": wire_time(now),
-        "GoalIds": [str(goal_id), "424242"],
+        "GoalIds": [ids[n] for n in names],
     }
-    report = post(ms, "OfflineConversionReport/QueryByGoalIds", body, headers).json()
-    summary, missing = report["OfflineGoalConversionSummaries"]
-    assert missing is None
-    assert report["PartialErrors"][0]["Index"] == 1
-    assert (summary["ConversionName"], summary["OverallSuccessCount"], summary["OverallUnattributedCount"]) == (
-        "Purchase",
-        "1",
-        "3",
-    )
-    alerts = {a["UnattributedReason"]: a["Count"] for a in summary["OverallAlerts"]}
-    assert alerts == {"DuplicateConversionKey": 1, "NoMatchingClickFound": 1, "MalformedData": 1}
-    [day] = summary["DailySummaries"]
-    assert (day["SuccessCount"], day["UnattributedCount"]) == (1, 3)
+    response = post(ms, "OfflineConversionReport/QueryByGoalIds", body, headers)
+    assert response.status_code == 200
+    assert response.json()["PartialErrors"] == []
+    return list(response.json()["OfflineGoalConversionSummaries"])
 
-    daily = post(
-        ms,
-        "OfflineConversionReports/Query",
-        {"StartDateUtc": body["StartDateUtc"], "EndDateUtc": body["EndDateUtc"]},
-        headers,
-    ).json()
-    [row] = daily["DailySummaries"]
-    assert (row["SuccessCount"], row["FailureCount"]) == (3, 1)
+
+def _alerts(summary: dict[str, Any]) -> dict[str, int]:
+    return {a["UnattributedReason"]: a["Count"] for a in summary["OverallAlerts"]}
+
+
+def test_report_by_goal_ids_shows_every_unattributed_reason() -> None:
+    with run_emulator(strict_click_matching=True) as ms:
+        headers = cm_headers(ms)
+        now = datetime.now(UTC)
+        ms.add_click("1" * 32, now - timedelta(hours=4))
+        ms.add_click("2" * 32, now - timedelta(hours=4), account_id="999")
+        ms.add_click("3" * 32, now - timedelta(minutes=30))
+        ms.add_click("4" * 32, now - timedelta(days=40))
+        ms.add_click("9" * 32, now - timedelta(hours=4))
+        ms.add_goal("Paused", status="Paused")
+        counted = conversion(MicrosoftClickId="1" * 32, ConversionTime=wire_time(now - timedelta(hours=2)))
+        items = [
+            counted,
+            counted,  # DuplicateConversionKey
+            conversion(MicrosoftClickId="5" * 32),  # NoMatchingClickFound (nobody registered it)
+            conversion(MicrosoftClickId="2" * 32),  # AccountMismatch
+            conversion(MicrosoftClickId="6" * 32, ConversionCurrencyCode="ZZZ"),  # MalformedData (5611)
+            conversion(MicrosoftClickId="7" * 32, ConversionTime="2099-01-01T00:00:00Z"),  # ConversionTimeInFuture
+            conversion(MicrosoftClickId="8" * 32, ConversionTime=wire_time(now - timedelta(days=91))),
+            conversion(MicrosoftClickId="3" * 32),  # ClickTimestampAfterConversion
+            conversion(MicrosoftClickId="4" * 32),  # OutsideGoalLookbackWindow
+            conversion(MicrosoftClickId=..., HashedEmailAddress="a" * 64, ConversionName="Lead"),
+            conversion(MicrosoftClickId="9" * 32, ConversionName="Paused"),  # GoalNotFoundOrInactive
+        ]
+        apply_offline(ms, items, headers)
+        retract = {
+            "MicrosoftClickId": "1" * 32,
+            "ConversionName": "Purchase",
+            "ConversionTime": counted["ConversionTime"],
+            "AdjustmentType": "Retract",
+            "AdjustmentTime": wire_time(now - timedelta(hours=1)),
+        }
+        adjustments = [
+            retract,
+            {**retract, "AdjustmentTime": wire_time(now - timedelta(minutes=50))},
+            {**retract, "MicrosoftClickId": "0" * 32},
+        ]
+        post(ms, "OfflineConversionAdjustments/Apply", {"OfflineConversionAdjustments": adjustments}, headers)
+        purchase, lead, paused = _report(ms, headers, "Purchase", "Lead", "Paused")
+        assert _alerts(purchase) == {
+            "DuplicateConversionKey": 1,
+            "NoMatchingClickFound": 1,
+            "AccountMismatch": 1,
+            "MalformedData": 1,
+            "ConversionTimeInFuture": 1,
+            "ConversionTimeExceedsMaxLookback": 1,
+            "ClickTimestampAfterConversion": 1,
+            "OutsideGoalLookbackWindow": 1,
+            "ConversionAlreadyRetracted": 1,
+            "AdjustmentOriginalNotFound": 1,
+        }
+        # Counted: the original conversion and the first retract.
+        assert (purchase["OverallSuccessCount"], purchase["OverallUnattributedCount"]) == ("2", "10")
+        assert purchase["OverallSuccessRate"] == pytest.approx(2 / 12)
+        [day] = purchase["DailySummaries"]
+        assert (day["SuccessCount"], day["UnattributedCount"], day["GoalId"]) == (2, 10, purchase["GoalId"])
+        assert _alerts(lead) == {"MissingMatchIdentifiers": 1}
+        assert _alerts(paused) == {"GoalNotFoundOrInactive": 1}
+
+        daily = post(
+            ms,
+            "OfflineConversionReports/Query",
+            {"StartDateUtc": wire_time(now - timedelta(days=1)), "EndDateUtc": wire_time(now)},
+            headers,
+        )
+        [row] = daily.json()["DailySummaries"]
+        # Synchronous rejections are failures; everything else Microsoft took in is a success here.
+        assert (row["SuccessCount"], row["FailureCount"]) == (8, 6)
+
+
+def test_unregistered_clicks_count_as_matched_unless_strict(ms: EmulatorHandle) -> None:
+    headers = cm_headers(ms)
+    apply_offline(ms, [conversion(MicrosoftClickId="5" * 32)], headers)
+    [purchase] = _report(ms, headers, "Purchase")
+    assert (purchase["OverallSuccessCount"], _alerts(purchase)) == ("1", {})
+
+
+def test_report_unknown_goal_id_is_a_partial_error(ms: EmulatorHandle) -> None:
+    now = datetime.now(UTC)
+    body = {
+        "StartDateUtc": wire_time(now - timedelta(days=1)),
+        "EndDateUtc": wire_time(now),
+        "GoalIds": ["1001", "424242"],
+    }
+    report = post(ms, "OfflineConversionReport/QueryByGoalIds", body).json()
+    assert report["OfflineGoalConversionSummaries"][1] is None
+    assert report["PartialErrors"][0]["Index"] == 1
 
 
 @pytest.mark.parametrize(
