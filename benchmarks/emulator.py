@@ -3,7 +3,7 @@
 Prints batches/s, items/s and latency percentiles, and the ratio against a 1-item Apply measured in the
 same run (the fixed cost of a request), so figures compare across machines.
 
-    PYTHONPATH=. python benchmarks/emulator.py [--batches 30]
+    PYTHONPATH=. python benchmarks/emulator.py [--batches 30] [--store /tmp/emulator.sqlite3]
 """
 
 from __future__ import annotations
@@ -92,8 +92,9 @@ def _report(name: str, latencies: list[float], size: int, baseline: float) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--store", help="SQLite file for the journal (default: memory)")
     args = parser.parse_args()
-    with run_emulator() as ms, requests.Session() as session:
+    with run_emulator(store=args.store) as ms, requests.Session() as session:
         headers = _headers(ms, session)
         apply_url = ms.campaign_url("OfflineConversions/Apply")
         uet_headers = {"Authorization": f"Bearer {ms.env['UET_API_TOKEN']}"}
