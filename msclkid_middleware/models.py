@@ -27,7 +27,7 @@ from typing import Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
 from .consent import Consent
-from .errors import ValidationError
+from .errors import TimeWindowError, ValidationError
 from .identity import hash_email, hash_phone, is_sha256_hex
 
 __all__ = [
@@ -168,12 +168,14 @@ def _now(now: datetime | None) -> datetime:
 
 def _check_not_future(field: str, when: datetime, now: datetime) -> None:
     if when > now + CLOCK_SKEW:
-        raise ValidationError(field, f"must not be in the future (more than {_minutes(CLOCK_SKEW)} minutes ahead)")
+        raise TimeWindowError(
+            field, f"must not be in the future (more than {_minutes(CLOCK_SKEW)} minutes ahead)", expired=False
+        )
 
 
 def _check_not_older(field: str, when: datetime, now: datetime, max_age: timedelta) -> None:
     if now - when > max_age:
-        raise ValidationError(field, f"is older than {max_age.days} days: Microsoft no longer accepts it")
+        raise TimeWindowError(field, f"is older than {max_age.days} days: Microsoft no longer accepts it", expired=True)
 
 
 def _minutes(delta: timedelta) -> int:
@@ -426,7 +428,7 @@ class OfflineConversion:
             self.check_window()
 
     def check_window(self, now: datetime | None = None) -> None:
-        """Raise :class:`ValidationError` unless Microsoft would accept this time at ``now``.
+        """Raise :class:`~msclkid_middleware.errors.TimeWindowError` unless Microsoft would accept this time at ``now``.
 
         ConversionTime must be within the last 90 days and not in the future (beyond
         :data:`CLOCK_SKEW`).  The dispatcher calls this before each send.
@@ -576,7 +578,7 @@ class OfflineConversionAdjustment:
         )
 
     def check_window(self, now: datetime | None = None) -> None:
-        """Raise :class:`ValidationError` unless Microsoft would accept these times at ``now``.
+        """Raise :class:`~msclkid_middleware.errors.TimeWindowError` unless Microsoft would accept these times now.
 
         AdjustmentTime must not be in the future (error 5622) and, like the conversion it adjusts,
         must be within the last 90 days (5623 / 5609).
@@ -1072,7 +1074,7 @@ class UetEvent:
             self.check_window()
 
     def check_window(self, now: datetime | None = None) -> None:
-        """Raise :class:`ValidationError` unless UET CAPI would accept ``event_time`` at ``now``.
+        """Raise :class:`~msclkid_middleware.errors.TimeWindowError` unless UET CAPI would accept ``event_time``.
 
         eventTime must be within the last 7 days and not in the future (beyond :data:`CLOCK_SKEW`).
         """
