@@ -68,6 +68,12 @@ def _wire(item: WireItem) -> dict[str, Any]:
 class CampaignManagementClient:
     """Campaign Management REST client for one customer account.
 
+    A client holds one ``requests.Session`` (connection pooling); use one client per thread, as with any
+    ``requests.Session``.  Inputs larger than 1,000 items are sent as several requests; if a later request
+    fails as a whole, the exception is raised and the earlier requests' results are not returned, so the
+    caller resends everything, which is safe because Microsoft ignores duplicates.  The dispatcher sends
+    at most 1,000 items per call, which makes one call one request.
+
     >>> client = CampaignManagementClient(api_url=..., developer_token=..., customer_id="1000001",
     ...     account_id="2000001", token_provider=RefreshTokenProvider(...))      # doctest: +SKIP
     >>> result = client.apply_offline_conversions([conversion.to_wire()])       # doctest: +SKIP
@@ -172,8 +178,8 @@ class CampaignManagementClient:
         results: list[ItemResult | None] = [None] * len(wire)
         tracking_ids: list[str] = []
         for start in range(0, len(wire), self.batch_size):
-            self._apply_chunk(operation, wrapper, wire, list(range(start, min(start + self.batch_size, len(wire)))),
-                              results, tracking_ids)  # fmt: skip
+            chunk = list(range(start, min(start + self.batch_size, len(wire))))
+            self._apply_chunk(operation, wrapper, wire, chunk, results, tracking_ids)
         done = [r for r in results if r is not None]
         assert len(done) == len(wire)  # noqa: S101 - every index is decided before _apply_chunk returns
         return ApplyResult(tuple(done), tuple(tracking_ids))
