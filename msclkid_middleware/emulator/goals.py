@@ -110,15 +110,24 @@ def _check_goal(world: World, account: Account, item: Any) -> tuple[int, str | N
         if world.accounts.get(acc, account).customer_id == account.customer_id
     ):
         return 4803, "Name", "The conversion goal name already exists for the given account."
+    if item.get("Status") not in (None, "Active", "Paused", "Deleted", "InActive"):
+        return 201, "Status", "Status must be Active, Paused, Deleted or InActive."
+    if item.get("CountType") not in (None, "All", "Unique"):
+        return 201, "CountType", "CountType must be All or Unique."
+    if item.get("GoalCategory") is not None and not isinstance(item.get("GoalCategory"), str):
+        return 201, "GoalCategory", "GoalCategory must be a string."
     window = item.get("ConversionWindowInMinutes")
-    if window is not None and (not isinstance(window, int) or not 1 <= window <= 129600):
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 129600):
         return 201, "ConversionWindowInMinutes", "ConversionWindowInMinutes must be between 1 and 129600."
     revenue = item.get("Revenue")
     if revenue is not None:
         if not isinstance(revenue, dict):
             return 201, "Revenue", "Revenue must be an object."
+        value = revenue.get("Value")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            return 201, "Revenue.Value", "Revenue.Value must be a non-negative number."
         currency = revenue.get("CurrencyCode")
-        if currency is not None and currency not in CURRENCIES:
+        if currency is not None and not (isinstance(currency, str) and currency in CURRENCIES):
             return 201, "Revenue.CurrencyCode", "Revenue.CurrencyCode is not a supported currency."
     if item.get("Type") != "OfflineConversion" and not item.get("TagId"):
         return 201, "TagId", "TagId is required for this conversion goal type."
