@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -68,14 +69,11 @@ DEFAULT_TCF_COOKIE = "euconsent-v2"
 _log = logging.getLogger("msclkid_middleware.consent")
 
 # Decisions are immutable values; build each one once instead of on every request.
-_GRANTED: dict[str, Consent] = {}
-_DENIED: dict[str, Consent] = {}
-for _basis in get_args(ConsentBasis):
-    _GRANTED[_basis] = Consent("granted", _basis)
-    _DENIED[_basis] = Consent("denied", _basis)
-del _basis
+_GRANTED: Mapping[str, Consent] = {basis: Consent("granted", basis) for basis in get_args(ConsentBasis)}
+_DENIED: Mapping[str, Consent] = {basis: Consent("denied", basis) for basis in get_args(ConsentBasis)}
 
 _REPORTED_STATES = frozenset({"granted", "denied", "pending"})
+_TCF_CACHE_SIZE = 256
 
 
 def _value_set(values: Iterable[str] | str, setting: str) -> frozenset[str]:
@@ -119,6 +117,7 @@ class ConsentPolicy:
         "_honor_gpc",
         "_parse_cookie",
         "_resolver",
+        "_tcf_allows",
         "_tcf_cookie_name",
         "_vendor_id",
     )
@@ -168,6 +167,9 @@ class ConsentPolicy:
         self._parse_cookie = parse_cookie
         # A cookie whose name is not in the raw header is absent: skip parsing the header then.
         self._cookie_needles = tuple(n for n in (cookie_name, tcf_cookie_name) if n is not None)
+        # A visitor sends the same TC string with every request; remember the last few verdicts
+        # (bounded: at most _TCF_CACHE_SIZE strings of at most 4 KiB each).
+        self._tcf_allows = functools.lru_cache(maxsize=_TCF_CACHE_SIZE)(_tcf_verdict(vendor_id))
 
     @classmethod
     def from_settings(cls, settings: Settings, *, resolver: Resolver | None = None) -> ConsentPolicy:
@@ -326,13 +328,8 @@ class ConsentPolicy:
         return None  # a value we do not know is no opinion: a resolver can read richer cookies
 
     def _from_tc_string(self, tc_string: str) -> Consent:
-        try:
-            tc = tcf.decode(tc_string)
-        except TcfDecodeError as exc:
-            # The string itself may be attacker-made: log why, never the value.
-            _log.debug("TC string rejected (%s); treating the request as denied", exc)
-            return _DENIED["tcf"]
-        return _GRANTED["tcf"] if tc.vendor_allowed(self._vendor_id) else _DENIED["tcf"]
+        allowed = self._tcf_allows(tc_string) if isinstance(tc_string, str) else False
+        return _GRANTED["tcf"] if allowed else _DENIED["tcf"]
 
 
 def _ask_resolver(resolver: Resolver, environ: Mapping[str, Any]) -> Consent | None:
@@ -361,6 +358,19 @@ def _ask_resolver(resolver: Resolver, environ: Mapping[str, Any]) -> Consent | N
         type(answer).__name__,
     )
     return _DENIED["resolver"]
+
+
+def _tcf_verdict(vendor_id: int) -> Callable[[str], bool]:
+    def allows(tc_string: str) -> bool:
+        try:
+            tc = tcf.decode(tc_string)
+        except TcfDecodeError as exc:
+            # The string itself may be attacker-made: log why, never the value.
+            _log.debug("TC string rejected (%s); treating the request as denied", exc)
+            return False
+        return tc.vendor_allowed(vendor_id)
+
+    return allows
 
 
 def _gpc(environ: Mapping[str, Any]) -> bool:

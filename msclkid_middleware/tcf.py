@@ -14,6 +14,7 @@ Format: IAB Tech Lab, "Transparency and Consent String with Global Vendor List F
 
 from __future__ import annotations
 
+import base64
 import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -25,6 +26,7 @@ from .errors import TcfDecodeError
 __all__ = [
     "MAX_TC_STRING_LENGTH",
     "MICROSOFT_VENDOR_ID",
+    "MIN_POLICY_VERSION",
     "PublisherRestriction",
     "RestrictionType",
     "TCString",
@@ -49,9 +51,6 @@ _PURPOSE_STORE_ACCESS: Final = 1  # "Store and/or access information on a device
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _B64URL_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _B64URL: Final = frozenset(_B64URL_ALPHABET)
-#: ``str.translate`` table turning each base64url character into its six bits ("A" -> "000000").
-_SIX_BITS: Final = {ord(char): format(index, "06b") for index, char in enumerate(_B64URL_ALPHABET)}
-_CORE_HEADER_BITS: Final = 213  # every fixed-width core field up to and including PublisherCC
 _SEGMENT_TYPES: Final = {1: "disclosed_vendors", 2: "allowed_vendors", 3: "publisher_tc"}
 # Encoders pad the last segment to a byte (some to 24 bits, a multiple of both 6 and 8); more
 # trailing bits than that means the length and the content disagree.
@@ -233,12 +232,16 @@ def _b64url_bits(segment: str) -> str:
         raise TcfDecodeError("empty TC string segment")
     if not _B64URL.issuperset(segment):
         raise TcfDecodeError("TC string segment is not base64url")
-    if len(segment) % 4 == 1:
+    leftover = len(segment) % 4
+    if leftover == 1:
         # Four characters carry three bytes; one character left over cannot carry a byte.
         raise TcfDecodeError("TC string segment has an impossible base64url length")
-    # Every character's six bits, not base64's whole bytes: the padding bits of the last
-    # character are kept, so finish() can insist they are zero.
-    return segment.translate(_SIX_BITS)
+    # base64 drops the low bits of the last character that do not fill a byte (4 bits after two
+    # leftover characters, 2 after three); they are padding and must be zero like the rest.
+    if leftover and _B64URL_ALPHABET.index(segment[-1]) & (0b1111 if leftover == 2 else 0b11):
+        raise TcfDecodeError("TC string has data after its last field")
+    data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    return format(int.from_bytes(data, "big"), f"0{len(data) * 8}b")
 
 
 class _Bits:

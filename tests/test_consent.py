@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, get_args
 
 import pytest
@@ -483,3 +488,48 @@ def test_decisions_are_cheap() -> None:
         policy.decide(env)
     per_call = (time.perf_counter() - started) / rounds
     assert per_call < 50e-6, f"{per_call * 1e6:.1f} µs per decision"
+
+
+def test_repeated_tc_strings_keep_their_verdict_per_policy() -> None:
+    microsoft = ConsentPolicy()
+    xandr = ConsentPolicy(vendor_id=32)
+    for _ in range(3):
+        for value, expected_microsoft, expected_xandr in (
+            (TC_RESTRICTED, D("tcf"), G("tcf")),
+            (TC_ALLOWED, G("tcf"), G("tcf")),
+            (TC_NO_P1, D("tcf"), D("tcf")),
+            ("CO5V", D("tcf"), D("tcf")),
+        ):
+            assert microsoft.decide(environ(cookie=tcf(value))) == expected_microsoft
+            assert xandr.decide(environ(cookie=tcf(value))) == expected_xandr
+
+
+def _doc_examples() -> list[Any]:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "consent.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    # The wiring example needs the middleware (another module) and an app; every other block runs.
+    runnable = [b for b in blocks if "MsclkidMiddleware" not in b]
+    return [pytest.param(block, id=f"block-{i}") for i, block in enumerate(runnable)]
+
+
+@pytest.mark.parametrize("block", _doc_examples())
+def test_docs_examples_run(block: str) -> None:
+    exec(compile(block, "docs/consent.md", "exec"), {})  # noqa: S102 - our own documentation
+
+
+def test_pure_modules_load_nothing_until_a_policy_is_built() -> None:
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import sys, msclkid_middleware.consent as c, msclkid_middleware.tcf;"
+        "before = sorted(m for m in sys.modules if m.split('.')[0] in ('werkzeug', 'requests', 'flask'));"
+        "c.ConsentPolicy();"
+        "print(before, 'werkzeug.http' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert out.stdout.strip() == "[] True"

@@ -503,3 +503,17 @@ def _load_fuzz_harness_cached() -> Any:
     if not _HARNESS:
         _HARNESS.append(_load_fuzz_harness())
     return _HARNESS[0]
+
+
+@pytest.mark.parametrize(
+    ("vendors", "leftover"), [pytest.param((1126,), 2, id="two-leftover-chars"), pytest.param((5, 6), 3, id="three")]
+)
+def test_bits_base64_drops_must_be_zero_too(vendors: tuple[int, ...], leftover: int) -> None:
+    # With byte padding the last character holds bits that base64 drops; they are padding too.
+    value = TCSpec(vendor_consents=vendors, pad_to=8).encode()
+    assert len(value) % 4 == leftover
+    decode(value)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    flipped = value[:-1] + alphabet[alphabet.index(value[-1]) | 1]
+    with pytest.raises(TcfDecodeError, match="after its last field"):
+        decode(flipped)
