@@ -1,6 +1,6 @@
 /* msclkid-middleware browser snippet (MIT licence). This is the readable source. Pages load msclkid.min.js,
  * which the middleware serves at /_msclkid.js; regenerate it after every change (tests check the two agree):
- *   npx --yes terser@5 msclkid.js --ecma 2017 -c passes=3,unsafe -m -o msclkid.min.js
+ *   npx --yes --package=terser@5.51.4 -- terser msclkid.js --ecma 2017 -c passes=3,unsafe -m -o msclkid.min.js
  * Budget: 1,024 bytes minified and gzipped (tests/test_snippet_files.py), which is why some code below is terse.
  *
  * Include it on landing pages, as early as possible in <head> (see docs/snippet.md):
@@ -20,7 +20,7 @@
 (function (window, document) {
   var existing = window.msclkid;
   // Loaded twice (say by a tag manager and by the template): the first copy stays in charge.
-  if (existing && existing.pageLoadId) return;
+  if (existing && existing.eventId) return;
 
   var VALID = /^[\w-]{1,64}$/; // \w is [A-Za-z0-9_]: the server's rule, character for character
 
@@ -40,10 +40,11 @@
   function fromUrl(url) {
     var re = /[?&#]msclkid=([^&#]*)/gi;
     var match;
+    var value;
     while ((match = re.exec(url))) {
       try {
         // decodeURIComponent throws on malformed escapes: that value is ignored, as on the server
-        if (VALID.test((url = decodeURIComponent(match[1])))) return url;
+        if (VALID.test((value = decodeURIComponent(match[1])))) return value;
       } catch (e) {}
     }
   }
