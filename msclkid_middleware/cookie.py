@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from itsdangerous import BadData, SignatureExpired, Signer, TimestampSigner
-from itsdangerous.encoding import base64_encode, int_to_bytes
+from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes
 
 from .clickid import is_valid_click_id
 from .errors import ConfigError
@@ -55,6 +55,8 @@ _VERSION = b"1"
 _SEP = b"."
 # RFC 6265 cookie-name token characters (no separators, no CTLs, no whitespace).
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
+# Every token we issue: version, click ID, base64 timestamp and signature, dot-separated.
+_TOKEN = re.compile(r"[A-Za-z0-9_.-]+")
 # A host name or registrable domain: letters, digits, hyphens, dots; no port, no leading dot.
 _DOMAIN = re.compile(r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9-]{1,63}")
 
@@ -218,8 +220,21 @@ class ClickCookie:
 
     def decode(self, token: str | None) -> LoadedCookie | None:
         """Verify ``token``; ``None`` when it is absent, tampered, expired, too new or unparsable."""
-        if not token or len(token) > 512:
+        if not token or len(token) > 512 or _TOKEN.fullmatch(token) is None:
+            # Only tokens in the alphabet we emit: itsdangerous' base64 decoding silently drops
+            # non-ASCII characters, which would make a decorated copy of a token verify.
             return None
+        parts = token.split(".")
+        if len(parts) != 4:
+            return None
+        for part in parts[2:]:
+            # Canonical base64 only: a changed unused low bit in the last character decodes to the
+            # same bytes, so without this check one cookie would have several valid spellings.
+            try:
+                if base64_encode(base64_decode(part)) != part.encode("ascii"):
+                    return None
+            except BadData:
+                return None
         for index, signer in enumerate(self._signers):
             try:
                 value, signed_at = signer.unsign(token, max_age=self.max_age, return_timestamp=True)
