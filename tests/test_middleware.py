@@ -664,3 +664,13 @@ def test_non_conforming_server_values_do_not_break_requests(overrides: dict[str,
     result = call(middleware(), environ)
     assert result.code == 200
     assert result.set_cookies == []
+
+
+def test_request_state_does_not_reference_the_environ() -> None:
+    # environ -> state only: no reference cycle per request for the garbage collector.
+    import gc
+
+    environ = make_environ(query=f"msclkid={HEX}", cookie=f"{NAME}={token()}")
+    call(middleware(), environ)
+    state = environ[STATE_KEY]
+    assert environ not in gc.get_referents(state)
