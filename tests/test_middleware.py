@@ -674,3 +674,21 @@ def test_request_state_does_not_reference_the_environ() -> None:
     call(middleware(), environ)
     state = environ[STATE_KEY]
     assert environ not in gc.get_referents(state)
+
+
+def test_building_the_middleware_loads_no_heavy_modules() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "from msclkid_middleware import MsclkidMiddleware\n"
+        "mw = MsclkidMiddleware(lambda e, s: [], secret_keys=['k'])\n"
+        "print(','.join(m for m in ('requests', 'sqlite3', 'flask', 'psycopg') if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(root)}
+    )
+    assert out.stdout.strip() == ""
