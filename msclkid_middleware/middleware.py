@@ -517,14 +517,15 @@ class MsclkidMiddleware:
         reported, msclkid, tc_string = fields
         cookie_header = environ.get("HTTP_COOKIE") or ""
         cookies, ours = _parse_cookies(cookie_header, self._cookie_name)
+        if reported == "denied":
+            # A refusal is honoured whatever else the body holds.
+            return "204 No Content", [_NO_STORE, ("Set-Cookie", self.cookie.delete_cookie())], b""
+        if msclkid is not None and not is_valid_click_id(msclkid):
+            return _text("400 Bad Request", "msclkid invalid")
         if reported == "pending":
             return "204 No Content", [_NO_STORE], b""
-        if reported == "denied":
-            return "204 No Content", [_NO_STORE, ("Set-Cookie", self.cookie.delete_cookie())], b""
         if msclkid is None:
             return _text("400 Bad Request", "msclkid missing")
-        if not is_valid_click_id(msclkid):
-            return _text("400 Bad Request", "msclkid invalid")
         try:
             decision = self.consent.decide_reported(environ, cookies, state=reported, tc_string=tc_string)
             if not isinstance(decision, Consent):
