@@ -692,3 +692,28 @@ def test_building_the_middleware_loads_no_heavy_modules() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(root)}
     )
     assert out.stdout.strip() == ""
+
+
+def test_locked_sqlite_profile_store_does_not_affect_the_response(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    from msclkid_middleware.profiles import SqliteProfileStore
+
+    path = str(tmp_path / "locked.sqlite3")
+    store = SqliteProfileStore(path, busy_timeout=0.05)
+    store.put("warm-up", Click(HEX2, datetime.fromtimestamp(T0, UTC)))  # create the schema
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        mw = middleware(visitor_id=lambda e: "v", profile_store=store)
+        with caplog.at_level(logging.WARNING, logger="msclkid_middleware.middleware"):
+            result = call(mw, make_environ(query=f"msclkid={HEX}"))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert result.code == 200
+    assert seen(result)[:2] == (HEX, "url")
+    assert len(result.set_cookies) == 1
+    assert any("profile store write failed" in r.getMessage() for r in caplog.records)
