@@ -1,6 +1,6 @@
 """The signed click cookie: codec and ``Set-Cookie`` header, over itsdangerous (pure).
 
-Token format (compact, URL-safe, about 110 characters for a 32-hex ID)::
+Token format (compact, URL-safe, 85 characters for a 32-hex ID; the whole header is about 160)::
 
     1.<msclkid>.<timestamp>.<signature>
 
@@ -14,7 +14,9 @@ Secret keys are a list, oldest to newest: the newest signs, every key verifies, 
 verified by an older key is reported as ``stale_key`` so the middleware re-issues it.  Expiry is
 always checked (``max_age`` is always passed to itsdangerous); a signature dated in the future by
 at most ``clock_skew`` seconds is accepted, because another host's clock may run slightly ahead.
-Tampered, expired, too-future or unparsable tokens are all simply absent (``None``).
+Tampered, expired, too-future or unparsable tokens are all simply absent (``None``), and so is any
+spelling of a token other than the one we emit (itsdangerous alone would ignore non-ASCII characters
+and unused base64 bits).
 """
 
 from __future__ import annotations
