@@ -1,6 +1,6 @@
 """The signed click cookie: codec and ``Set-Cookie`` header, over itsdangerous (pure).
 
-Token format (compact, URL-safe, about 110 characters for a 32-hex ID)::
+Token format (compact, URL-safe, 85 characters for a 32-hex ID; the whole header is about 160)::
 
     1.<msclkid>.<timestamp>.<signature>
 
@@ -14,7 +14,9 @@ Secret keys are a list, oldest to newest: the newest signs, every key verifies, 
 verified by an older key is reported as ``stale_key`` so the middleware re-issues it.  Expiry is
 always checked (``max_age`` is always passed to itsdangerous); a signature dated in the future by
 at most ``clock_skew`` seconds is accepted, because another host's clock may run slightly ahead.
-Tampered, expired, too-future or unparsable tokens are all simply absent (``None``).
+Tampered, expired, too-future or unparsable tokens are all simply absent (``None``), and so is any
+spelling of a token other than the one we emit (itsdangerous alone would ignore non-ASCII characters
+and unused base64 bits).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from itsdangerous import BadData, SignatureExpired, Signer, TimestampSigner
@@ -55,6 +57,11 @@ _VERSION = b"1"
 _SEP = b"."
 # RFC 6265 cookie-name token characters (no separators, no CTLs, no whitespace).
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
+# Every token we issue: version, click ID, base64 timestamp and signature, dot-separated.
+_TOKEN = re.compile(r"[A-Za-z0-9_.-]+")
+# Unpadded base64: the last character of a segment of length 4n+2 (4n+3) carries 4 (2) unused
+# bits, which must be zero; length 4n+1 is never valid.  "" means any character.
+_LAST_CHAR = {0: "", 2: "AQgw", 3: "AEIMQUYcgkosw048"}
 # A host name or registrable domain: letters, digits, hyphens, dots; no port, no leading dot.
 _DOMAIN = re.compile(r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9-]{1,63}")
 
@@ -218,8 +225,19 @@ class ClickCookie:
 
     def decode(self, token: str | None) -> LoadedCookie | None:
         """Verify ``token``; ``None`` when it is absent, tampered, expired, too new or unparsable."""
-        if not token or len(token) > 512:
+        if not token or len(token) > 512 or _TOKEN.fullmatch(token) is None:
+            # Only tokens in the alphabet we emit: itsdangerous' base64 decoding silently drops
+            # non-ASCII characters, which would make a decorated copy of a token verify.
             return None
+        parts = token.split(".")
+        if len(parts) != 4:
+            return None
+        for part in parts[2:]:
+            # Canonical base64 only: a changed unused low bit in the last character decodes to the
+            # same bytes, so without this check one cookie would have several valid spellings.
+            allowed = _LAST_CHAR.get(len(part) % 4)
+            if not part or allowed is None or (allowed and part[-1] not in allowed):
+                return None
         for index, signer in enumerate(self._signers):
             try:
                 value, signed_at = signer.unsign(token, max_age=self.max_age, return_timestamp=True)
@@ -248,7 +266,7 @@ class ClickCookie:
             return None
         if not is_valid_click_id(msclkid):
             return None
-        return LoadedCookie(msclkid, signed_at.astimezone(UTC), int(signed_at.timestamp()), stale_key)
+        return LoadedCookie(msclkid, signed_at, int(signed_at.timestamp()), stale_key)
 
     # -- headers ----------------------------------------------------------------------------------
     def remaining_age(self, captured_at: int | float) -> int:

@@ -140,7 +140,6 @@ class _RequestState:
         "cookie",
         "cookie_present",
         "cookies",
-        "environ",
         "mw",
         "now",
         "uet_id",
@@ -150,7 +149,6 @@ class _RequestState:
     def __init__(
         self,
         mw: MsclkidMiddleware,
-        environ: WSGIEnviron,
         *,
         url_id: str | None = None,
         cookie: LoadedCookie | None = None,
@@ -159,7 +157,6 @@ class _RequestState:
         cookies: dict[str, str] | None = None,
     ) -> None:
         self.mw = mw
-        self.environ = environ
         self.now = int(mw._clock())
         self.url_id = url_id
         self.cookie = cookie
@@ -172,10 +169,10 @@ class _RequestState:
         self._headers: list[tuple[str, str]] | None = None
 
     # -- lazily computed values ----------------------------------------------------------------
-    def consent(self) -> Consent:
+    def consent(self, environ: Mapping[str, Any]) -> Consent:
         if self._consent is None:
             try:
-                self._consent = self.mw.consent.decide(self.environ, self.cookies)
+                self._consent = self.mw.consent.decide(environ, self.cookies)
                 if not isinstance(self._consent, Consent):
                     raise TypeError("the consent policy did not return a Consent")
             except Exception:
@@ -183,30 +180,30 @@ class _RequestState:
                 self._consent = _denied_on_error()
         return self._consent
 
-    def visitor(self) -> str | None:
+    def visitor(self, environ: Mapping[str, Any]) -> str | None:
         if self._visitor is _UNSET:
             self._visitor = None
             if self.mw.visitor_id is not None:
                 try:
-                    vid = self.mw.visitor_id(self.environ)
+                    vid = self.mw.visitor_id(environ)
                     self._visitor = vid if isinstance(vid, str) and vid else None
                 except Exception:
                     logger.warning("visitor_id callable failed; no profile used for this request", exc_info=True)
         return self._visitor
 
-    def click(self) -> Click | None:
+    def click(self, environ: Mapping[str, Any]) -> Click | None:
         if self._click is _UNSET:
             self._click = None
             try:
-                self._click = self._resolve_click()
+                self._click = self._resolve_click(environ)
             except Exception:
                 logger.warning("could not resolve the click for this request", exc_info=True)
         return self._click
 
-    def _resolve_click(self) -> Click | None:
+    def _resolve_click(self, environ: Mapping[str, Any]) -> Click | None:
         if not (self.url_id or self.cookie or self.uet_id or self.mw.profile_store is not None):
             return None
-        if not self.consent().granted:
+        if not self.consent(environ).granted:
             return None
         if self.url_id:
             # Reloading the landing URL is not a new click: keep the time it was first captured.
@@ -219,7 +216,7 @@ class _RequestState:
             # UET's cookie carries no click time: the time we saw it is the best we know.
             return self.mw._click(self.uet_id, self.now, "uet_cookie")
         store = self.mw.profile_store
-        visitor = self.visitor()
+        visitor = self.visitor(environ)
         if store is None or visitor is None:
             return None
         try:
@@ -229,35 +226,35 @@ class _RequestState:
             return None
 
     # -- the response side ---------------------------------------------------------------------
-    def response_headers(self) -> list[tuple[str, str]]:
+    def response_headers(self, environ: Mapping[str, Any]) -> list[tuple[str, str]]:
         """Our ``Set-Cookie`` header(s) for this response; computed once, never raises."""
         if self._headers is None:
             self._headers = []
             try:
-                self._headers = self._decide_headers()
+                self._headers = self._decide_headers(environ)
             except Exception:
                 logger.warning("click cookie handling failed; response left untouched", exc_info=True)
         return self._headers
 
-    def _decide_headers(self) -> list[tuple[str, str]]:
+    def _decide_headers(self, environ: Mapping[str, Any]) -> list[tuple[str, str]]:
         mw = self.mw
         if not (self.url_id or self.cookie_present or self.uet_id):
             return []
-        if not self.consent().granted:
+        if not self.consent(environ).granted:
             return [("Set-Cookie", mw.cookie.delete_cookie())] if self.cookie_present else []
         header: str | None = None
         if self.url_id and (self.cookie is None or self.cookie.msclkid != self.url_id):
             header = mw.cookie.set_cookie(self.url_id, self.now)
             logger.debug("captured click %s from the landing URL", shorten(self.url_id))
             if mw.profile_store is not None:
-                mw._save_profile(self, mw._click(self.url_id, self.now, "url"), new=True)
+                mw._save_profile(self, environ, mw._click(self.url_id, self.now, "url"), new=True)
         elif self.cookie is not None:
             if self.cookie.stale_key:
                 # Signed with an older key: re-issue under the newest key, same click time.
                 header = mw.cookie.set_cookie(self.cookie.msclkid, self.cookie.timestamp)
             if mw.profile_store is not None:
                 saved = Click(self.cookie.msclkid, self.cookie.captured_at, "cookie")
-                mw._save_profile(self, saved, new=False)
+                mw._save_profile(self, environ, saved, new=False)
         return [("Set-Cookie", header)] if header else []
 
 
@@ -414,15 +411,15 @@ class MsclkidMiddleware:
             environ[STATE_KEY] = self._plain
             return self.app(environ, start_response)
         try:
-            state = self._begin(environ, query, cookie)
+            state = self._begin(query, cookie)
         except Exception:
             logger.warning("click capture failed; request passed on untouched", exc_info=True)
             environ[STATE_KEY] = self._plain
             return self.app(environ, start_response)
         environ[STATE_KEY] = state
-        return self.app(environ, _wrap_start_response(state, start_response))
+        return self.app(environ, _wrap_start_response(state, environ, start_response))
 
-    def _begin(self, environ: WSGIEnviron, query: str | None, cookie_header: str | None) -> _RequestState:
+    def _begin(self, query: str | None, cookie_header: str | None) -> _RequestState:
         url_id = None
         if query and _QUERY_MARKER in query.lower():
             url_id = click_id_from_query(query, max_length=self.max_query_length, max_fields=self.max_query_fields)
@@ -435,7 +432,7 @@ class MsclkidMiddleware:
             loaded = self._best_cookie(ours)
             uet_id = click_id_from_uet_cookie(cookies.get(UET_COOKIE_NAME))
         return _RequestState(
-            self, environ, url_id=url_id, cookie=loaded, cookie_present=bool(ours), uet_id=uet_id, cookies=cookies
+            self, url_id=url_id, cookie=loaded, cookie_present=bool(ours), uet_id=uet_id, cookies=cookies
         )
 
     def _best_cookie(self, values: list[str]) -> LoadedCookie | None:
@@ -454,9 +451,9 @@ class MsclkidMiddleware:
     def _click(self, msclkid: str, timestamp: int, source: ClickSource) -> Click:
         return Click(msclkid, datetime.fromtimestamp(timestamp, UTC), source)
 
-    def _save_profile(self, state: _RequestState, click: Click, *, new: bool) -> None:
+    def _save_profile(self, state: _RequestState, environ: Mapping[str, Any], click: Click, *, new: bool) -> None:
         store = self.profile_store
-        visitor = state.visitor()
+        visitor = state.visitor(environ)
         if store is None or visitor is None:
             return
         key = (visitor, click.msclkid)
@@ -520,14 +517,15 @@ class MsclkidMiddleware:
         reported, msclkid, tc_string = fields
         cookie_header = environ.get("HTTP_COOKIE") or ""
         cookies, ours = _parse_cookies(cookie_header, self._cookie_name)
+        if reported == "denied":
+            # A refusal is honoured whatever else the body holds.
+            return "204 No Content", [_NO_STORE, ("Set-Cookie", self.cookie.delete_cookie())], b""
+        if msclkid is not None and not is_valid_click_id(msclkid):
+            return _text("400 Bad Request", "msclkid invalid")
         if reported == "pending":
             return "204 No Content", [_NO_STORE], b""
-        if reported == "denied":
-            return "204 No Content", [_NO_STORE, ("Set-Cookie", self.cookie.delete_cookie())], b""
         if msclkid is None:
             return _text("400 Bad Request", "msclkid missing")
-        if not is_valid_click_id(msclkid):
-            return _text("400 Bad Request", "msclkid invalid")
         try:
             decision = self.consent.decide_reported(environ, cookies, state=reported, tc_string=tc_string)
             if not isinstance(decision, Consent):
@@ -537,7 +535,7 @@ class MsclkidMiddleware:
             decision = _denied_on_error()
         if not decision.granted:
             return "204 No Content", [_NO_STORE, ("Set-Cookie", self.cookie.delete_cookie())], b""
-        state = _RequestState(self, environ, cookies=cookies)
+        state = _RequestState(self, cookies=cookies)
         state._consent = decision
         existing = self._best_cookie(ours)
         headers = [_NO_STORE]
@@ -554,14 +552,14 @@ class MsclkidMiddleware:
             saved = self._click(msclkid, state.now, "snippet")
             logger.debug("captured click %s through the capture endpoint", shorten(msclkid))
         if self.profile_store is not None:
-            self._save_profile(state, saved, new=True)
+            self._save_profile(state, environ, saved, new=True)
         return "204 No Content", headers, b""
 
 
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def _wrap_start_response(state: _RequestState, start_response: StartResponse) -> StartResponse:
+def _wrap_start_response(state: _RequestState, environ: WSGIEnviron, start_response: StartResponse) -> StartResponse:
     """A ``start_response`` that appends our ``Set-Cookie`` to whatever the app sends.
 
     The app's iterable is returned to the server unwrapped, so its ``close()`` and
@@ -571,7 +569,7 @@ def _wrap_start_response(state: _RequestState, start_response: StartResponse) ->
     def wrapped(
         status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
     ) -> Callable[[bytes], object]:
-        extra = state.response_headers()
+        extra = state.response_headers(environ)
         if extra:
             headers = [*headers, *extra]
         if exc_info is None:
@@ -740,7 +738,7 @@ def _state_of(environ: Mapping[str, Any]) -> _RequestState | None:
         return state
     if isinstance(state, _Plain) and isinstance(environ, dict):
         # First use on a request that carried nothing of ours: build the real state now.
-        upgraded = _RequestState(state.middleware, environ)
+        upgraded = _RequestState(state.middleware)
         environ[STATE_KEY] = upgraded
         return upgraded
     return None
@@ -756,7 +754,7 @@ def get_click(environ: Mapping[str, Any]) -> Click | None:
     """
     try:
         state = _state_of(environ)
-        return state.click() if state is not None else None
+        return state.click(environ) if state is not None else None
     except Exception:
         logger.warning("get_click failed", exc_info=True)
         return None
@@ -766,7 +764,7 @@ def get_consent(environ: Mapping[str, Any]) -> Consent | None:
     """The consent decision for this request (decided once, on first use), or ``None`` without the middleware."""
     try:
         state = _state_of(environ)
-        return state.consent() if state is not None else None
+        return state.consent(environ) if state is not None else None
     except Exception:
         logger.warning("get_consent failed", exc_info=True)
         return None

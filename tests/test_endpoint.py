@@ -142,6 +142,7 @@ def test_capture_saves_the_profile_of_a_known_visitor() -> None:
     ("policy", "payload", "headers", "outcome"),
     [
         pytest.param(ConsentPolicy(), {"consent": "denied"}, {}, "delete", id="denied-without-id"),
+        pytest.param(ConsentPolicy(), {"msclkid": "x y", "consent": "denied"}, {}, "delete", id="denied-bad-id"),
         pytest.param(ConsentPolicy(), {"msclkid": HEX, "consent": "denied"}, {}, "delete", id="denied-with-id"),
         pytest.param(ConsentPolicy(), {"msclkid": HEX, "consent": "pending"}, {}, "nothing", id="pending"),
         pytest.param(ConsentPolicy(), {"consent": "pending"}, {}, "nothing", id="pending-without-id"),
@@ -192,6 +193,9 @@ def test_capture_consent(policy: ConsentPolicy, payload: dict[str, str], headers
         pytest.param("application/json", b'{"msclkid": "' + b"a" * 65 + b'"}', "msclkid invalid", id="long-id"),
         pytest.param("application/json", b'{"msclkid": 123}', "msclkid invalid", id="id-not-string"),
         pytest.param("application/json", b"{}", "msclkid missing", id="missing-id"),
+        pytest.param(
+            "application/json", b'{"msclkid": "x y", "consent": "pending"}', "msclkid invalid", id="pending-bad"
+        ),
         pytest.param("application/json", b'{"msclkid": ""}', "msclkid missing", id="empty-id"),
         pytest.param(
             "application/json",

@@ -664,3 +664,56 @@ def test_non_conforming_server_values_do_not_break_requests(overrides: dict[str,
     result = call(middleware(), environ)
     assert result.code == 200
     assert result.set_cookies == []
+
+
+def test_request_state_does_not_reference_the_environ() -> None:
+    # environ -> state only: no reference cycle per request for the garbage collector.
+    import gc
+
+    environ = make_environ(query=f"msclkid={HEX}", cookie=f"{NAME}={token()}")
+    call(middleware(), environ)
+    state = environ[STATE_KEY]
+    assert environ not in gc.get_referents(state)
+
+
+def test_building_the_middleware_loads_no_heavy_modules() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "from msclkid_middleware import MsclkidMiddleware\n"
+        "mw = MsclkidMiddleware(lambda e, s: [], secret_keys=['k'])\n"
+        "print(','.join(m for m in ('requests', 'sqlite3', 'flask', 'psycopg') if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(root)}
+    )
+    assert out.stdout.strip() == ""
+
+
+def test_locked_sqlite_profile_store_does_not_affect_the_response(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    from msclkid_middleware.profiles import SqliteProfileStore
+
+    path = str(tmp_path / "locked.sqlite3")
+    store = SqliteProfileStore(path, busy_timeout=0.05)
+    store.put("warm-up", Click(HEX2, datetime.fromtimestamp(T0, UTC)))  # create the schema
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        mw = middleware(visitor_id=lambda e: "v", profile_store=store)
+        with caplog.at_level(logging.WARNING, logger="msclkid_middleware.middleware"):
+            result = call(mw, make_environ(query=f"msclkid={HEX}"))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert result.code == 200
+    assert seen(result)[:2] == (HEX, "url")
+    assert len(result.set_cookies) == 1
+    assert any("profile store write failed" in r.getMessage() for r in caplog.records)
