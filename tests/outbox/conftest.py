@@ -1,0 +1,67 @@
+"""Fixtures for the outbox store behaviour suite.
+
+``store`` is parametrised by backend: every test in ``test_store.py`` runs against each store
+that implements :class:`~msclkid_middleware.outbox.OutboxStore` (SQLite here; PostgreSQL adds a
+parameter to ``store_url``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from msclkid_middleware.outbox import NewRow, OutboxStore, open_store
+
+T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+
+StoreFactory = Callable[..., OutboxStore]
+
+
+@pytest.fixture(params=["sqlite"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'outbox.sqlite3'}"
+    raise AssertionError(request.param)  # pragma: no cover
+
+
+@pytest.fixture
+def make_store(store_url: str) -> Iterator[StoreFactory]:
+    """Open another handle on the same store (other options, or a second 'process')."""
+    opened: list[OutboxStore] = []
+
+    def factory(**options: Any) -> OutboxStore:
+        store = open_store(store_url, **options)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store: StoreFactory) -> OutboxStore:
+    return make_store()
+
+
+def new_row(n: int = 1, **overrides: Any) -> NewRow:
+    fields: dict[str, Any] = {
+        "kind": "offline",
+        "account": "1000",
+        "event_id": f"ord_{n}",
+        "idempotency_key": f"offline:key-{n}",
+        "payload": {
+            "ConversionName": "Purchase",
+            "ConversionTime": "2026-11-28T11:00:00Z",
+            "MicrosoftClickId": f"c{n}",
+        },
+        "conversion_name": "Purchase",
+        "consent": {"state": "granted", "basis": "default"},
+        "expires_at": T0 + timedelta(days=90),
+    }
+    fields.update(overrides)
+    return NewRow(**fields)
