@@ -16,7 +16,9 @@ import click
 __all__ = ["cli", "main", "run"]
 
 #: command name -> "module:attribute" of a ``click.Command``.
-_COMMANDS: dict[str, str] = {}
+_COMMANDS: dict[str, str] = {
+    "emulator": "msclkid_middleware.emulator.server:emulator_command",
+}
 
 
 class _LazyGroup(click.Group):

@@ -1,0 +1,126 @@
+"""Helpers for tests, including a shop's own pytest suite: a local Microsoft Ads emulator in one line.
+
+from msclkid_middleware.testing import run_emulator
+
+def test_checkout_uploads(monkeypatch):
+    with run_emulator() as ms:
+        for name, value in ms.env.items():
+            monkeypatch.setenv(name, value)
+        ...  # exercise the shop
+        assert [i.outcome for i in ms.received("offline")] == ["accepted"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from .emulator import Emulator, EmulatorConfig, EmulatorServer
+from .emulator.faults import FaultRule
+from .emulator.state import Account, Goal, ReceivedItem, RequestRecord, TokenRecord, UetTag
+from .emulator.world import utcnow
+
+__all__ = ["EmulatorHandle", "run_emulator"]
+
+
+class EmulatorHandle:
+    """A running emulator: ``.url``, ``.env`` and the control methods (same as the ``/_emulator/`` API)."""
+
+    def __init__(self, server: EmulatorServer) -> None:
+        self._server = server
+        self.emulator: Emulator = server.emulator
+        self.url: str = server.url
+        #: Exactly the variables ``msclkid emulator`` prints.
+        self.env: dict[str, str] = self.emulator.env(self.url)
+
+    def __repr__(self) -> str:
+        return f"<EmulatorHandle {self.url}>"
+
+    # URLs of the individual endpoints, for tests that talk HTTP directly.
+    @property
+    def token_url(self) -> str:
+        return self.env["MSADS_TOKEN_URL"]
+
+    def campaign_url(self, operation: str) -> str:
+        """``campaign_url("OfflineConversions/Apply")`` -> full URL."""
+        return f"{self.url}/CampaignManagement/v13/{operation}"
+
+    def uet_url(self, tag_id: str | None = None) -> str:
+        return f"{self.url}/v1/{tag_id or self.env['UET_TAG_ID']}/events"
+
+    # Control surface.
+    def state(self) -> dict[str, Any]:
+        return self.emulator.state()
+
+    def received(
+        self, kind: str | None = None, *, account: str | None = None, outcome: str | None = None
+    ) -> list[ReceivedItem]:
+        return self.emulator.received(kind, account=account, outcome=outcome)
+
+    def requests(self, endpoint: str | None = None) -> list[RequestRecord]:
+        return self.emulator.requests(endpoint)
+
+    def token_log(self) -> list[TokenRecord]:
+        return self.emulator.token_log()
+
+    def reset(self) -> None:
+        self.emulator.reset()
+
+    def add_goal(self, name: str, **options: Any) -> Goal:
+        return self.emulator.add_goal(name, **options)
+
+    def add_click(self, click_id: str, click_time: datetime | str | None = None) -> datetime:
+        return self.emulator.add_click(click_id, click_time)
+
+    def add_uet_tag(self, tag_id: str, token: str | None = None, *, account_id: str | None = None) -> UetTag:
+        return self.emulator.add_uet_tag(tag_id, token, account_id=account_id)
+
+    def add_account(self, customer_id: str, account_id: str) -> Account:
+        return self.emulator.add_account(customer_id, account_id)
+
+    def inject_fault(self, endpoint: str, kind: str, **options: Any) -> FaultRule:
+        return self.emulator.inject_fault(endpoint, kind, **options)
+
+    def clear_faults(self, rule_id: int | None = None, *, endpoint: str | None = None) -> int:
+        return self.emulator.clear_faults(rule_id, endpoint=endpoint)
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self.emulator.faults()
+
+    def revoke_refresh_tokens(self, token: str | None = None) -> int:
+        return self.emulator.revoke_refresh_tokens(token)
+
+    def expire_access_tokens(self, token: str | None = None) -> int:
+        return self.emulator.expire_access_tokens(token)
+
+    def issue_refresh_token(self) -> str:
+        return self.emulator.issue_refresh_token()
+
+    def configure(self, **changes: Any) -> EmulatorConfig:
+        return self.emulator.configure(**changes)
+
+
+@contextmanager
+def run_emulator(
+    config: EmulatorConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    clock: Callable[[], datetime] = utcnow,
+    **settings: Any,
+) -> Iterator[EmulatorHandle]:
+    """Run the emulator on a free loopback port in a daemon thread; stop it when the block exits.
+
+    ``settings`` are :class:`~msclkid_middleware.emulator.EmulatorConfig` fields (``unknown_goal="accept"``,
+    ``access_token_lifetime=5``, ``faults=[{"endpoint": "offline", "kind": "throttle", "times": 1}]`` ...).
+    """
+    base = config or EmulatorConfig()
+    if settings:
+        base = EmulatorConfig.from_mapping({**{k: getattr(base, k) for k in base.__dataclass_fields__}, **settings})
+    server = EmulatorServer(Emulator(base, clock=clock), host, port).start()
+    try:
+        yield EmulatorHandle(server)
+    finally:
+        server.stop()
