@@ -22,7 +22,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Click", "ConfigError", "Consent", "MsclkidError", "ValidationError"]
 
 #: Public names living in modules that are imported on first use.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "ConversionTracker": ".tracker",
+}
 
 
 def __getattr__(name: str) -> Any:

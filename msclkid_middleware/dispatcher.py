@@ -1,0 +1,489 @@
+"""One synchronous, deterministic drain step: claim → group → send → record each item's outcome.
+
+The dispatcher owns no thread and never sleeps: time comes from an injected clock and the
+:class:`~msclkid_middleware.microsoft.retry.RetryPolicy` says *when* to try again, so every path is
+testable without waiting.  The store transaction that claims rows is committed before any HTTP call,
+and outcomes are written back afterwards, fenced by the lease token (see ``docs/dispatch.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from . import faultpoints
+from .errors import MicrosoftError, ReconsentRequired, StoreError, TransientError
+from .outbox.base import CAMPAIGN_KINDS, Kind, Outcome, OutboxRow, OutboxStore, iter_chunks
+from .redact import shorten
+
+__all__ = ["DispatchReport", "Dispatcher", "Metrics", "default_owner"]
+
+logger = logging.getLogger("msclkid_middleware.dispatcher")
+
+#: Microsoft's hard limit for all three Apply operations and for UET CAPI.
+MAX_BATCH = 1000
+#: How often a paused account probes the token endpoint (a successful refresh resumes it).
+DEFAULT_PROBE_INTERVAL = 300.0
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def default_owner() -> str:
+    """A lease owner name that says which process holds a row (host:pid:random)."""
+    return f"{socket.gethostname()}:{__import__('os').getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Metrics:
+    """Thread-safe counters keyed ``outcome`` or ``outcome.reason`` (``rejected.5604``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, name: str, n: int = 1, *, reason: str | None = None) -> None:
+        if n <= 0:
+            return
+        with self._lock:
+            self._counts[name] += n
+            if reason:
+                self._counts[f"{name}.{reason}"] += n
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(sorted(self._counts.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchReport:
+    """What one or more drain steps did.  ``remaining`` is the open-row count afterwards."""
+
+    claimed: int = 0
+    delivered: int = 0
+    rejected: int = 0
+    retried: int = 0
+    dead: int = 0
+    paused: int = 0
+    released: int = 0
+    stale: int = 0
+    requests: int = 0
+    resumed: int = 0
+    remaining: int = 0
+    timed_out: bool = False
+
+    def __add__(self, other: DispatchReport) -> DispatchReport:
+        values = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
+        values["remaining"] = other.remaining
+        values["timed_out"] = self.timed_out or other.timed_out
+        return DispatchReport(**values)
+
+    @property
+    def settled(self) -> int:
+        return self.delivered + self.rejected + self.dead
+
+    def summary(self) -> str:
+        return (
+            f"{self.delivered} delivered, {self.rejected} rejected, {self.dead} dead, {self.retried} to retry,"
+            f" {self.paused} paused, {self.remaining} open, {self.requests} requests"
+        )
+
+
+class _Decision(Protocol):
+    action: str
+    delay: float
+    reason: str
+
+
+class _Policy(Protocol):
+    def classify(self, error_or_result: Any, attempt: int) -> Any: ...
+
+
+class _TokenProvider(Protocol):
+    def force_refresh(self) -> Any: ...
+
+
+@dataclass(slots=True)
+class _Step:
+    outcomes: list[Outcome]
+    report: dict[str, int]
+
+
+class Dispatcher:
+    """Drains an :class:`~msclkid_middleware.outbox.OutboxStore` into Microsoft.
+
+    ``campaign``: a ``CampaignManagementClient`` (offline conversions and both adjustment kinds);
+    ``uet``: a ``UetClient``.  A kind whose client is ``None`` is never claimed, so a process without
+    credentials can share the outbox with one that has them.  ``token_provider`` (defaults to
+    ``campaign.token_provider``) is probed to resume accounts paused by ``ReconsentRequired``.
+    """
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        *,
+        campaign: Any = None,
+        uet: Any = None,
+        retry_policy: _Policy | None = None,
+        clock: Clock = utcnow,
+        owner: str | None = None,
+        batch_size: int = MAX_BATCH,
+        lease_seconds: float = 300.0,
+        max_attempts: int | None = None,
+        token_provider: _TokenProvider | None = None,
+        probe_interval: float = DEFAULT_PROBE_INTERVAL,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
+        self.store = store
+        self.campaign = campaign
+        self.uet = uet
+        self.retry_policy = retry_policy if retry_policy is not None else _default_policy()
+        self.clock = clock
+        self.owner = owner or default_owner()
+        self.batch_size = batch_size
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts or int(getattr(self.retry_policy, "max_attempts", 0) or 12)
+        self.token_provider = token_provider or getattr(campaign, "token_provider", None)
+        self.probe_interval = probe_interval
+        self.metrics = metrics or Metrics()
+        self._next_probe: datetime | None = None
+
+    # -- public -----------------------------------------------------------------------------------
+    @property
+    def kinds(self) -> tuple[Kind, ...]:
+        """The kinds this dispatcher can send (and therefore claims)."""
+        kinds: list[Kind] = []
+        if self.campaign is not None:
+            kinds.extend(sorted(CAMPAIGN_KINDS))
+        if self.uet is not None:
+            kinds.append("uet")
+        return tuple(kinds)
+
+    def step(self, *, should_stop: Callable[[], bool] | None = None) -> DispatchReport:
+        """Claim one batch of due rows, send it, record every outcome.  Never sleeps.
+
+        ``should_stop`` is checked between requests: once it answers True, the rows not yet sent
+        are released (attempt refunded) so another worker can take them at once.
+        """
+        kinds = self.kinds
+        if not kinds:
+            return DispatchReport(remaining=self.store.open_count())
+        resumed = self._probe_paused()
+        now = self.clock()
+        rows = self.store.claim(owner=self.owner, limit=self.batch_size, now=now, lease_seconds=self.lease_seconds)
+        rows = [r for r in rows if r.kind in kinds] + [r for r in rows if r.kind not in kinds]
+        if not rows:
+            return DispatchReport(resumed=resumed, remaining=self.store.open_count())
+        faultpoints.hit("after_claim")
+        self.metrics.add("claimed", len(rows))
+        counts: Counter[str] = Counter(claimed=len(rows), resumed=resumed)
+        paused_accounts: set[str] = set()
+        for group in self._groups(rows):
+            kind, account = group[0].kind, group[0].account
+            stopping = should_stop is not None and should_stop()
+            if kind not in kinds or stopping:
+                outcomes = [Outcome(r.id, r.lease_token or "", "pending", refund_attempt=True) for r in group]
+                counts["released"] += len(group)
+            elif kind in CAMPAIGN_KINDS and account in paused_accounts:
+                outcomes = [self._pause(r, "reconsent_required", _RECONSENT_MESSAGE) for r in group]
+                counts["paused"] += len(group)
+            else:
+                outcomes = self._expired(group, now)
+                live = [r for r in group if r.id not in {o.row_id for o in outcomes}]
+                if live:
+                    counts["requests"] += 1
+                    sent = self._send(kind, account, live)
+                    outcomes.extend(sent)
+                    if any(o.state == "paused" for o in sent):
+                        paused_accounts.add(account)
+            faultpoints.hit("after_send")
+            counts.update(self._settle(outcomes))
+        for account in paused_accounts:
+            counts["paused"] += self.store.pause(
+                account=account, kinds=CAMPAIGN_KINDS, reason=_RECONSENT_MESSAGE, now=self.clock()
+            )
+            self._next_probe = self.clock() + timedelta(seconds=self.probe_interval)
+        faultpoints.hit("after_settle")
+        return DispatchReport(remaining=self.store.open_count(), **{k: v for k, v in counts.items()})
+
+    def drain(
+        self,
+        *,
+        timeout: float | None = None,
+        deadline: Callable[[], bool] | None = None,
+        on_step: Callable[[DispatchReport], None] | None = None,
+    ) -> DispatchReport:
+        """Run steps until nothing is due *now* (or ``deadline()`` answers True).
+
+        Rows scheduled for a later retry are left for the worker; ``remaining`` says how many.
+        ``timeout`` is measured with the injected clock.
+        """
+        start = self.clock()
+        total = DispatchReport()
+        while True:
+            report = self.step()
+            total = total + report
+            if on_step is not None:
+                on_step(report)
+            if report.claimed == 0:
+                return total
+            expired = timeout is not None and (self.clock() - start).total_seconds() >= timeout
+            if expired or (deadline is not None and deadline()):
+                return total + DispatchReport(remaining=total.remaining, timed_out=True)
+
+    def maintain(self, *, retention: timedelta | None = None) -> dict[str, int]:
+        """Housekeeping: kill adjustments whose original failed, prune old terminal rows."""
+        now = self.clock()
+        orphans = self.store.fail_orphans(now=now)
+        self.metrics.add("dead", orphans, reason="original_not_delivered")
+        pruned = self.store.prune(before=now - retention) if retention is not None else 0
+        return {"orphans": orphans, "pruned": pruned}
+
+    # -- internals --------------------------------------------------------------------------------
+    def _groups(self, rows: Sequence[OutboxRow]) -> list[Sequence[OutboxRow]]:
+        groups: dict[tuple[str, str], list[OutboxRow]] = {}
+        for row in rows:
+            groups.setdefault((row.kind, row.account), []).append(row)
+        out: list[Sequence[OutboxRow]] = []
+        for members in groups.values():
+            out.extend(iter_chunks(members, self.batch_size))
+        return out
+
+    def _expired(self, rows: Sequence[OutboxRow], now: datetime) -> list[Outcome]:
+        outcomes = []
+        for row in rows:
+            if row.expires_at is not None and row.expires_at <= now:
+                window = "7 days" if row.kind == "uet" else "90 days"
+                outcomes.append(
+                    Outcome(
+                        row.id,
+                        row.lease_token or "",
+                        "dead",
+                        error_code="expired",
+                        error_message=f"older than {window}: Microsoft no longer accepts it",
+                    )
+                )
+        return outcomes
+
+    def _pause(self, row: OutboxRow, code: str, message: str) -> Outcome:
+        return Outcome(row.id, row.lease_token or "", "paused", error_code=code, error_message=message, refund_attempt=True)
+
+    def _send(self, kind: Kind, account: str, rows: Sequence[OutboxRow]) -> list[Outcome]:
+        payloads = [dict(r.payload) for r in rows]
+        try:
+            if kind == "uet":
+                results = list(self.uet.send_events(account, payloads))
+                return [self._uet_outcome(row, res) for row, res in zip(rows, results, strict=True)]
+            method = {
+                "offline": "apply_offline_conversions",
+                "offline_adjustment": "apply_offline_conversion_adjustments",
+                "online_adjustment": "apply_online_conversion_adjustments",
+            }[kind]
+            result = getattr(self.campaign, method)(payloads)
+        except ReconsentRequired as exc:
+            logger.warning("account %s needs re-consent (run `msclkid auth`): dispatch paused", account)
+            self.metrics.add("paused", len(rows), reason="reconsent_required")
+            return [self._pause(r, "reconsent_required", _RECONSENT_MESSAGE + f" ({exc.message})") for r in rows]
+        except MicrosoftError as exc:
+            return [self._failure(row, exc) for row in rows]
+        items = list(_item_results(result))
+        request_tracking = _first_tracking_id(result)
+        return [self._item_outcome(row, item, request_tracking) for row, item in zip(rows, items, strict=True)]
+
+    def _item_outcome(self, row: OutboxRow, item: Any, request_tracking: str | None) -> Outcome:
+        tracking = getattr(item, "tracking_id", None) or request_tracking
+        if getattr(item, "accepted", False):
+            self.metrics.add("delivered", kind_reason(row))
+            logger.debug("delivered %s %s", row.kind, shorten(row.event_id, 12))
+            return Outcome(row.id, row.lease_token or "", "delivered", tracking_id=tracking)
+        code = _code(getattr(item, "code", None), getattr(item, "error_code", None))
+        message = getattr(item, "message", None) or "rejected"
+        decision = self.retry_policy.classify(item, row.attempts)
+        if decision.action in ("retry", "wait_for_goal", "refresh"):
+            return self._retry(row, decision, code, message, tracking)
+        self.metrics.add("rejected", reason=code)
+        return Outcome(row.id, row.lease_token or "", "rejected", error_code=code, error_message=message, tracking_id=tracking)
+
+    def _uet_outcome(self, row: OutboxRow, result: Any) -> Outcome:
+        status = getattr(result, "status", None)
+        warnings = tuple(str(w) for w in (getattr(result, "warnings", None) or ()))
+        if status == "delivered":
+            self.metrics.add("delivered")
+            if warnings:
+                self.metrics.add("warnings", len(warnings))
+            return Outcome(row.id, row.lease_token or "", "delivered", warnings=warnings)
+        code = getattr(result, "error_code", None) or "rejected"
+        prop = getattr(result, "property_name", None)
+        message = getattr(result, "message", None) or "rejected"
+        if prop:
+            message = f"{prop}: {message}"
+        self.metrics.add("rejected", reason=code)
+        return Outcome(row.id, row.lease_token or "", "rejected", error_code=code, error_message=message)
+
+    def _failure(self, row: OutboxRow, exc: MicrosoftError) -> Outcome:
+        """A whole request failed: retry when the policy says so, else keep trying until attempts run out.
+
+        A terminal whole-request fault (bad developer token, wrong account) is about the request, not
+        the event, so the row is not rejected: it backs off and goes dead only when its attempts or
+        Microsoft's window run out, with the fault as the reason (``retry-dead`` revives it).
+        """
+        code = _code(exc.code, exc.error_code) if (exc.code is not None or exc.error_code) else _status_code(exc)
+        decision = self.retry_policy.classify(exc, row.attempts)
+        if decision.action not in ("retry", "wait_for_goal", "refresh") and not isinstance(exc, TransientError):
+            decision = _FallbackDecision("retry", _backoff(row.attempts), decision.reason or "request_failed")
+        return self._retry(row, decision, code, exc.message, exc.tracking_id)
+
+    def _retry(self, row: OutboxRow, decision: Any, code: str, message: str, tracking: str | None) -> Outcome:
+        now = self.clock()
+        reason = str(getattr(decision, "reason", "") or code)
+        if row.attempts >= self.max_attempts:
+            self.metrics.add("dead", reason="attempts_exhausted")
+            return Outcome(
+                row.id,
+                row.lease_token or "",
+                "dead",
+                error_code="attempts_exhausted",
+                error_message=f"gave up after {row.attempts} attempts; last error {code}: {message}",
+                tracking_id=tracking,
+            )
+        next_at = now + timedelta(seconds=max(0.0, float(getattr(decision, "delay", 0.0) or 0.0)))
+        if row.expires_at is not None and next_at >= row.expires_at:
+            self.metrics.add("dead", reason="expired")
+            return Outcome(
+                row.id,
+                row.lease_token or "",
+                "dead",
+                error_code="expired",
+                error_message=f"Microsoft's window closes before the next attempt; last error {code}: {message}",
+                tracking_id=tracking,
+            )
+        self.metrics.add("retried", reason=reason)
+        return Outcome(
+            row.id,
+            row.lease_token or "",
+            "pending",
+            next_attempt_at=next_at,
+            error_code=code,
+            error_message=message,
+            tracking_id=tracking,
+        )
+
+    def _settle(self, outcomes: Sequence[Outcome]) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        if not outcomes:
+            return counts
+        try:
+            applied = self.store.settle(outcomes, now=self.clock())
+        except StoreError:
+            # The rows stay in flight; their leases expire and they are sent again with the same key.
+            logger.exception("could not record %d outcomes; they will be retried after the lease", len(outcomes))
+            self.metrics.add("settle_failed", len(outcomes))
+            counts["stale"] += len(outcomes)
+            return counts
+        if applied != len(outcomes):
+            # Our lease expired and another worker owns these rows now; its result wins.
+            counts["stale"] += len(outcomes) - applied
+            self.metrics.add("stale_acks", len(outcomes) - applied)
+        for o in outcomes:
+            counts[_REPORT_FIELD[o.state] if not (o.state == "pending" and o.refund_attempt) else "released"] += 1
+        return counts
+
+    def _probe_paused(self) -> int:
+        """Resume accounts paused for re-consent once a token refresh succeeds again."""
+        if self.token_provider is None or self.campaign is None:
+            return 0
+        now = self.clock()
+        if self._next_probe is not None and now < self._next_probe:
+            return 0
+        accounts = {a for a, kind, _ in self.store.paused_accounts() if kind in CAMPAIGN_KINDS}
+        if not accounts:
+            self._next_probe = None
+            return 0
+        try:
+            self.token_provider.force_refresh()
+        except MicrosoftError as exc:
+            self._next_probe = now + timedelta(seconds=self.probe_interval)
+            logger.info("still paused (%s); next check in %.0fs", type(exc).__name__, self.probe_interval)
+            return 0
+        resumed = 0
+        for account in accounts:
+            resumed += self.store.resume(account=account, kinds=CAMPAIGN_KINDS, now=now)
+        self._next_probe = None
+        self.metrics.add("resumed", resumed)
+        logger.info("token refresh succeeded: resumed %d paused rows", resumed)
+        return resumed
+
+
+_RECONSENT_MESSAGE = "re-consent needed: the refresh token was refused; run `msclkid auth`"
+
+_REPORT_FIELD = {
+    "delivered": "delivered",
+    "rejected": "rejected",
+    "dead": "dead",
+    "pending": "retried",
+    "paused": "paused",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _FallbackDecision:
+    action: str
+    delay: float
+    reason: str
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(3600, 2 ** max(0, attempt)))
+
+
+def _default_policy() -> _Policy:
+    from .microsoft.retry import RetryPolicy
+
+    policy: _Policy = RetryPolicy()
+    return policy
+
+
+def kind_reason(row: OutboxRow) -> int:
+    return 1
+
+
+def _code(code: Any, error_code: Any) -> str:
+    parts = [str(p) for p in (code, error_code) if p not in (None, "")]
+    return " ".join(parts) or "unknown"
+
+
+def _status_code(exc: MicrosoftError) -> str:
+    return f"HTTP {exc.status}" if exc.status is not None else type(exc).__name__
+
+
+def _item_results(result: Any) -> Sequence[Any]:
+    for name in ("items", "results", "item_results"):
+        value = getattr(result, name, None)
+        if value is not None:
+            return list(value)
+    if isinstance(result, Sequence):
+        return list(result)
+    raise TypeError("the campaign client returned no per-item results")
+
+
+def _first_tracking_id(result: Any) -> str | None:
+    ids = getattr(result, "tracking_ids", None)
+    if ids:
+        return str(ids[0])
+    value = getattr(result, "tracking_id", None)
+    return str(value) if value else None
+
+
+def _as_mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
