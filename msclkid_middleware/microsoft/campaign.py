@@ -1,0 +1,267 @@
+"""Campaign Management v13 REST client: the three conversion ``Apply`` operations.
+
+One call in, one :class:`~.results.ItemResult` per input item out (in input order), whatever happens on the
+wire: inputs larger than 1,000 items are split into several requests, ``PartialErrors`` are mapped back by
+``Index`` (it may be ``[]``, ``null`` or absent), and an ``ApiFaultDetail`` whose ``BatchErrors`` name the
+offending items is turned into per-item rejections followed by one resend of the remaining items (the
+fault means *nothing* was applied, so the innocent items must go again; Microsoft ignores duplicates, so a
+resend is always safe).  Whole-request failures raise the typed errors of ``errors.py``.
+
+The client never sleeps and never retries on its own, with one exception that Microsoft documents: an
+expired access token (code 109, or HTTP 401) is refreshed once and the request retried once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import requests
+
+from msclkid_middleware.config import DEFAULT_API_URL
+from msclkid_middleware.errors import AuthenticationError, ConfigError, TransientError
+
+from ._faults import batch_errors, error_from_fault, unwrap_fault
+from ._http import DEFAULT_TIMEOUT, BearerAuth, Timeout, build_session, json_body, network_error, retry_after
+from .results import ApplyResult, ItemResult
+
+__all__ = ["MAX_BATCH", "AccessTokenProvider", "CampaignManagementClient", "WireItem"]
+
+log = logging.getLogger("msclkid_middleware.microsoft.campaign")
+
+#: "You can add a maximum of 1,000 offline conversions per service request." (the same for adjustments)
+MAX_BATCH = 1000
+_BASE_PATH = "/CampaignManagement/v13"
+
+
+@runtime_checkable
+class _HasWire(Protocol):
+    def to_wire(self) -> dict[str, Any]: ...
+
+
+#: A model object (``OfflineConversion`` ...) or its wire dict.
+WireItem = _HasWire | Mapping[str, Any]
+
+
+class AccessTokenProvider(Protocol):
+    """What the client needs from OAuth (``RefreshTokenProvider`` implements it)."""
+
+    def access_token(self) -> str: ...
+
+    def force_refresh(self) -> str: ...
+
+
+def _wire(item: WireItem) -> dict[str, Any]:
+    if isinstance(item, _HasWire):
+        return item.to_wire()
+    if isinstance(item, Mapping):
+        return dict(item)
+    raise TypeError(f"expected a model with to_wire() or a mapping, not {type(item).__name__}")
+
+
+class CampaignManagementClient:
+    """Campaign Management REST client for one customer account.
+
+    >>> client = CampaignManagementClient(api_url=..., developer_token=..., customer_id="1000001",
+    ...     account_id="2000001", token_provider=RefreshTokenProvider(...))      # doctest: +SKIP
+    >>> result = client.apply_offline_conversions([conversion.to_wire()])       # doctest: +SKIP
+    >>> [r.accepted for r in result], result.tracking_ids                        # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        api_url: str = DEFAULT_API_URL,
+        developer_token: str,
+        customer_id: str | int,
+        account_id: str | int,
+        token_provider: AccessTokenProvider,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        session: requests.Session | None = None,
+        batch_size: int = MAX_BATCH,
+    ) -> None:
+        if not developer_token:
+            raise ConfigError("MSADS_DEVELOPER_TOKEN is required", setting="MSADS_DEVELOPER_TOKEN")
+        if not str(customer_id).strip() or not str(account_id).strip():
+            raise ConfigError("MSADS_CUSTOMER_ID and MSADS_ACCOUNT_ID are required", setting="MSADS_ACCOUNT_ID")
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ConfigError(f"batch_size must be between 1 and {MAX_BATCH}")
+        self.api_url = api_url.rstrip("/")
+        self._developer_token = developer_token
+        self.customer_id = str(customer_id).strip()
+        self.account_id = str(account_id).strip()
+        self.token_provider = token_provider
+        self.timeout = timeout
+        self.batch_size = batch_size
+        self._session = session
+        self._own_session = session is None
+
+    def __repr__(self) -> str:
+        return f"CampaignManagementClient(api_url={self.api_url!r}, account_id={self.account_id!r})"
+
+    @property
+    def session(self) -> requests.Session:
+        # Built on first use, so constructing a client (at import or config time) opens nothing.
+        if self._session is None:
+            self._session = build_session()
+        return self._session
+
+    def close(self) -> None:
+        if self._own_session and self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> CampaignManagementClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- operations -------------------------------------------------------------------------------------------
+
+    def apply_offline_conversions(self, items: Iterable[WireItem]) -> ApplyResult:
+        return self._apply("OfflineConversions/Apply", "OfflineConversions", items)
+
+    def apply_offline_conversion_adjustments(self, items: Iterable[WireItem]) -> ApplyResult:
+        return self._apply("OfflineConversionAdjustments/Apply", "OfflineConversionAdjustments", items)
+
+    def apply_online_conversion_adjustments(self, items: Iterable[WireItem]) -> ApplyResult:
+        return self._apply("OnlineConversionAdjustments/Apply", "OnlineConversionAdjustments", items)
+
+    # -- internals --------------------------------------------------------------------------------------------
+
+    def _apply(self, operation: str, wrapper: str, items: Iterable[WireItem]) -> ApplyResult:
+        wire = [_wire(item) for item in items]
+        if not wire:
+            return ApplyResult((), ())
+        results: list[ItemResult | None] = [None] * len(wire)
+        tracking_ids: list[str] = []
+        for start in range(0, len(wire), self.batch_size):
+            self._apply_chunk(operation, wrapper, wire, list(range(start, min(start + self.batch_size, len(wire)))),
+                              results, tracking_ids)  # fmt: skip
+        done = [r for r in results if r is not None]
+        assert len(done) == len(wire)  # noqa: S101 - every index is decided before _apply_chunk returns
+        return ApplyResult(tuple(done), tuple(tracking_ids))
+
+    def _apply_chunk(
+        self,
+        operation: str,
+        wrapper: str,
+        wire: Sequence[dict[str, Any]],
+        indexes: list[int],
+        results: list[ItemResult | None],
+        tracking_ids: list[str],
+    ) -> None:
+        pending = indexes
+        while pending:
+            status, body, tracking_id, wait = self._post(operation, {wrapper: [wire[i] for i in pending]})
+            if tracking_id:
+                tracking_ids.append(tracking_id)
+            if status == 200 and isinstance(body, Mapping) and unwrap_fault(body) is None:
+                errors = body.get("PartialErrors")
+                by_index = _index_errors(errors if isinstance(errors, list) else [], len(pending))
+                for position, index in enumerate(pending):
+                    results[index] = _item_result(index, by_index.get(position), tracking_id)
+                log.debug(
+                    "%s: %d items, %d rejected, TrackingId %s", operation, len(pending), len(by_index), tracking_id
+                )
+                return
+            fault = unwrap_fault(body)
+            named = _index_errors(batch_errors(fault), len(pending))
+            error = error_from_fault(status, body, tracking_id=tracking_id, retry_after=wait, what=operation)
+            operation_level = fault is not None and any(fault.get(key) for key in ("Errors", "OperationErrors"))
+            if not named or (operation_level and isinstance(error, TransientError | AuthenticationError)):
+                raise error
+            # ApiFaultDetail naming items: those get their own outcome (a transient item code such as 5612 is
+            # then the retry policy's business), the operation applied nothing, so the rest is sent again.
+            for position, batch_error in named.items():
+                index = pending[position]
+                results[index] = _item_result(index, batch_error, tracking_id)
+            log.debug("%s: fault names %d of %d items; resending the rest", operation, len(named), len(pending))
+            pending = [index for position, index in enumerate(pending) if position not in named]
+
+    def _post(self, operation: str, payload: dict[str, Any]) -> tuple[int, Any, str | None, float | None]:
+        url = f"{self.api_url}{_BASE_PATH}/{operation}"
+        refreshed = False
+        token = self.token_provider.access_token()
+        while True:
+            try:
+                response = self.session.post(
+                    url,
+                    json=payload,
+                    auth=BearerAuth(token),
+                    headers={
+                        "DeveloperToken": self._developer_token,
+                        "CustomerId": self.customer_id,
+                        "CustomerAccountId": self.account_id,
+                        "Content-Type": "application/json",
+                        "Accept": "application/json",
+                    },
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
+            except requests.RequestException as exc:
+                # Includes a read timeout after the body was sent: the outcome is unknown, and resending is
+                # safe because Microsoft ignores duplicates of the same click + name + time (see retry.py).
+                raise network_error(operation, exc) from None
+            body = json_body(response)
+            tracking_id = response.headers.get("TrackingId") or _body_tracking_id(body)
+            if not refreshed and _token_expired(response.status_code, body):
+                log.info("%s: access token refused (TrackingId %s); refreshing once", operation, tracking_id)
+                token = self.token_provider.force_refresh()
+                refreshed = True
+                continue
+            return response.status_code, body, tracking_id, retry_after(response)
+
+
+def _body_tracking_id(body: Any) -> str | None:
+    fault = unwrap_fault(body)
+    value = fault.get("TrackingId") if fault is not None else None
+    return str(value) if value else None
+
+
+def _token_expired(status: int, body: Any) -> bool:
+    """Code 109 anywhere in the fault, or a bare HTTP 401 (no fault code that says something else)."""
+    fault = unwrap_fault(body)
+    if fault is not None:
+        codes = {
+            error.get("Code")
+            for key in ("Errors", "OperationErrors")
+            for error in (fault.get(key) or [])
+            if isinstance(error, Mapping)
+        }
+        if 109 in codes or "109" in codes:
+            return True
+        return status == 401 and not (codes - {None})
+    return status == 401
+
+
+def _index_errors(errors: Iterable[Any], size: int) -> dict[int, Mapping[str, Any]]:
+    """``Index`` -> the first error naming that item (indexes outside the batch are ignored, and logged)."""
+    by_index: dict[int, Mapping[str, Any]] = {}
+    for error in errors:
+        if not isinstance(error, Mapping):
+            continue
+        index = error.get("Index")
+        if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < size:
+            by_index.setdefault(index, error)
+        else:
+            log.warning("ignoring a batch error without a valid Index (code %s)", error.get("Code"))
+    return by_index
+
+
+def _item_result(index: int, error: Mapping[str, Any] | None, tracking_id: str | None) -> ItemResult:
+    if error is None:
+        return ItemResult(index=index, accepted=True, tracking_id=tracking_id)
+    code = error.get("Code")
+    return ItemResult(
+        index=index,
+        accepted=False,
+        code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+        error_code=str(error["ErrorCode"]) if error.get("ErrorCode") else None,
+        message=str(error["Message"]) if error.get("Message") else None,
+        field_path=str(error["FieldPath"]) if error.get("FieldPath") else None,
+        details=str(error["Details"]) if error.get("Details") else None,
+        tracking_id=tracking_id,
+    )
