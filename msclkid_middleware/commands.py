@@ -7,11 +7,14 @@ Every command reads the same settings as the application (``MSCLKID_STORE_URL``,
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:  # pragma: no cover
+    from click._termui_impl import ProgressBar
+
     from .tracker import ConversionTracker
 
 __all__ = ["flush", "retry_dead", "status", "worker"]
@@ -71,7 +74,10 @@ def flush(store_url: str | None, timeout: float) -> None:
     try:
         backlog = tracker.store.open_count()
         if backlog >= PROGRESS_THRESHOLD:
-            with click.progressbar(length=backlog, label="Delivering", show_pos=True, file=click.get_text_stream("stderr")) as bar:
+            bar: ProgressBar[int] = click.progressbar(
+                length=backlog, label="Delivering", show_pos=True, file=sys.stderr
+            )
+            with bar:
                 report = tracker.flush(timeout=timeout, on_step=lambda step: bar.update(step.claimed))
         else:
             report = tracker.flush(timeout=timeout)

@@ -9,21 +9,24 @@ and outcomes are written back afterwards, fenced by the lease token (see ``docs/
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from . import faultpoints
-from .errors import MicrosoftError, ReconsentRequired, StoreError, TransientError
-from .outbox.base import CAMPAIGN_KINDS, Kind, Outcome, OutboxRow, OutboxStore, iter_chunks
+from .errors import ConfigError, MicrosoftError, ReconsentRequired, StoreError
+from .microsoft.results import ItemResult, UetEventResult, UetIssue
+from .microsoft.retry import RetryDecision, RetryPolicy
+from .outbox.base import CAMPAIGN_KINDS, Kind, OutboxRow, OutboxStore, Outcome, iter_chunks
 from .redact import shorten
 
-__all__ = ["DispatchReport", "Dispatcher", "Metrics", "default_owner"]
+__all__ = ["DispatchReport", "Dispatcher", "Metrics", "default_owner", "utcnow"]
 
 logger = logging.getLogger("msclkid_middleware.dispatcher")
 
@@ -34,14 +37,21 @@ DEFAULT_PROBE_INTERVAL = 300.0
 
 Clock = Callable[[], datetime]
 
+_CAMPAIGN_METHODS = {
+    "offline": "apply_offline_conversions",
+    "offline_adjustment": "apply_offline_conversion_adjustments",
+    "online_adjustment": "apply_online_conversion_adjustments",
+}
+_RETRY_ACTIONS = frozenset({"retry", "wait_for_goal", "refresh"})
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
 def default_owner() -> str:
-    """A lease owner name that says which process holds a row (host:pid:random)."""
-    return f"{socket.gethostname()}:{__import__('os').getpid()}:{uuid.uuid4().hex[:8]}"
+    """A lease owner name that says which process holds a row (``host:pid:random``)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class Metrics:
@@ -98,24 +108,8 @@ class DispatchReport:
         )
 
 
-class _Decision(Protocol):
-    action: str
-    delay: float
-    reason: str
-
-
-class _Policy(Protocol):
-    def classify(self, error_or_result: Any, attempt: int) -> Any: ...
-
-
 class _TokenProvider(Protocol):
     def force_refresh(self) -> Any: ...
-
-
-@dataclass(slots=True)
-class _Step:
-    outcomes: list[Outcome]
-    report: dict[str, int]
 
 
 class Dispatcher:
@@ -133,7 +127,7 @@ class Dispatcher:
         *,
         campaign: Any = None,
         uet: Any = None,
-        retry_policy: _Policy | None = None,
+        retry_policy: RetryPolicy | None = None,
         clock: Clock = utcnow,
         owner: str | None = None,
         batch_size: int = MAX_BATCH,
@@ -148,12 +142,12 @@ class Dispatcher:
         self.store = store
         self.campaign = campaign
         self.uet = uet
-        self.retry_policy = retry_policy if retry_policy is not None else _default_policy()
+        self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
         self.clock = clock
         self.owner = owner or default_owner()
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
-        self.max_attempts = max_attempts or int(getattr(self.retry_policy, "max_attempts", 0) or 12)
+        self.max_attempts = max_attempts or self.retry_policy.max_attempts
         self.token_provider = token_provider or getattr(campaign, "token_provider", None)
         self.probe_interval = probe_interval
         self.metrics = metrics or Metrics()
@@ -194,10 +188,8 @@ class Dispatcher:
             stopping = should_stop is not None and should_stop()
             if kind not in kinds or stopping:
                 outcomes = [Outcome(r.id, r.lease_token or "", "pending", refund_attempt=True) for r in group]
-                counts["released"] += len(group)
             elif kind in CAMPAIGN_KINDS and account in paused_accounts:
                 outcomes = [self._pause(r, "reconsent_required", _RECONSENT_MESSAGE) for r in group]
-                counts["paused"] += len(group)
             else:
                 outcomes = self._expired(group, now)
                 live = [r for r in group if r.id not in {o.row_id for o in outcomes}]
@@ -215,7 +207,19 @@ class Dispatcher:
             )
             self._next_probe = self.clock() + timedelta(seconds=self.probe_interval)
         faultpoints.hit("after_settle")
-        return DispatchReport(remaining=self.store.open_count(), **{k: v for k, v in counts.items()})
+        return DispatchReport(
+            claimed=counts["claimed"],
+            delivered=counts["delivered"],
+            rejected=counts["rejected"],
+            retried=counts["retried"],
+            dead=counts["dead"],
+            paused=counts["paused"],
+            released=counts["released"],
+            stale=counts["stale"],
+            requests=counts["requests"],
+            resumed=counts["resumed"],
+            remaining=self.store.open_count(),
+        )
 
     def drain(
         self,
@@ -277,7 +281,9 @@ class Dispatcher:
         return outcomes
 
     def _pause(self, row: OutboxRow, code: str, message: str) -> Outcome:
-        return Outcome(row.id, row.lease_token or "", "paused", error_code=code, error_message=message, refund_attempt=True)
+        return Outcome(
+            row.id, row.lease_token or "", "paused", error_code=code, error_message=message, refund_attempt=True
+        )
 
     def _send(self, kind: Kind, account: str, rows: Sequence[OutboxRow]) -> list[Outcome]:
         payloads = [dict(r.payload) for r in rows]
@@ -285,90 +291,115 @@ class Dispatcher:
             if kind == "uet":
                 results = list(self.uet.send_events(account, payloads))
                 return [self._uet_outcome(row, res) for row, res in zip(rows, results, strict=True)]
-            method = {
-                "offline": "apply_offline_conversions",
-                "offline_adjustment": "apply_offline_conversion_adjustments",
-                "online_adjustment": "apply_online_conversion_adjustments",
-            }[kind]
-            result = getattr(self.campaign, method)(payloads)
+            result = getattr(self.campaign, _CAMPAIGN_METHODS[kind])(payloads)
         except ReconsentRequired as exc:
             logger.warning("account %s needs re-consent (run `msclkid auth`): dispatch paused", account)
             self.metrics.add("paused", len(rows), reason="reconsent_required")
-            return [self._pause(r, "reconsent_required", _RECONSENT_MESSAGE + f" ({exc.message})") for r in rows]
+            return [self._pause(r, "reconsent_required", f"{_RECONSENT_MESSAGE} ({exc.message})") for r in rows]
         except MicrosoftError as exc:
+            logger.warning("%s request for %s failed: %s", kind, account, exc)
             return [self._failure(row, exc) for row in rows]
-        items = list(_item_results(result))
-        request_tracking = _first_tracking_id(result)
-        return [self._item_outcome(row, item, request_tracking) for row, item in zip(rows, items, strict=True)]
+        except ConfigError as exc:
+            # A configuration gap (no UET token for this tag): keep the rows, back off, say why.
+            logger.error("cannot send %s rows for %s: %s", kind, account, exc)
+            return [self._failure(row, exc) for row in rows]
+        tracking = result.tracking_ids[0] if result.tracking_ids else None
+        return [self._item_outcome(row, item, tracking) for row, item in zip(rows, result.items, strict=True)]
 
-    def _item_outcome(self, row: OutboxRow, item: Any, request_tracking: str | None) -> Outcome:
-        tracking = getattr(item, "tracking_id", None) or request_tracking
-        if getattr(item, "accepted", False):
-            self.metrics.add("delivered", kind_reason(row))
+    def _item_outcome(self, row: OutboxRow, item: ItemResult, request_tracking: str | None) -> Outcome:
+        tracking = item.tracking_id or request_tracking
+        if item.accepted:
+            self.metrics.add("delivered", reason=row.kind)
             logger.debug("delivered %s %s", row.kind, shorten(row.event_id, 12))
             return Outcome(row.id, row.lease_token or "", "delivered", tracking_id=tracking)
-        code = _code(getattr(item, "code", None), getattr(item, "error_code", None))
-        message = getattr(item, "message", None) or "rejected"
-        decision = self.retry_policy.classify(item, row.attempts)
-        if decision.action in ("retry", "wait_for_goal", "refresh"):
+        code = _code(item.code, item.error_code)
+        message = item.message or "rejected by Microsoft"
+        if item.field_path:
+            message = f"{item.field_path}: {message}"
+        decision = self._classify(item, row)
+        if decision.action in _RETRY_ACTIONS:
             return self._retry(row, decision, code, message, tracking)
+        if decision.reason.startswith("gave up"):
+            return self._dead(row, "attempts_exhausted", f"{decision.reason}; last error {code}: {message}", tracking)
         self.metrics.add("rejected", reason=code)
-        return Outcome(row.id, row.lease_token or "", "rejected", error_code=code, error_message=message, tracking_id=tracking)
+        logger.info("rejected %s %s: %s %s", row.kind, shorten(row.event_id, 12), code, message)
+        return Outcome(
+            row.id, row.lease_token or "", "rejected", error_code=code, error_message=message, tracking_id=tracking
+        )
 
-    def _uet_outcome(self, row: OutboxRow, result: Any) -> Outcome:
-        status = getattr(result, "status", None)
-        warnings = tuple(str(w) for w in (getattr(result, "warnings", None) or ()))
-        if status == "delivered":
-            self.metrics.add("delivered")
-            if warnings:
-                self.metrics.add("warnings", len(warnings))
+    def _uet_outcome(self, row: OutboxRow, result: UetEventResult) -> Outcome:
+        warnings = tuple(_issue_text(w) for w in result.warnings)
+        if result.status == "delivered":
+            self.metrics.add("delivered", reason=row.kind)
+            self.metrics.add("warnings", len(warnings))
             return Outcome(row.id, row.lease_token or "", "delivered", warnings=warnings)
-        code = getattr(result, "error_code", None) or "rejected"
-        prop = getattr(result, "property_name", None)
-        message = getattr(result, "message", None) or "rejected"
-        if prop:
-            message = f"{prop}: {message}"
+        code = result.error_code or "rejected"
+        message = result.message or "rejected by Microsoft"
+        if result.property_name:
+            message = f"{result.property_name}: {message}"
         self.metrics.add("rejected", reason=code)
         return Outcome(row.id, row.lease_token or "", "rejected", error_code=code, error_message=message)
 
-    def _failure(self, row: OutboxRow, exc: MicrosoftError) -> Outcome:
-        """A whole request failed: retry when the policy says so, else keep trying until attempts run out.
+    def _failure(self, row: OutboxRow, exc: MicrosoftError | ConfigError) -> Outcome:
+        """A whole request failed: retry when the policy says so, else back off until attempts run out.
 
-        A terminal whole-request fault (bad developer token, wrong account) is about the request, not
-        the event, so the row is not rejected: it backs off and goes dead only when its attempts or
-        Microsoft's window run out, with the fault as the reason (``retry-dead`` revives it).
+        A terminal whole-request fault (bad developer token, wrong account, missing UET token) is about
+        the request, not the event, so the row is not rejected: it backs off and goes ``dead`` only when
+        its attempts or Microsoft's window run out, with the fault as the reason; once the cause is fixed,
+        ``msclkid retry-dead`` revives it.
         """
-        code = _code(exc.code, exc.error_code) if (exc.code is not None or exc.error_code) else _status_code(exc)
-        decision = self.retry_policy.classify(exc, row.attempts)
-        if decision.action not in ("retry", "wait_for_goal", "refresh") and not isinstance(exc, TransientError):
-            decision = _FallbackDecision("retry", _backoff(row.attempts), decision.reason or "request_failed")
-        return self._retry(row, decision, code, exc.message, exc.tracking_id)
+        if isinstance(exc, MicrosoftError):
+            code = _code(exc.code, exc.error_code) if exc.code is not None or exc.error_code else _status(exc)
+            message = exc.message
+            tracking = exc.tracking_id
+        else:
+            code, message, tracking = "config_error", str(exc), None
+        decision = self._classify(exc, row)
+        if decision.action not in _RETRY_ACTIONS:
+            if decision.reason.startswith("gave up"):
+                return self._dead(
+                    row, "attempts_exhausted", f"{decision.reason}; last error {code}: {message}", tracking
+                )
+            decision = RetryDecision("retry", self._backoff(row.attempts), decision.reason or "request failed")
+        return self._retry(row, decision, code, message, tracking)
 
-    def _retry(self, row: OutboxRow, decision: Any, code: str, message: str, tracking: str | None) -> Outcome:
-        now = self.clock()
-        reason = str(getattr(decision, "reason", "") or code)
+    def _classify(self, error_or_result: object, row: OutboxRow) -> RetryDecision:
+        elapsed = max(0.0, (self.clock() - row.created_at).total_seconds())
+        # The clients already refresh an expired access token once and retry, so a 109/401 reaching
+        # us has been through a refresh.
+        decision: RetryDecision = self.retry_policy.classify(
+            error_or_result, row.attempts, elapsed=elapsed, refreshed=True
+        )
+        return decision
+
+    def _backoff(self, attempt: int) -> float:
+        backoff = getattr(self.retry_policy, "backoff", None)
+        return float(backoff(attempt)) if callable(backoff) else float(min(600, 2 ** max(0, attempt)))
+
+    def _dead(self, row: OutboxRow, code: str, message: str, tracking: str | None = None) -> Outcome:
+        self.metrics.add("dead", reason=code)
+        return Outcome(
+            row.id, row.lease_token or "", "dead", error_code=code, error_message=message, tracking_id=tracking
+        )
+
+    def _retry(self, row: OutboxRow, decision: RetryDecision, code: str, message: str, tracking: str | None) -> Outcome:
         if row.attempts >= self.max_attempts:
-            self.metrics.add("dead", reason="attempts_exhausted")
-            return Outcome(
-                row.id,
-                row.lease_token or "",
-                "dead",
-                error_code="attempts_exhausted",
-                error_message=f"gave up after {row.attempts} attempts; last error {code}: {message}",
-                tracking_id=tracking,
+            return self._dead(
+                row,
+                "attempts_exhausted",
+                f"gave up after {row.attempts} attempts; last error {code}: {message}",
+                tracking,
             )
-        next_at = now + timedelta(seconds=max(0.0, float(getattr(decision, "delay", 0.0) or 0.0)))
+        next_at = self.clock() + timedelta(seconds=max(0.0, decision.delay))
         if row.expires_at is not None and next_at >= row.expires_at:
-            self.metrics.add("dead", reason="expired")
-            return Outcome(
-                row.id,
-                row.lease_token or "",
-                "dead",
-                error_code="expired",
-                error_message=f"Microsoft's window closes before the next attempt; last error {code}: {message}",
-                tracking_id=tracking,
+            return self._dead(
+                row,
+                "expired",
+                f"Microsoft's window closes before the next attempt; last error {code}: {message}",
+                tracking,
             )
-        self.metrics.add("retried", reason=reason)
+        self.metrics.add("retried", reason=code)
+        logger.info("%s %s: %s; next attempt in %.0fs", row.kind, shorten(row.event_id, 12), code, decision.delay)
         return Outcome(
             row.id,
             row.lease_token or "",
@@ -436,54 +467,15 @@ _REPORT_FIELD = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class _FallbackDecision:
-    action: str
-    delay: float
-    reason: str
-
-
-def _backoff(attempt: int) -> float:
-    return float(min(3600, 2 ** max(0, attempt)))
-
-
-def _default_policy() -> _Policy:
-    from .microsoft.retry import RetryPolicy
-
-    policy: _Policy = RetryPolicy()
-    return policy
-
-
-def kind_reason(row: OutboxRow) -> int:
-    return 1
-
-
-def _code(code: Any, error_code: Any) -> str:
+def _code(code: object, error_code: object) -> str:
+    """``"5604 OfflineConversionMicrosoftClickIdInvalid"``: Microsoft's numeric and symbolic codes."""
     parts = [str(p) for p in (code, error_code) if p not in (None, "")]
     return " ".join(parts) or "unknown"
 
 
-def _status_code(exc: MicrosoftError) -> str:
+def _status(exc: MicrosoftError) -> str:
     return f"HTTP {exc.status}" if exc.status is not None else type(exc).__name__
 
 
-def _item_results(result: Any) -> Sequence[Any]:
-    for name in ("items", "results", "item_results"):
-        value = getattr(result, name, None)
-        if value is not None:
-            return list(value)
-    if isinstance(result, Sequence):
-        return list(result)
-    raise TypeError("the campaign client returned no per-item results")
-
-
-def _first_tracking_id(result: Any) -> str | None:
-    ids = getattr(result, "tracking_ids", None)
-    if ids:
-        return str(ids[0])
-    value = getattr(result, "tracking_id", None)
-    return str(value) if value else None
-
-
-def _as_mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+def _issue_text(issue: UetIssue) -> str:
+    return ": ".join(p for p in (issue.error_code, issue.property_name, issue.message) if p)

@@ -17,7 +17,7 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any
 
-from .dispatcher import DispatchReport, Dispatcher
+from .dispatcher import Dispatcher, DispatchReport
 
 __all__ = ["BackgroundWorker", "ErrorCallback", "run_until_signalled"]
 
@@ -147,7 +147,7 @@ def run_until_signalled(worker: BackgroundWorker) -> DispatchReport:
     A second signal while stopping is not escalated: the in-flight request is bounded by the
     client's timeout, and killing it would only leave rows to their lease.
     """
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
 
     def handle(signum: int, frame: FrameType | None) -> None:
         logger.info("received signal %d: stopping after the current request", signum)

@@ -182,6 +182,8 @@ class TokenRecord:
 
     refresh_token: str = field(repr=False)
     issued_at: datetime
+    #: Grows by one with every refresh; ``(serial, issued_at)`` orders tokens (newest wins).
+    serial: int = 0
     data: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -272,11 +274,17 @@ class OutboxStore(Protocol):
     def load_token(self, name: str) -> TokenRecord | None: ...
 
     def save_token(self, name: str, record: TokenRecord) -> bool:
-        """Persist ``record`` unless the stored one is newer (never regress); returns whether it was written."""
+        """Persist ``record`` only if it is newer than the stored one by ``(serial, issued_at)``.
+
+        Returns whether it was written; an equal or older record changes nothing (never regress).
+        """
         ...
 
     def token_lock(self, name: str) -> AbstractContextManager[None]:
-        """A cross-process lock for single-flight refreshes (re-read the token inside it)."""
+        """A cross-process lock for single-flight refreshes (re-read the token inside it).
+
+        It must not block the outbox itself: a refresh holds it during an HTTP call.
+        """
         ...
 
     def metrics(self) -> Mapping[str, int]:

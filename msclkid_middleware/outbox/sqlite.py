@@ -104,6 +104,7 @@ MIGRATIONS: tuple[str, ...] = (
         name TEXT PRIMARY KEY,
         refresh_token TEXT NOT NULL,
         issued_at REAL NOT NULL,
+        serial INTEGER NOT NULL DEFAULT 0,
         data TEXT NOT NULL DEFAULT '{{}}',
         updated_at REAL NOT NULL
     );
@@ -569,22 +570,26 @@ class SqliteOutbox:
 
     # -- tokens -----------------------------------------------------------------------------------
     def load_token(self, name: str) -> TokenRecord | None:
-        rows = self._read("SELECT refresh_token, issued_at, data FROM tokens WHERE name = ?", (name,))
+        rows = self._read("SELECT refresh_token, issued_at, serial, data FROM tokens WHERE name = ?", (name,))
         if not rows:
             return None
         r = rows[0]
-        return TokenRecord(r["refresh_token"], from_timestamp(r["issued_at"]), json.loads(r["data"]))  # type: ignore[arg-type]
+        issued = from_timestamp(r["issued_at"])
+        assert issued is not None  # noqa: S101 - the column is NOT NULL
+        return TokenRecord(r["refresh_token"], issued, r["serial"], json.loads(r["data"]))
 
     def save_token(self, name: str, record: TokenRecord) -> bool:
         ts = to_timestamp(record.issued_at)
         with self._write("save_token") as conn:
             # Never regress: an older token (a slow process finishing late) does not overwrite a newer one.
             cur = conn.execute(
-                "INSERT INTO tokens (name, refresh_token, issued_at, data, updated_at) VALUES (?, ?, ?, ?, ?)"
+                "INSERT INTO tokens (name, refresh_token, issued_at, serial, data, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET refresh_token = excluded.refresh_token,"
-                " issued_at = excluded.issued_at, data = excluded.data, updated_at = excluded.updated_at"
-                " WHERE excluded.issued_at >= tokens.issued_at",
-                (name, record.refresh_token, ts, _dumps(dict(record.data)), ts),
+                " issued_at = excluded.issued_at, serial = excluded.serial, data = excluded.data,"
+                " updated_at = excluded.updated_at"
+                " WHERE (excluded.serial, excluded.issued_at) > (tokens.serial, tokens.issued_at)",
+                (name, record.refresh_token, ts, record.serial, _dumps(dict(record.data)), ts),
             )
         return cur.rowcount > 0
 

@@ -385,14 +385,16 @@ def test_concurrent_claimers_never_share_a_row(store: OutboxStore, make_store: S
 
 def test_tokens_are_saved_and_never_regress(store: OutboxStore, make_store: StoreFactory) -> None:
     assert store.load_token("microsoft") is None
-    newer = TokenRecord("rt-2", T0 + timedelta(minutes=1), {"scope": "s"})
-    older = TokenRecord("rt-1", T0)
+    newer = TokenRecord("rt-2", T0 + timedelta(minutes=1), serial=2, data={"scope": "s"})
     assert store.save_token("microsoft", newer) is True
-    assert store.save_token("microsoft", older) is False
-    loaded = make_store().load_token("microsoft")
-    assert loaded == newer
-    assert store.save_token("microsoft", TokenRecord("rt-3", T0 + timedelta(minutes=2))) is True
-    assert store.load_token("microsoft") == TokenRecord("rt-3", T0 + timedelta(minutes=2))
+    # An older token (a slow process finishing late) or the same one again changes nothing.
+    assert store.save_token("microsoft", TokenRecord("rt-1", T0 + timedelta(minutes=5), serial=1)) is False
+    assert store.save_token("microsoft", newer) is False
+    assert make_store().load_token("microsoft") == newer
+    # Same serial, later issue time (an access-token-only update) is newer.
+    newest = TokenRecord("rt-3", T0 + timedelta(minutes=2), serial=2)
+    assert store.save_token("microsoft", newest) is True
+    assert store.load_token("microsoft") == newest
     assert store.load_token("other") is None
 
 
