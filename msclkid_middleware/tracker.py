@@ -548,7 +548,7 @@ class ConversionTracker:
                 items=items,
                 item_ids=item_ids,
             )
-        user_data = UetUserData(**user) if has_match_key else UetUserData(external_id="-", **user)
+        user_data = UetUserData(**user) if has_match_key else UetUserData(**{**user, "external_id": "-"})
         now = self.clock()
         event = UetEvent(
             event_id=event_id,

@@ -25,7 +25,9 @@ def make_provider(ms: EmulatorHandle, **options: object) -> RefreshTokenProvider
     return RefreshTokenProvider(env["MSADS_CLIENT_ID"], env["MSADS_CLIENT_SECRET"], **kwargs)  # type: ignore[arg-type]
 
 
-def make_campaign(ms: EmulatorHandle, provider: RefreshTokenProvider | None = None, **options: object) -> CampaignManagementClient:
+def make_campaign(
+    ms: EmulatorHandle, provider: RefreshTokenProvider | None = None, **options: object
+) -> CampaignManagementClient:
     env = ms.env
     kwargs: dict[str, object] = {
         "api_url": env["MSADS_API_URL"],

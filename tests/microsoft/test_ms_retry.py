@@ -61,7 +61,9 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("error", "attempt", "action", "low", "high"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("error", "attempt", "action", "low", "high"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_classify_table(error: object, attempt: int, action: str, low: float, high: float) -> None:
     decision = HALF.classify(error, attempt)
     assert decision.action == action, decision.reason

@@ -65,3 +65,23 @@ def new_row(n: int = 1, **overrides: Any) -> NewRow:
     }
     fields.update(overrides)
     return NewRow(**fields)
+
+
+class FakeClock:
+    """An injectable clock: starts at the real current time (the emulator checks times against its own
+    clock) and moves only when a test advances it."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+def click_id(n: int) -> str:
+    """A well-formed 32-hex msclkid, distinct per ``n``."""
+    return f"{n:032x}"
