@@ -14,7 +14,11 @@ from typing import Any
 
 import pytest
 
+from msclkid_middleware.config import Settings
+from msclkid_middleware.microsoft import RetryPolicy
 from msclkid_middleware.outbox import NewRow, OutboxStore, open_store
+from msclkid_middleware.testing import EmulatorHandle, run_emulator
+from msclkid_middleware.tracker import ConversionTracker, EventStatus
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
@@ -85,3 +89,40 @@ class FakeClock:
 def click_id(n: int) -> str:
     """A well-formed 32-hex msclkid, distinct per ``n``."""
     return f"{n:032x}"
+
+
+@pytest.fixture
+def ms() -> Iterator[EmulatorHandle]:
+    with run_emulator() as handle:
+        yield handle
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make_tracker(ms: EmulatorHandle, tmp_path: Path, clock: FakeClock, **options: Any) -> ConversionTracker:
+    settings = Settings.from_env(ms.env, **options.pop("settings", {}))
+    options.setdefault("retry_policy", RetryPolicy(rng=lambda: 0.5))
+    return ConversionTracker(settings=settings, store_url=f"sqlite:///{tmp_path / 'outbox.db'}", clock=clock, **options)
+
+
+@pytest.fixture
+def tracker(ms: EmulatorHandle, tmp_path: Path, clock: FakeClock) -> Iterator[ConversionTracker]:
+    t = make_tracker(ms, tmp_path, clock)
+    yield t
+    t.close()
+
+
+def record(tracker: ConversionTracker, clock: FakeClock, n: int, **overrides: Any) -> EventStatus:
+    fields: dict[str, Any] = {
+        "event_id": f"ord_{n}",
+        "conversion_name": "Purchase",
+        "conversion_time": clock() - timedelta(minutes=30),
+        "value": 10.0 + n,
+        "currency": "USD",
+        "click": click_id(n),
+    }
+    fields.update(overrides)
+    return tracker.record_offline(**fields)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from msclkid_middleware.config import Settings
 from msclkid_middleware.consent import Consent
 from msclkid_middleware.errors import (
     AdjustmentError,
@@ -26,45 +24,7 @@ from msclkid_middleware.models import Click
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
 from msclkid_middleware.tracker import ConversionTracker
 
-from .conftest import FakeClock, click_id
-
-
-@pytest.fixture
-def ms() -> Iterator[EmulatorHandle]:
-    with run_emulator() as handle:
-        yield handle
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-def make_tracker(ms: EmulatorHandle, tmp_path: Path, clock: FakeClock, **options: Any) -> ConversionTracker:
-    settings = Settings.from_env(ms.env, **options.pop("settings", {}))
-    options.setdefault("retry_policy", RetryPolicy(rng=lambda: 0.5))
-    return ConversionTracker(settings=settings, store_url=f"sqlite:///{tmp_path / 'outbox.db'}", clock=clock, **options)
-
-
-@pytest.fixture
-def tracker(ms: EmulatorHandle, tmp_path: Path, clock: FakeClock) -> Iterator[ConversionTracker]:
-    t = make_tracker(ms, tmp_path, clock)
-    yield t
-    t.close()
-
-
-def record(tracker: ConversionTracker, clock: FakeClock, n: int, **overrides: Any) -> Any:
-    fields: dict[str, Any] = {
-        "event_id": f"ord_{n}",
-        "conversion_name": "Purchase",
-        "conversion_time": clock() - timedelta(minutes=30),
-        "value": 10.0 + n,
-        "currency": "USD",
-        "click": click_id(n),
-    }
-    fields.update(overrides)
-    return tracker.record_offline(**fields)
-
+from .conftest import FakeClock, click_id, make_tracker, record
 
 # -- the whole path, per kind ---------------------------------------------------------------------
 
@@ -100,7 +60,8 @@ def test_raw_email_and_phone_never_reach_the_store(
 ) -> None:
     record(tracker, clock, 1, email="Jane.Doe+shop@Example.com", phone="+14255551234")
     dump = "\n".join(sqlite3.connect(tmp_path / "outbox.db").iterdump())
-    assert "Jane" not in dump and "example.com" not in dump.lower()
+    assert "Jane" not in dump
+    assert "example.com" not in dump.lower()
     assert "4255551234" not in dump
 
 
@@ -234,7 +195,8 @@ def test_partial_errors_land_on_the_right_rows(
         if n in (3, 7):
             assert status.state == "rejected"
             assert status.last_error_code == "5616 ConversionTimeEarlierThanClickTime"
-            assert status.last_error_message and status.last_error_message.startswith("ConversionTime")
+            assert status.last_error_message
+            assert status.last_error_message.startswith("ConversionTime")
         else:
             assert status.state == "delivered"
     assert tracker.metrics()["rejected.5616 ConversionTimeEarlierThanClickTime"] == 2
@@ -246,7 +208,8 @@ def test_duplicate_record_calls_deliver_once(tracker: ConversionTracker, ms: Emu
     # A retried checkout that recomputes the time is still the same event.
     later = record(tracker, clock, 1, conversion_time=clock() - timedelta(minutes=1), value=99.0)
     assert first.created is True
-    assert again.created is False and later.created is False
+    assert again.created is False
+    assert later.created is False
     assert again.idempotency_key == later.idempotency_key == first.idempotency_key
     tracker.flush()
     assert len(ms.received("offline")) == 1
@@ -263,9 +226,11 @@ def test_denied_consent_suppresses_offline_rows(
     status = record(tracker, clock, 1, email="a@b.example", consent=Consent.denied_by("gpc"))
     assert status.state == "suppressed"
     assert status.last_error_code == "consent_denied"
-    assert status.last_error_message is not None and "gpc" in status.last_error_message
+    assert status.last_error_message is not None
+    assert "gpc" in status.last_error_message
     (row,) = tracker.store.find("ord_1")
-    assert "MicrosoftClickId" not in row.payload and "HashedEmailAddress" not in row.payload
+    assert "MicrosoftClickId" not in row.payload
+    assert "HashedEmailAddress" not in row.payload
     assert row.consent == {
         "state": "denied",
         "basis": "gpc",
@@ -426,7 +391,8 @@ def test_events_past_microsofts_window_go_dead(
     for event_id, window in (("ord_1", "90 days"), ("evt_1", "7 days")):
         status = tracker.status(event_id)
         assert (status.state, status.last_error_code) == ("dead", "expired")
-        assert status.last_error_message is not None and window in status.last_error_message
+        assert status.last_error_message is not None
+        assert window in status.last_error_message
     assert ms.received() == []
 
 
@@ -449,7 +415,8 @@ def test_reconsent_pauses_without_burning_attempts_and_a_refresh_resumes(
         for n in range(3):
             status = tracker.status(f"ord_{n}")
             assert (status.state, status.attempts) == ("paused", 0)
-            assert status.paused_reason is not None and "msclkid auth" in status.paused_reason
+            assert status.paused_reason is not None
+            assert "msclkid auth" in status.paused_reason
         assert ms.received("offline") == []
         assert tracker.flush().claimed == 0  # paused rows are not claimed
         # Someone runs `msclkid auth`: a new refresh token lands in the store.
@@ -477,19 +444,24 @@ def test_the_rotated_refresh_token_survives_a_restart(tmp_path: Path, clock: Fak
         try:
             record(second, clock, 2)
             assert second.flush().delivered == 1
+            stored = second.store.load_token("microsoft")
+            assert stored is not None
+            assert stored.refresh_token != ms.env["MSADS_REFRESH_TOKEN"]
         finally:
             second.close()
-        stored = second.store.load_token("microsoft")
-        assert stored is not None and stored.refresh_token != ms.env["MSADS_REFRESH_TOKEN"]
 
 
 def test_storage_failures_reach_the_caller_typed_and_counted(tracker: ConversionTracker, clock: FakeClock) -> None:
     conn = tracker.store._conn()  # type: ignore[attr-defined]
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")
-    with pytest.raises(StoreError) as info:
+
+    def fill() -> None:
         for n in range(200):
             record(tracker, clock, n, external_attribution_model="x" * 90, external_attribution_credit=0.5)
+
+    with pytest.raises(StoreError) as info:
+        fill()
     assert info.value.reason == "storage_full"
     assert tracker.metrics()["store_errors.storage_full"] == 1
 
