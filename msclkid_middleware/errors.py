@@ -24,6 +24,7 @@ __all__ = [
     "ReconsentRequired",
     "StoreError",
     "TcfDecodeError",
+    "TimeWindowError",
     "TransientError",
     "UnknownEvent",
     "UnknownGoal",
@@ -182,3 +183,16 @@ class ReconsentRequired(AuthenticationError):
 
     Dispatch for the affected account pauses (no attempts are spent) until a refresh succeeds.
     """
+
+
+class TimeWindowError(ValidationError):
+    """A conversion or event time is outside the window Microsoft accepts at this moment.
+
+    ``expired`` is true when the time is too old (it will never be accepted again: the
+    dispatcher moves the event to ``dead``) and false when it is in the future beyond the
+    allowed clock skew (it may become acceptable later).
+    """
+
+    def __init__(self, field: str, reason: str, *, expired: bool) -> None:
+        super().__init__(field, reason)
+        self.expired = expired

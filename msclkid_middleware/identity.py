@@ -49,6 +49,7 @@ _PHONE_PUNCTUATION = re.compile(r"[\s\-\u2010-\u2015\u2212.()/]+")
 # "+44 (0)20 7946 0958": the bracketed trunk zero is not dialled from abroad and is not in E.164.
 _TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")
 _DIGITS = re.compile(r"[0-9]+")
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: E.164 allows at most 15 digits; the shortest numbers in service (Niue, Tokelau: a 3-digit
 #: country code and a 4-digit subscriber number) have 7.
 _MIN_PHONE_DIGITS = 7
@@ -66,10 +67,14 @@ def _sha256_hex(text: str) -> str:
 
 
 def _has_control(text: str) -> bool:
+    if text.isascii():  # the common case, without a per-character Unicode lookup
+        return _ASCII_CONTROL.search(text) is not None
     return any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text)
 
 
 def _strip_accents(text: str) -> str:
+    if text.isascii():
+        return text
     # NFKD splits "à" into "a" + a combining grave accent, which we then drop.  It also folds
     # compatibility forms (full-width letters, ligatures) into their plain equivalents.
     decomposed = unicodedata.normalize("NFKD", text)

@@ -27,7 +27,7 @@ from typing import Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
 from .consent import Consent
-from .errors import ValidationError
+from .errors import TimeWindowError, ValidationError
 from .identity import hash_email, hash_phone, is_sha256_hex
 
 __all__ = [
@@ -105,108 +105,12 @@ MAX_CONVERSION_VALUE: Final = 999_999_999_999.0
 
 #: The 100 currencies Microsoft lists for conversion goal revenue ("Conversion Goal Revenue Currencies").
 CURRENCY_CODES: Final = frozenset(
-    [
-        "AED",
-        "ALL",
-        "AMD",
-        "ARS",
-        "AUD",
-        "AZN",
-        "BDT",
-        "BGN",
-        "BHD",
-        "BND",
-        "BOB",
-        "BRL",
-        "BWP",
-        "BZD",
-        "CAD",
-        "CHF",
-        "CLP",
-        "CNY",
-        "COP",
-        "CRC",
-        "CZK",
-        "DKK",
-        "DOP",
-        "DZD",
-        "EGP",
-        "ETB",
-        "EUR",
-        "FJD",
-        "GBP",
-        "GEL",
-        "GHS",
-        "GTQ",
-        "HKD",
-        "HNL",
-        "HRK",
-        "HUF",
-        "IDR",
-        "ILS",
-        "INR",
-        "IQD",
-        "ISK",
-        "JMD",
-        "JOD",
-        "JPY",
-        "KES",
-        "KGS",
-        "KRW",
-        "KWD",
-        "KZT",
-        "LBP",
-        "LKR",
-        "LYD",
-        "MAD",
-        "MKD",
-        "MNT",
-        "MOP",
-        "MUR",
-        "MVR",
-        "MWK",
-        "MXN",
-        "MYR",
-        "NGN",
-        "NIO",
-        "NOK",
-        "NZD",
-        "OMR",
-        "PAB",
-        "PEN",
-        "PHP",
-        "PKR",
-        "PLN",
-        "PYG",
-        "QAR",
-        "RON",
-        "RSD",
-        "RUB",
-        "RWF",
-        "SAR",
-        "SEK",
-        "SGD",
-        "THB",
-        "TND",
-        "TOP",
-        "TRL",
-        "TTD",
-        "TWD",
-        "TZS",
-        "UAH",
-        "UGX",
-        "USD",
-        "UYU",
-        "UZS",
-        "VEF",
-        "VND",
-        "XAF",
-        "XCD",
-        "XOF",
-        "YER",
-        "ZAR",
-        "ZMW",
-    ]
+    """
+    AED ALL AMD ARS AUD AZN BDT BGN BHD BND BOB BRL BWP BZD CAD CHF CLP CNY COP CRC CZK DKK DOP DZD EGP ETB EUR FJD
+    GBP GEL GHS GTQ HKD HNL HRK HUF IDR ILS INR IQD ISK JMD JOD JPY KES KGS KRW KWD KZT LBP LKR LYD MAD MKD MNT MOP
+    MUR MVR MWK MXN MYR NGN NIO NOK NZD OMR PAB PEN PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SEK SGD THB TND TOP TRL
+    TTD TWD TZS UAH UGX USD UYU UZS VEF VND XAF XCD XOF YER ZAR ZMW
+    """.split()  # noqa: SIM905 - rows as in Microsoft's table read better than 100 literals
 )
 
 AdjustmentType = Literal["Restate", "Retract"]
@@ -228,7 +132,8 @@ def format_time(value: datetime) -> str:
     >>> format_time(datetime(2026, 11, 28, 13, 0, 5, 999999, tzinfo=timezone(timedelta(hours=1))))
     '2026-11-28T12:00:05Z'
     """
-    return _utc(value, "time").strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat() always writes four year digits (strftime's %Y does not on every platform).
+    return _utc(value, "time").replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def parse_time(value: object, field: str = "time") -> datetime:
@@ -249,7 +154,10 @@ def _utc(value: object, field: str) -> datetime:
         raise ValidationError(field, "must be a datetime")
     if value.utcoffset() is None:
         raise ValidationError(field, "must be timezone-aware (naive datetimes are ambiguous)")
-    return value.astimezone(UTC).replace(microsecond=0)
+    try:
+        return value.astimezone(UTC).replace(microsecond=0)
+    except OverflowError:
+        raise ValidationError(field, "is out of the representable range") from None
 
 
 def _now(now: datetime | None) -> datetime:
@@ -260,12 +168,14 @@ def _now(now: datetime | None) -> datetime:
 
 def _check_not_future(field: str, when: datetime, now: datetime) -> None:
     if when > now + CLOCK_SKEW:
-        raise ValidationError(field, f"must not be in the future (more than {_minutes(CLOCK_SKEW)} minutes ahead)")
+        raise TimeWindowError(
+            field, f"must not be in the future (more than {_minutes(CLOCK_SKEW)} minutes ahead)", expired=False
+        )
 
 
 def _check_not_older(field: str, when: datetime, now: datetime, max_age: timedelta) -> None:
     if now - when > max_age:
-        raise ValidationError(field, f"is older than {max_age.days} days: Microsoft no longer accepts it")
+        raise TimeWindowError(field, f"is older than {max_age.days} days: Microsoft no longer accepts it", expired=True)
 
 
 def _minutes(delta: timedelta) -> int:
@@ -478,9 +388,10 @@ class OfflineConversion:
     """One item of ``ApplyOfflineConversions`` (Campaign Management v13 ``OfflineConversion``).
 
     ``conversion_name`` must equal the offline goal's name exactly.  ``value`` and ``currency``
-    are optional (the goal's revenue settings apply when omitted).  A click ID, hashed
-    identifiers or both are required.  ``external_attribution_credit`` (in (0, 1]) and
-    ``external_attribution_model`` go together and need a goal with external attribution.
+    are optional (the goal's revenue settings apply when omitted).  A click ID (``msclkid``, a
+    string; a :class:`Click` is accepted too), hashed ``identifiers`` or both are required.
+    ``external_attribution_credit`` (in (0, 1]) and ``external_attribution_model`` go together
+    and need a goal with external attribution.
     ``validate_times=False`` skips the clock-dependent checks (see :meth:`check_window`).
     """
 
@@ -517,7 +428,7 @@ class OfflineConversion:
             self.check_window()
 
     def check_window(self, now: datetime | None = None) -> None:
-        """Raise :class:`ValidationError` unless Microsoft would accept this time at ``now``.
+        """Raise :class:`~msclkid_middleware.errors.TimeWindowError` unless Microsoft would accept this time at ``now``.
 
         ConversionTime must be within the last 90 days and not in the future (beyond
         :data:`CLOCK_SKEW`).  The dispatcher calls this before each send.
@@ -667,7 +578,7 @@ class OfflineConversionAdjustment:
         )
 
     def check_window(self, now: datetime | None = None) -> None:
-        """Raise :class:`ValidationError` unless Microsoft would accept these times at ``now``.
+        """Raise :class:`~msclkid_middleware.errors.TimeWindowError` unless Microsoft would accept these times now.
 
         AdjustmentTime must not be in the future (error 5622) and, like the conversion it adjusts,
         must be within the last 90 days (5623 / 5609).
@@ -1163,7 +1074,7 @@ class UetEvent:
             self.check_window()
 
     def check_window(self, now: datetime | None = None) -> None:
-        """Raise :class:`ValidationError` unless UET CAPI would accept ``event_time`` at ``now``.
+        """Raise :class:`~msclkid_middleware.errors.TimeWindowError` unless UET CAPI would accept ``event_time``.
 
         eventTime must be within the last 7 days and not in the future (beyond :data:`CLOCK_SKEW`).
         """

@@ -12,6 +12,7 @@ def test_checkout_uploads(monkeypatch):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -59,6 +60,19 @@ class EmulatorHandle:
     ) -> list[ReceivedItem]:
         return self.emulator.received(kind, account=account, outcome=outcome)
 
+    def wait_for_received(
+        self, count: int, kind: str | None = None, *, outcome: str | None = None, timeout: float = 10.0
+    ) -> list[ReceivedItem]:
+        """Poll until at least ``count`` matching items arrived (for apps that upload from a background worker)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            items = self.received(kind, outcome=outcome)
+            if len(items) >= count:
+                return items
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{len(items)} of {count} {kind or 'items'} received after {timeout} s")
+            time.sleep(0.02)
+
     def requests(self, endpoint: str | None = None) -> list[RequestRecord]:
         return self.emulator.requests(endpoint)
 
@@ -71,8 +85,10 @@ class EmulatorHandle:
     def add_goal(self, name: str, **options: Any) -> Goal:
         return self.emulator.add_goal(name, **options)
 
-    def add_click(self, click_id: str, click_time: datetime | str | None = None) -> datetime:
-        return self.emulator.add_click(click_id, click_time)
+    def add_click(
+        self, click_id: str, click_time: datetime | str | None = None, *, account_id: str | None = None
+    ) -> datetime:
+        return self.emulator.add_click(click_id, click_time, account_id=account_id)
 
     def add_uet_tag(self, tag_id: str, token: str | None = None, *, account_id: str | None = None) -> UetTag:
         return self.emulator.add_uet_tag(tag_id, token, account_id=account_id)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from msclkid_middleware import identity
@@ -223,6 +223,7 @@ _local = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-+ ÀéÖ", min
 _domain = st.from_regex(r"[a-z0-9]{1,10}(\.[a-z0-9]{1,10}){1,3}", fullmatch=True)
 
 
+@settings(deadline=None)
 @given(local=_local, domain=_domain)
 def test_email_normalisation_is_idempotent_and_never_leaks(local: str, domain: str) -> None:
     raw = f"{local}@{domain}"
@@ -239,6 +240,7 @@ def test_email_normalisation_is_idempotent_and_never_leaks(local: str, domain: s
     assert is_sha256_hex(hash_email(raw))
 
 
+@settings(deadline=None)
 @given(digits=st.text(alphabet="0123456789", min_size=6, max_size=14), sep=st.sampled_from(["", " ", "-", "."]))
 def test_phone_formatting_only_changes_punctuation(digits: str, sep: str) -> None:
     raw = "+" + sep.join(digits[i : i + 3] for i in range(0, len(digits), 3))
@@ -250,3 +252,37 @@ def test_phone_formatting_only_changes_punctuation(digits: str, sep: str) -> Non
     assert normal == "+" + digits
     assert normalize_phone("00" + raw[1:]) == normal
     assert hash_phone(raw) == hashlib.sha256(normal.encode()).hexdigest()
+
+
+def test_benchmark_script_runs() -> None:
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "identity.py"), "--seconds", "0.03"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("hashlib.sha256 (baseline)")
+    assert any(line.startswith("hash_email") and line.endswith("x") for line in lines)
+
+
+def test_docs_examples_run() -> None:
+    import re
+    import textwrap
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "identifiers.md").read_text(encoding="utf-8")
+    blocks = [textwrap.dedent(body) for _, body in re.findall(r"^( *)```python\n(.*?)^\1```", text, re.S | re.M)]
+    assert len(blocks) == 3
+    namespace: dict[str, Any] = {}
+    for block in blocks:
+        exec(compile(block, "docs/identifiers.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    assert namespace["ids"].hashed_email == hash_email("janedoe@contoso.com")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from msclkid_middleware import models
 from msclkid_middleware.consent import Consent
-from msclkid_middleware.errors import InvalidClickId, InvalidIdentifier, ValidationError
+from msclkid_middleware.errors import InvalidClickId, InvalidIdentifier, TimeWindowError, ValidationError
 from msclkid_middleware.identity import hash_email, hash_phone
 from msclkid_middleware.models import (
     CURRENCY_CODES,
@@ -78,6 +78,24 @@ def _offline(**overrides: Any) -> OfflineConversion:
 def test_format_time(value: datetime, expected: str) -> None:
     assert format_time(value) == expected
     assert format_time(parse_time(expected)) == expected
+
+
+@settings(deadline=None)
+@given(
+    st.datetimes(
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12, minutes=-30))])
+    )
+)
+def test_format_time_round_trips_any_aware_datetime(value: datetime) -> None:
+    try:
+        text = format_time(value)
+    except ValidationError as exc:
+        # Only instants that do not exist in UTC (before year 1 or after year 9999) are refused.
+        assert exc.field == "time"  # noqa: PT017 - the property needs both outcomes
+        return
+    assert len(text) == 20
+    assert parse_time(text) == value.replace(microsecond=0)
+    assert format_time(parse_time(text)) == text
 
 
 def test_format_time_refuses_naive() -> None:
@@ -323,13 +341,45 @@ def test_offline_time_window_boundaries() -> None:
         {"ConversionName": "Purchase", "ConversionTime": "2026-08-30T12:00:00Z", "MicrosoftClickId": CLICK}
     )
     conversion.check_window(now)  # exactly 90 days old: still inside
-    with pytest.raises(ValidationError, match="older than 90 days") as info:
+    with pytest.raises(TimeWindowError, match="older than 90 days") as info:
         conversion.check_window(now + timedelta(seconds=1))
     assert info.value.field == "conversion_time"
+    assert info.value.expired is True
     future = dataclasses.replace(conversion, conversion_time=now + timedelta(minutes=5), validate_times=False)
     future.check_window(now)  # within the clock skew
-    with pytest.raises(ValidationError, match="future"):
+    with pytest.raises(TimeWindowError, match="future") as info:
         future.check_window(now - timedelta(seconds=1))
+    assert info.value.expired is False
+
+
+def _dispatch_decision(wire: dict[str, Any], now: datetime) -> str:
+    """How a dispatcher uses the models: load stored wire JSON, then ask whether it can still be sent."""
+    try:
+        UetEvent.from_wire(wire).check_window(now)
+    except TimeWindowError as exc:
+        return f"dead: {exc}" if exc.expired else "later"
+    return "send"
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [
+        pytest.param(timedelta(days=1), "send", id="fresh"),
+        pytest.param(timedelta(days=7), "send", id="exactly-7-days"),
+        pytest.param(timedelta(days=7, seconds=1), "dead: event_time: is older than 7 days", id="expired"),
+        pytest.param(timedelta(minutes=-5), "send", id="within-skew"),
+        pytest.param(timedelta(minutes=-6), "later", id="future"),
+    ],
+)
+def test_window_errors_tell_dead_from_later(age: timedelta, expected: str) -> None:
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    wire = {
+        "eventType": "custom",
+        "eventId": "e",
+        "eventTime": int((now - age).timestamp()),
+        "userData": {"msclkid": CLICK},
+    }
+    assert _dispatch_decision(wire, now).startswith(expected)
 
 
 def test_aged_conversion_still_loads_from_the_outbox() -> None:
@@ -892,7 +942,7 @@ def _offline_conversions(draw: st.DrawFn) -> OfflineConversion:
     )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(_offline_conversions())
 def test_offline_round_trip(conversion: OfflineConversion) -> None:
     wire = conversion.to_wire()
@@ -901,7 +951,7 @@ def test_offline_round_trip(conversion: OfflineConversion) -> None:
     assert again.to_wire() == wire
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(_offline_conversions(), st.sampled_from(["Restate", "Retract"]), _values)
 def test_offline_adjustment_round_trip(original: OfflineConversion, kind: str, value: float) -> None:
     if kind == "Restate":
@@ -912,7 +962,7 @@ def test_offline_adjustment_round_trip(original: OfflineConversion, kind: str, v
     assert OfflineConversionAdjustment.from_wire(wire) == adjustment
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(
     name=_names,
     transaction=st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=40),
@@ -958,7 +1008,7 @@ _custom = st.one_of(
 )
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(
     event_time=_uet_times,
     event_type=st.sampled_from(["pageLoad", "custom"]),
@@ -990,7 +1040,7 @@ def test_uet_round_trip(
     assert UetEvent.from_wire(wire).to_wire() == wire
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(email=_emails, phone=_phones, kind=st.sampled_from(["offline", "uet", "ids"]))
 def test_raw_email_and_phone_never_leak(email: str, phone: str, kind: str) -> None:
     digits = phone[1:]
@@ -1009,7 +1059,7 @@ def test_raw_email_and_phone_never_leak(email: str, phone: str, kind: str) -> No
         assert local not in text
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(
     garbage=st.one_of(
         st.from_regex(r"[a-z]{4,10}@[a-z]{3,8}", fullmatch=True),
@@ -1024,3 +1074,26 @@ def test_errors_never_contain_the_value(garbage: str, field: str) -> None:
         UserIdentifiers(**{field: garbage})
     assert garbage not in str(info.value)
     assert garbage not in repr(info.value)
+
+
+def test_doctests() -> None:
+    import doctest
+
+    result = doctest.testmod(models)
+    assert result.attempted >= 2
+    assert result.failed == 0
+
+
+def test_docs_examples_run() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "models.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+    assert len(blocks) == 2
+    namespace: dict[str, Any] = {}
+    for block in blocks:
+        exec(compile(block, "docs/models.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    assert namespace["refund"].value == 99.95
+    assert namespace["event"].to_wire()["adStorageConsent"] == "G"
+    assert namespace["loaded"] == namespace["sale"]

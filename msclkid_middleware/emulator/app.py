@@ -8,6 +8,7 @@ the journal), so a test can correlate what a client logged with what the emulato
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import socket
 import struct
@@ -33,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 __all__ = ["Emulator"]
+
+_log = logging.getLogger(__name__)
 
 _CM = "/CampaignManagement/v13"
 
@@ -106,7 +109,7 @@ class Emulator:
             response = self._inspect(endpoint, request, args)
             response.headers["TrackingId"] = tracking_id
             return response(environ, start_response)
-        name = "authorize" if endpoint == "authorize" else endpoint
+        name = str(endpoint)
         ctx = CallContext(endpoint=name, tracking_id=tracking_id)
         with self.world.lock:
             ctx.faults = [] if name == "authorize" else self.world.faults.draw(name)
@@ -128,7 +131,12 @@ class Emulator:
         if replacing is not None and replacing.kind != "expired_token":
             response = self._fault_response(replacing, ctx)
         else:
-            response = self._handle(endpoint, request, ctx, args, token_expired=replacing is not None)
+            try:
+                response = self._handle(endpoint, request, ctx, args, token_expired=replacing is not None)
+            except Exception:
+                # An emulator bug must still look like Microsoft's internal error, with a TrackingId to find it by.
+                _log.exception("emulator error on %s %s (TrackingId %s)", request.method, request.path, tracking_id)
+                response = campaign.ad_api_fault(ctx, 0, 500)
         response.headers["TrackingId"] = tracking_id
         self.world.record_request(
             endpoint=name,
@@ -276,8 +284,10 @@ class Emulator:
     def add_goal(self, name: str, **options: Any) -> Goal:
         return self.world.add_goal({"name": name, **options})
 
-    def add_click(self, click_id: str, click_time: datetime | str | None = None) -> datetime:
-        return self.world.add_click(click_id, click_time)
+    def add_click(
+        self, click_id: str, click_time: datetime | str | None = None, *, account_id: str | None = None
+    ) -> datetime:
+        return self.world.add_click(click_id, click_time, account_id=account_id)
 
     def add_uet_tag(self, tag_id: str, token: str | None = None, *, account_id: str | None = None) -> UetTag:
         return self.world.add_tag(tag_id, token, account_id=account_id)

@@ -243,6 +243,9 @@ class _Validator:
             window = goal.conversion_window_minutes if goal is not None else 129600
             if when > click_time + timedelta(minutes=window):
                 raise _Reject(5617, "ConversionTime")
+            owner = self.world.click_accounts.get(click) if click is not None else None
+            if owner is not None and owner != self.account.account_id:
+                self.notes.append("AccountMismatch")  # accepted, but Microsoft cannot attribute it to this account
         elif click is not None:
             self.notes.append("ClickNotRegistered")
         if item.get("ExternalAttributionCredit") is not None or item.get("ExternalAttributionModel") is not None:

@@ -75,7 +75,9 @@ def _route(emulator: Emulator, request: Request, path: str, method: str) -> Resp
         )
     if (path, method) == ("clicks", "POST"):
         data = _body(request)
-        when = emulator.add_click(str(_require(data, "click_id")), data.get("click_time"))
+        when = emulator.add_click(
+            str(_require(data, "click_id")), data.get("click_time"), account_id=data.get("account_id")
+        )
         return json_response({"click_id": data["click_id"], "click_time": when.isoformat()}, 201)
     if (path, method) == ("tags", "POST"):
         data = _body(request)

@@ -33,7 +33,6 @@ def _e(value: object) -> str:
 def render(emulator: Emulator, request: Request) -> Response:
     kind = request.args.get("kind")
     items = emulator.received(kind)
-    counts = emulator.counts()
     refresh = emulator.config.dashboard_refresh_seconds
     rows = []
     for item in reversed(items[-_LIMIT:]):
@@ -45,10 +44,14 @@ def render(emulator: Emulator, request: Request) -> Response:
             f"<td>{_e(code)}<br>{_e(item.message)}</td><td>{_e(', '.join(item.notes + item.warnings))}</td>"
             f"<td><code>{_e(payload[:600])}</code></td><td><code>{_e(item.tracking_id)}</code></td></tr>"
         )
+    per_account: dict[tuple[str, str], dict[str, int]] = {}
+    for item in items:
+        bucket = per_account.setdefault((item.kind, item.account), {"accepted": 0, "rejected": 0, "duplicate": 0})
+        bucket[item.outcome] += 1
     summary = "".join(
-        f"<tr><td>{_e(k)}</td><td class=accepted>{c['accepted']}</td><td class=rejected>{c['rejected']}</td>"
-        f"<td class=duplicate>{c['duplicate']}</td></tr>"
-        for k, c in sorted(counts.items())
+        f"<tr><td>{_e(kind)}</td><td>{_e(account)}</td><td class=accepted>{c['accepted']}</td>"
+        f"<td class=rejected>{c['rejected']}</td><td class=duplicate>{c['duplicate']}</td></tr>"
+        for (kind, account), c in sorted(per_account.items())
     )
     requests = "".join(
         f"<tr><td>{r.seq}</td><td>{_e(r.at.strftime('%H:%M:%S'))}</td><td>{_e(r.method)} {_e(r.path)}</td>"
@@ -63,8 +66,8 @@ def render(emulator: Emulator, request: Request) -> Response:
         f"<p>Showing the newest {_LIMIT} items{' of kind ' + _e(kind) if kind else ''}; refreshes every "
         f"{int(refresh)} s. JSON: <a href='/_emulator/received'>/_emulator/received</a>, "
         "<a href='/_emulator/state'>/_emulator/state</a>.</p>"
-        "<h2>Totals</h2><table><tr><th>kind</th><th>accepted</th><th>rejected</th><th>duplicate</th></tr>"
-        f"{summary or '<tr><td colspan=4>nothing received yet</td></tr>'}</table>"
+        "<h2>Totals</h2><table><tr><th>kind</th><th>account / tag</th><th>accepted</th><th>rejected</th>"
+        f"<th>duplicate</th></tr>{summary or '<tr><td colspan=5>nothing received yet</td></tr>'}</table>"
         "<h2>Received items</h2><table><tr><th>#</th><th>time</th><th>kind</th><th>account / tag</th><th>index</th>"
         "<th>outcome</th><th>code</th><th>notes</th><th>payload</th><th>TrackingId</th></tr>"
         f"{''.join(rows)}</table><h2>Requests</h2><table><tr><th>#</th><th>time</th><th>request</th><th>status</th>"

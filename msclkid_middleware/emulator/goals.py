@@ -110,15 +110,24 @@ def _check_goal(world: World, account: Account, item: Any) -> tuple[int, str | N
         if world.accounts.get(acc, account).customer_id == account.customer_id
     ):
         return 4803, "Name", "The conversion goal name already exists for the given account."
+    if item.get("Status") not in (None, "Active", "Paused", "Deleted", "InActive"):
+        return 201, "Status", "Status must be Active, Paused, Deleted or InActive."
+    if item.get("CountType") not in (None, "All", "Unique"):
+        return 201, "CountType", "CountType must be All or Unique."
+    if item.get("GoalCategory") is not None and not isinstance(item.get("GoalCategory"), str):
+        return 201, "GoalCategory", "GoalCategory must be a string."
     window = item.get("ConversionWindowInMinutes")
-    if window is not None and (not isinstance(window, int) or not 1 <= window <= 129600):
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 129600):
         return 201, "ConversionWindowInMinutes", "ConversionWindowInMinutes must be between 1 and 129600."
     revenue = item.get("Revenue")
     if revenue is not None:
         if not isinstance(revenue, dict):
             return 201, "Revenue", "Revenue must be an object."
+        value = revenue.get("Value")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            return 201, "Revenue.Value", "Revenue.Value must be a non-negative number."
         currency = revenue.get("CurrencyCode")
-        if currency is not None and currency not in CURRENCIES:
+        if currency is not None and not (isinstance(currency, str) and currency in CURRENCIES):
             return 201, "Revenue.CurrencyCode", "Revenue.CurrencyCode is not a supported currency."
     if item.get("Type") != "OfflineConversion" and not item.get("TagId"):
         return 201, "TagId", "TagId is required for this conversion goal type."
@@ -162,23 +171,43 @@ def _dates(body: Mapping[str, Any]) -> tuple[datetime, datetime]:
     return start, end
 
 
+#: Synchronous rejection code -> the OfflineConversionUnattributedReason the diagnostics report shows for it.
+_REASON_BY_CODE = {
+    5603: "MissingMatchIdentifiers",
+    5606: "GoalNotFoundOrInactive",
+    5609: "ConversionTimeExceedsMaxLookback",
+    5614: "ConversionTimeInFuture",
+    5616: "ClickTimestampAfterConversion",
+    5617: "OutsideGoalLookbackWindow",
+}
+#: Notes recorded at upload time that Microsoft reports as unattributed reasons.
+_REASON_BY_NOTE = {
+    "GoalNotFoundOrInactive": "GoalNotFoundOrInactive",
+    "AccountMismatch": "AccountMismatch",
+    "AdjustmentOriginalNotFound": "AdjustmentOriginalNotFound",
+    "ConversionAlreadyRetracted": "ConversionAlreadyRetracted",
+}
+
+
 def _report_rows(world: World, account: Account, start: datetime, end: datetime) -> list[tuple[str, Any]]:
-    """(day, item) for every offline item uploaded to this account between start and end (inclusive days)."""
+    """(day, item) for every offline conversion or adjustment uploaded to this account in [start day, end day]."""
     last = end.date()
     return [
         (item.received_at.date().isoformat(), item)
-        for item in world.received("offline", account=account.account_id)
-        if start.date() <= item.received_at.date() <= last
+        for item in world.received(account=account.account_id)
+        if item.kind in ("offline", "offline_adjustments") and start.date() <= item.received_at.date() <= last
     ]
 
 
-def _reasons(item: Any) -> list[str]:
+def _reasons(world: World, item: Any) -> list[str]:
+    """Why an item did not count; empty when it did (the emulator's stand-in for Microsoft's attribution)."""
     if item.outcome == "duplicate":
         return ["DuplicateConversionKey"]
-    known = {"GoalNotFoundOrInactive", "ClickNotRegistered", "AdjustmentOriginalNotFound", "ConversionAlreadyRetracted"}
-    reasons = ["NoMatchingClickFound" if n == "ClickNotRegistered" else n for n in item.notes if n in known]
     if item.outcome == "rejected":
-        reasons.append("MalformedData")
+        return [_REASON_BY_CODE.get(item.code, "MalformedData")]
+    reasons = [_REASON_BY_NOTE[n] for n in item.notes if n in _REASON_BY_NOTE]
+    if "ClickNotRegistered" in item.notes and world.config.strict_click_matching:
+        reasons.append("NoMatchingClickFound")
     return reasons
 
 
@@ -206,7 +235,7 @@ def _report_by_goals(world: World, account: Account, ctx: CallContext, body: Map
             if not isinstance(item.payload, dict) or item.payload.get("ConversionName") != goal.name:
                 continue
             counts = days.setdefault(day, Counter())
-            reasons = _reasons(item)
+            reasons = _reasons(world, item)
             counts["success" if not reasons else "unattributed"] += 1
             counts.update(f"alert:{r}" for r in reasons)
         daily = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -84,7 +85,7 @@ def emulator_command(host: str, port: int, config_file: str | None) -> None:
         raise click.UsageError(str(exc)) from None
     server = EmulatorServer(emulator, host, port, quiet=True)
     for name, value in emulator.env(server.url).items():
-        click.echo(f"export {name}={value}")
+        click.echo(f"export {name}={shlex.quote(value)}")
     click.echo(f"# dashboard: {server.url}/   control API: {server.url}/_emulator/state   (Ctrl-C stops)", err=True)
     try:
         server.serve_forever()

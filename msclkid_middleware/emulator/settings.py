@@ -27,7 +27,8 @@ PRODUCTION_SCOPES = (
 )
 
 DEFAULT_GOALS: tuple[Mapping[str, Any], ...] = (
-    {"name": "Purchase", "created_hours_ago": 24, "category": "Purchase"},
+    # Purchase has enhanced conversions on (hashed-only uploads accepted), Lead has not: both behaviours out of the box.
+    {"name": "Purchase", "created_hours_ago": 24, "category": "Purchase", "enhanced": True},
     {"name": "Lead", "created_hours_ago": 24, "category": "SubmitLeadForm", "currency": None},
 )
 
@@ -67,6 +68,8 @@ class EmulatorConfig:
     #: What a clean Apply response carries: ``"list"`` ``[]``, ``"null"`` or ``"absent"`` (all seen in the wild).
     empty_partial_errors: Literal["list", "null", "absent"] = "list"
     click_id_pattern: str = DEFAULT_CLICK_ID_PATTERN
+    #: Diagnostics: count accepted conversions for click IDs nobody registered as ``NoMatchingClickFound``.
+    strict_click_matching: bool = False
     #: Clock skew tolerated before a time counts as "in the future".
     future_tolerance_seconds: float = 60.0
     uet_future_tolerance_seconds: float = 300.0

@@ -178,6 +178,8 @@ class Journal:
         # One connection shared by the server threads; every use is under _db_lock.
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # An inspection journal, not a ledger: no fsync per batch.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, stream TEXT NOT NULL,"
             " kind TEXT, account TEXT, outcome TEXT, data TEXT NOT NULL)"

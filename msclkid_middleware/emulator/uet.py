@@ -125,7 +125,7 @@ def _validate(event: _Event, item: Any, now: datetime, future: timedelta) -> Non
     custom = item.get("customData")
     if isinstance(custom, dict):
         currency = custom.get("currency")
-        if currency is not None and currency not in CURRENCIES:
+        if currency is not None and not (isinstance(currency, str) and currency in CURRENCIES):
             event.add(
                 "customData.currency",
                 currency,

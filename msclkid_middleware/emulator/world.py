@@ -86,7 +86,6 @@ class World:
         self.clock = clock
         self.journal = Journal(config.store)
         self.journal.open()
-        self.faults = FaultInjector(config.seed)
         self.click_id_re = re.compile(config.click_id_pattern)
         self.initial_refresh_token = config.refresh_token or f"rt-1-{secrets.token_urlsafe(24)}"
         self._load()
@@ -106,8 +105,9 @@ class World:
         for spec in config.goals:
             self.add_goal(spec, now=now)
         self.clicks: dict[str, datetime] = {}
+        self.click_accounts: dict[str, str] = {}
         for spec in config.clicks:
-            self.add_click(str(spec["click_id"]), spec.get("click_time"))
+            self.add_click(str(spec["click_id"]), spec.get("click_time"), account_id=spec.get("account_id"))
         self.tags: dict[str, UetTag] = {
             config.uet_tag_id: UetTag(config.uet_tag_id, config.uet_token, config.account_id)
         }
@@ -125,10 +125,10 @@ class World:
             issued_at=now,
             expires_at=now + timedelta(days=config.refresh_token_lifetime_days),
         )
+        self.faults = FaultInjector(config.seed)
         self.conversions: dict[tuple[Any, ...], Conversion] = {}
         self.online_conversions: dict[tuple[str, str], Conversion] = {}
         self.uet_seen: set[tuple[str, str, str]] = set()
-        self.faults = FaultInjector(config.seed)
         for fault in config.faults:
             self.faults.add(FaultRule.from_mapping(fault))
 
@@ -152,7 +152,8 @@ class World:
             account_id = str(spec.get("account_id", self.config.account_id))
             existing = self.goals.get((account_id, name))
             goal_id = existing.id if existing else int(spec.get("id", self._next_goal_id))
-            self._next_goal_id = max(self._next_goal_id, goal_id) + 1
+            if existing is None:
+                self._next_goal_id = max(self._next_goal_id, goal_id) + 1
             window = int(spec.get("conversion_window_minutes", 43200))
             if not 1 <= window <= 129600:
                 raise ConfigError("conversion_window_minutes must be between 1 and 129600 (90 days)")
@@ -176,7 +177,10 @@ class World:
             self.goals_by_id[goal.id] = goal
             return goal
 
-    def add_click(self, click_id: str, click_time: datetime | str | None = None) -> datetime:
+    def add_click(
+        self, click_id: str, click_time: datetime | str | None = None, *, account_id: str | None = None
+    ) -> datetime:
+        """Register a click; ``account_id`` (optional) is the account that owns it (else: any account)."""
         with self.lock:
             if isinstance(click_time, str):
                 try:
@@ -187,6 +191,8 @@ class World:
             if when.tzinfo is None:
                 raise ConfigError("click_time must be timezone-aware")
             self.clicks[click_id] = when.astimezone(UTC)
+            if account_id is not None:
+                self.click_accounts[click_id] = str(account_id)
             return self.clicks[click_id]
 
     def add_tag(self, tag_id: str, token: str | None = None, *, account_id: str | None = None) -> UetTag:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import requests
 
@@ -25,6 +25,11 @@ from msclkid_middleware.errors import AuthenticationError, ConfigError, Transien
 from ._faults import batch_errors, error_from_fault, unwrap_fault
 from ._http import DEFAULT_TIMEOUT, BearerAuth, Timeout, build_session, json_body, network_error, retry_after
 from .results import ApplyResult, ItemResult
+
+if TYPE_CHECKING:
+    from msclkid_middleware.config import Settings
+
+    from .oauth import TokenStore
 
 __all__ = ["MAX_BATCH", "AccessTokenProvider", "CampaignManagementClient", "WireItem"]
 
@@ -63,6 +68,12 @@ def _wire(item: WireItem) -> dict[str, Any]:
 class CampaignManagementClient:
     """Campaign Management REST client for one customer account.
 
+    A client holds one ``requests.Session`` (connection pooling); use one client per thread, as with any
+    ``requests.Session``.  Inputs larger than 1,000 items are sent as several requests; if a later request
+    fails as a whole, the exception is raised and the earlier requests' results are not returned, so the
+    caller resends everything, which is safe because Microsoft ignores duplicates.  The dispatcher sends
+    at most 1,000 items per call, which makes one call one request.
+
     >>> client = CampaignManagementClient(api_url=..., developer_token=..., customer_id="1000001",
     ...     account_id="2000001", token_provider=RefreshTokenProvider(...))      # doctest: +SKIP
     >>> result = client.apply_offline_conversions([conversion.to_wire()])       # doctest: +SKIP
@@ -96,6 +107,35 @@ class CampaignManagementClient:
         self.batch_size = batch_size
         self._session = session
         self._own_session = session is None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        token_provider: AccessTokenProvider | None = None,
+        token_store: TokenStore | None = None,
+        session: requests.Session | None = None,
+    ) -> CampaignManagementClient:
+        """A client for ``settings`` (``MSADS_*``); builds a :class:`RefreshTokenProvider` unless given one."""
+        if not settings.microsoft_configured:
+            raise ConfigError(
+                "Microsoft Advertising is not configured: set MSADS_DEVELOPER_TOKEN, MSADS_CLIENT_ID, "
+                "MSADS_REFRESH_TOKEN, MSADS_CUSTOMER_ID and MSADS_ACCOUNT_ID",
+                setting="MSADS_DEVELOPER_TOKEN",
+            )
+        if token_provider is None:
+            from .oauth import RefreshTokenProvider
+
+            token_provider = RefreshTokenProvider.from_settings(settings, token_store=token_store, session=session)
+        return cls(
+            api_url=settings.effective_api_url,
+            developer_token=settings.developer_token or "",
+            customer_id=settings.customer_id or "",
+            account_id=settings.account_id or "",
+            token_provider=token_provider,
+            session=session,
+        )
 
     def __repr__(self) -> str:
         return f"CampaignManagementClient(api_url={self.api_url!r}, account_id={self.account_id!r})"
@@ -138,8 +178,8 @@ class CampaignManagementClient:
         results: list[ItemResult | None] = [None] * len(wire)
         tracking_ids: list[str] = []
         for start in range(0, len(wire), self.batch_size):
-            self._apply_chunk(operation, wrapper, wire, list(range(start, min(start + self.batch_size, len(wire)))),
-                              results, tracking_ids)  # fmt: skip
+            chunk = list(range(start, min(start + self.batch_size, len(wire))))
+            self._apply_chunk(operation, wrapper, wire, chunk, results, tracking_ids)
         done = [r for r in results if r is not None]
         assert len(done) == len(wire)  # noqa: S101 - every index is decided before _apply_chunk returns
         return ApplyResult(tuple(done), tuple(tracking_ids))
@@ -222,18 +262,23 @@ def _body_tracking_id(body: Any) -> str | None:
 
 
 def _token_expired(status: int, body: Any) -> bool:
-    """Code 109 anywhere in the fault, or a bare HTTP 401 (no fault code that says something else)."""
+    """Is a refreshed access token likely to succeed?
+
+    Code 109 AuthenticationTokenExpired, code 105 InvalidCredentials (an access token Microsoft no longer
+    knows; the reference allows "at most one token refresh, then fail": a wrong developer token also gives
+    105 and fails again after the refresh), or a bare HTTP 401 without a fault code.
+    """
     fault = unwrap_fault(body)
     if fault is not None:
         codes = {
-            error.get("Code")
+            str(error.get("Code"))
             for key in ("Errors", "OperationErrors")
             for error in (fault.get(key) or [])
-            if isinstance(error, Mapping)
+            if isinstance(error, Mapping) and error.get("Code") is not None
         }
-        if 109 in codes or "109" in codes:
+        if codes & {"109", "105"}:
             return True
-        return status == 401 and not (codes - {None})
+        return status == 401 and not codes
     return status == 401
 
 

@@ -21,7 +21,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
@@ -32,6 +32,9 @@ from msclkid_middleware.errors import ApiFault, AuthenticationError, ConfigError
 from ._http import DEFAULT_TIMEOUT, BearerAuth, Timeout, build_session, json_body, network_error, retry_after
 from .campaign import MAX_BATCH, WireItem, _wire
 from .results import UetEventResult, UetIssue
+
+if TYPE_CHECKING:
+    from msclkid_middleware.config import Settings
 
 __all__ = ["DATA_PROVIDER", "UetClient"]
 
@@ -79,6 +82,13 @@ class UetClient:
         self.batch_size = batch_size
         self._session = session
         self._own_session = session is None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, session: requests.Session | None = None) -> UetClient:
+        """A client for ``settings`` (``UET_API_URL``, ``UET_TAG_ID``, ``UET_API_TOKEN``)."""
+        if not settings.uet_configured or not settings.uet_api_token:
+            raise ConfigError("UET CAPI is not configured: set UET_TAG_ID and UET_API_TOKEN", setting="UET_API_TOKEN")
+        return cls(api_url=settings.uet_api_url, api_token=settings.uet_api_token, session=session)
 
     def __repr__(self) -> str:
         return f"UetClient(api_url={self.api_url!r}, data_provider={self.data_provider!r})"
@@ -176,7 +186,9 @@ class UetClient:
                     error_code=_error_code(body),
                     retry_after=wait,
                 )
-            if status not in (400, 413, 422):
+            if status != 413 and (status != 400 or not _error(body)):
+                # Only Microsoft's own validation answer (or "payload too large") tells us about the events;
+                # a proxy's HTML 400 says nothing about them, so bisecting would wrongly reject them all.
                 raise ApiFault(f"UET CAPI: unexpected HTTP {status}", status=status, error_code=_error_code(body))
             if errors:
                 for position, issue in errors.items():

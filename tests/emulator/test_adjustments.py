@@ -120,7 +120,8 @@ def test_online_adjustments_by_transaction_id(ms: EmulatorHandle) -> None:
     assert response.status_code == 200
     assert apply_online(ms, [online(), online(TransactionId="T-404")]).json() == {"PartialErrors": []}
     first, second = ms.received("online_adjustments")
-    assert first.notes == () and "AdjustmentOriginalNotFound" in second.notes
+    assert first.notes == ()
+    assert "AdjustmentOriginalNotFound" in second.notes
 
 
 @pytest.mark.parametrize(

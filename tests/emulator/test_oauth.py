@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -44,7 +46,8 @@ def test_each_refresh_rotates_with_increasing_serial_and_old_tokens_stay_valid(m
     first = refresh(ms).json()["refresh_token"]
     second = refresh(ms, first).json()["refresh_token"]
     serials = [int(t.split("-")[1]) for t in (ms.env["MSADS_REFRESH_TOKEN"], first, second)]
-    assert serials == sorted(serials) and len(set(serials)) == 3
+    assert serials == sorted(serials)
+    assert len(set(serials)) == 3
     # Microsoft does not revoke a refresh token when it is used.
     assert refresh(ms, first).status_code == 200
     log = ms.token_log()
@@ -227,7 +230,8 @@ def test_registered_redirect_uris_are_enforced() -> None:
             allow_redirects=False,
             timeout=5,
         )
-        assert bad.status_code == 400 and "AADSTS50011" in bad.text
+        assert bad.status_code == 400
+        assert "AADSTS50011" in bad.text
         good = requests.get(
             f"{ms.url}/common/oauth2/v2.0/authorize",
             params={**base, "redirect_uri": "http://localhost/ok"},
@@ -247,3 +251,45 @@ def test_tenant_segment_is_accepted(ms: EmulatorHandle) -> None:
         "scope": SCOPE,
     }
     assert requests.post(url, data=form, timeout=5).status_code == 200
+
+
+def test_concurrent_refreshes_get_unique_increasing_serials(ms: EmulatorHandle) -> None:
+    def worker(_: int) -> list[int]:
+        with requests.Session() as session:
+            serials = []
+            for _ in range(10):
+                form = {
+                    "grant_type": "refresh_token",
+                    "client_id": ms.env["MSADS_CLIENT_ID"],
+                    "client_secret": ms.env["MSADS_CLIENT_SECRET"],
+                    "refresh_token": ms.env["MSADS_REFRESH_TOKEN"],
+                    "scope": SCOPE,
+                }
+                token = session.post(ms.token_url, data=form, timeout=10).json()["refresh_token"]
+                serials.append(int(token.split("-")[1]))
+            return serials
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(worker, range(8)))
+    everything = [s for serials in results for s in serials]
+    assert sorted(everything) == list(range(2, 82))
+    assert all(serials == sorted(serials) for serials in results)
+    assert [r.serial for r in ms.token_log()] == list(range(2, 82))
+
+
+def test_access_tokens_expire_after_their_lifetime() -> None:
+    now = [datetime(2026, 6, 1, 12, 0, tzinfo=UTC)]
+    with run_emulator(access_token_lifetime=60, clock=lambda: now[0]) as ms:
+        token = refresh(ms).json()["access_token"]
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "DeveloperToken": ms.env["MSADS_DEVELOPER_TOKEN"],
+            "CustomerId": ms.env["MSADS_CUSTOMER_ID"],
+            "CustomerAccountId": ms.env["MSADS_ACCOUNT_ID"],
+        }
+        url = ms.campaign_url("ConversionGoals/QueryByIds")
+        assert requests.post(url, json={}, headers=headers, timeout=5).status_code == 200
+        now[0] += timedelta(seconds=61)
+        response = requests.post(url, json={}, headers=headers, timeout=5)
+        assert response.status_code == 401
+        assert response.json()["Errors"][0]["Code"] == 109

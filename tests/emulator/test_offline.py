@@ -187,10 +187,9 @@ def test_time_formats_with_offsets_identify_the_same_instant(ms: EmulatorHandle)
 
 
 def test_hashed_only_needs_an_enhanced_goal(ms: EmulatorHandle) -> None:
-    ms.add_goal("Enhanced", enhanced=True)
     items = [
-        conversion(MicrosoftClickId=..., HashedEmailAddress=EMAIL_HASH),
-        conversion(MicrosoftClickId=..., HashedPhoneNumber=PHONE_HASH, ConversionName="Enhanced"),
+        conversion(MicrosoftClickId=..., HashedEmailAddress=EMAIL_HASH, ConversionName="Lead"),
+        conversion(MicrosoftClickId=..., HashedPhoneNumber=PHONE_HASH, ConversionName="Purchase"),
     ]
     [error] = apply_offline(ms, items).json()["PartialErrors"]
     assert (error["Index"], error["Code"]) == (0, 5603)

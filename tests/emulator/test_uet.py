@@ -106,7 +106,8 @@ def test_validation_errors_fail_the_batch(ms: EmulatorHandle, overrides: dict[st
     assert detail["errorCode"] == code
     assert set(detail) == {"index", "propertyName", "attemptedValue", "errorMessage", "errorCode", "isWarning"}
     first, second = ms.received("uet")
-    assert first.outcome == "rejected" and "BatchRejected" in first.notes
+    assert first.outcome == "rejected"
+    assert "BatchRejected" in first.notes
     assert (second.outcome, second.error_code) == ("rejected", code)
 
 

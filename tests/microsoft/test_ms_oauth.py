@@ -8,13 +8,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from conftest import make_provider
 
 from msclkid_middleware.config import ENVIRONMENTS
 from msclkid_middleware.errors import AuthenticationError, ReconsentRequired, StoreError, TransientError
 from msclkid_middleware.microsoft import FileTokenStore, MemoryTokenStore, RefreshTokenProvider, StoredToken
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
-
-from conftest import make_provider
 
 
 class Clock:
@@ -109,7 +108,7 @@ def test_response_without_refresh_token_keeps_the_old_one(tmp_path: Path) -> Non
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
             body = json.dumps({"access_token": "at-x", "expires_in": 3600, "token_type": "Bearer"}).encode()
             self.send_response(200)
