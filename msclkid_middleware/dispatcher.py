@@ -152,6 +152,9 @@ class Dispatcher:
         self.probe_interval = probe_interval
         self.metrics = metrics or Metrics()
         self._next_probe: datetime | None = None
+        # One step at a time per dispatcher: flush() and the background thread share the clients,
+        # and a client (one requests.Session) is meant for one thread at a time.
+        self._step_lock = threading.Lock()
 
     # -- public -----------------------------------------------------------------------------------
     @property
@@ -170,13 +173,18 @@ class Dispatcher:
         ``should_stop`` is checked between requests: once it answers True, the rows not yet sent
         are released (attempt refunded) so another worker can take them at once.
         """
+        with self._step_lock:
+            return self._step(should_stop)
+
+    def _step(self, should_stop: Callable[[], bool] | None) -> DispatchReport:
         kinds = self.kinds
         if not kinds:
             return DispatchReport(remaining=self.store.open_count())
         resumed = self._probe_paused()
         now = self.clock()
-        rows = self.store.claim(owner=self.owner, limit=self.batch_size, now=now, lease_seconds=self.lease_seconds)
-        rows = [r for r in rows if r.kind in kinds] + [r for r in rows if r.kind not in kinds]
+        rows = self.store.claim(
+            owner=self.owner, limit=self.batch_size, now=now, lease_seconds=self.lease_seconds, kinds=kinds
+        )
         if not rows:
             return DispatchReport(resumed=resumed, remaining=self.store.open_count())
         faultpoints.hit("after_claim")
@@ -186,13 +194,14 @@ class Dispatcher:
         for group in self._groups(rows):
             kind, account = group[0].kind, group[0].account
             stopping = should_stop is not None and should_stop()
-            if kind not in kinds or stopping:
+            if stopping:
                 outcomes = [Outcome(r.id, r.lease_token or "", "pending", refund_attempt=True) for r in group]
             elif kind in CAMPAIGN_KINDS and account in paused_accounts:
                 outcomes = [self._pause(r, "reconsent_required", _RECONSENT_MESSAGE) for r in group]
             else:
                 outcomes = self._expired(group, now)
-                live = [r for r in group if r.id not in {o.row_id for o in outcomes}]
+                gone = {o.row_id for o in outcomes}
+                live = [r for r in group if r.id not in gone]
                 if live:
                     counts["requests"] += 1
                     sent = self._send(kind, account, live)

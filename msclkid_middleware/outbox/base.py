@@ -219,8 +219,12 @@ class OutboxStore(Protocol):
         """Rows recorded under ``event_id`` (oldest first), optionally of one kind/account."""
         ...
 
-    def claim(self, *, owner: str, limit: int, now: datetime, lease_seconds: float) -> list[OutboxRow]:
+    def claim(
+        self, *, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: Collection[Kind] | None = None
+    ) -> list[OutboxRow]:
         """Lease up to ``limit`` due rows (pending and due, or in_flight with an expired lease).
+
+        ``kinds`` limits the claim to the kinds the caller can send (``None``: all).
 
         Adjustments are only due once the row they depend on is ``delivered``.  Each claimed row
         gets ``attempts + 1`` and one fresh random lease token shared by this claim.  Rows are

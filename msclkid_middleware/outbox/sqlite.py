@@ -432,21 +432,29 @@ class SqliteOutbox:
         return [(r["account"], r["kind"], r["paused_reason"] or "") for r in rows]
 
     # -- claim and settle -------------------------------------------------------------------------
-    def claim(self, *, owner: str, limit: int, now: datetime, lease_seconds: float) -> list[OutboxRow]:
+    def claim(
+        self, *, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: Collection[Kind] | None = None
+    ) -> list[OutboxRow]:
         if limit < 1:
             return []
+        kind_filter = ""
+        if kinds is not None:
+            wanted = [k for k in kinds if k in KINDS]
+            if not wanted:
+                return []
+            kind_filter = f" AND r.kind IN {_in(wanted)}"
         ts = to_timestamp(now)
         token = secrets.token_hex(16)
         with self._write("claim") as conn:
             rows = conn.execute(
-                "UPDATE outbox SET state = 'in_flight', lease_owner = ?, lease_token = ?, lease_expires_at = ?,"
+                "UPDATE outbox SET state = 'in_flight', lease_owner = ?, lease_token = ?, lease_expires_at = ?,"  # noqa: S608 (validated kind names only)
                 " attempts = attempts + 1, updated_at = ? WHERE id IN ("
                 "  SELECT r.id FROM outbox AS r WHERE"
                 "  ((r.state = 'pending' AND r.next_attempt_at <= ?)"
                 "   OR (r.state = 'in_flight' AND r.lease_expires_at <= ?))"
                 "  AND (r.depends_on IS NULL OR EXISTS"
                 "       (SELECT 1 FROM outbox AS o WHERE o.id = r.depends_on AND o.state = 'delivered'))"
-                "  ORDER BY r.next_attempt_at, r.id LIMIT ?"
+                f"{kind_filter} ORDER BY r.next_attempt_at, r.id LIMIT ?"
                 ") RETURNING *",
                 (owner, token, ts + lease_seconds, ts, ts, ts, limit),
             ).fetchall()

@@ -430,3 +430,13 @@ def test_token_lock_is_single_flight(store: OutboxStore, make_store: StoreFactor
 def test_unknown_kind_in_a_row_is_refused_before_the_store() -> None:
     with pytest.raises(ValidationError):
         NewRow(kind="sms", account="1", event_id="e", idempotency_key="k", payload={})  # type: ignore[arg-type]
+
+
+def test_claim_can_be_limited_to_the_kinds_a_worker_can_send(store: OutboxStore) -> None:
+    offline = store.enqueue(new_row(1), now=T0).row
+    uet = store.enqueue(new_row(2, kind="uet", account="tag"), now=T0).row
+    assert store.claim(owner="w", limit=10, now=T0, lease_seconds=LEASE, kinds=()) == []
+    (claimed,) = store.claim(owner="w", limit=10, now=T0, lease_seconds=LEASE, kinds=("uet",))
+    assert claimed.id == uet.id
+    (rest,) = store.claim(owner="w", limit=10, now=T0, lease_seconds=LEASE, kinds=None)
+    assert rest.id == offline.id

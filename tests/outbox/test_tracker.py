@@ -508,3 +508,17 @@ def test_a_tracker_without_credentials_records_and_waits(tmp_path: Path, clock: 
         assert tracker.status("ord_1").state == "pending"
     finally:
         tracker.close()
+
+
+def test_a_tracker_without_uet_leaves_uet_rows_for_another_worker(
+    ms: EmulatorHandle, tmp_path: Path, clock: FakeClock
+) -> None:
+    tracker = make_tracker(ms, tmp_path, clock, uet=False)
+    try:
+        tracker.record_uet_event("evt_1", "lead", clock(), anonymous_id="a" * 32)
+        record(tracker, clock, 1)
+        report = tracker.flush(timeout=5)
+        assert (report.claimed, report.delivered, report.remaining, report.timed_out) == (1, 1, 1, False)
+        assert tracker.status("evt_1").state == "pending"
+    finally:
+        tracker.close()
