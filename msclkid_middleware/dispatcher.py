@@ -261,6 +261,9 @@ class Dispatcher:
         orphans = self.store.fail_orphans(now=now)
         self.metrics.add("dead", orphans, reason="original_not_delivered")
         pruned = self.store.prune(before=now - retention) if retention is not None else 0
+        checkpoint = getattr(self.store, "checkpoint", None)
+        if callable(checkpoint):
+            checkpoint()
         return {"orphans": orphans, "pruned": pruned}
 
     # -- internals --------------------------------------------------------------------------------

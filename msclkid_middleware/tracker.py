@@ -691,7 +691,8 @@ class ConversionTracker:
 
     def _status_of(self, row: OutboxRow, *, created: bool = True, rows: list[OutboxRow] | None = None) -> EventStatus:
         adjustments: tuple[EventStatus, ...] = ()
-        if row.kind in ("offline", "uet"):
+        # A row this call just created cannot have adjustments yet: skip the lookup on the hot path.
+        if row.kind in ("offline", "uet") and not (created and rows is None):
             siblings = rows if rows is not None else self.store.find(row.event_id)
             adjustments = tuple(
                 EventStatus.from_row(r) for r in siblings if r.kind == "offline_adjustment" and r.depends_on == row.id

@@ -42,7 +42,7 @@ class BackgroundWorker:
         *,
         poll_interval: float = 1.0,
         on_error: ErrorCallback | None = None,
-        maintenance_interval: float = 300.0,
+        maintenance_interval: float = 60.0,
         retention: timedelta | None = None,
         name: str = "msclkid-dispatch",
     ) -> None:
