@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from . import faultpoints
-from .errors import ConfigError, MicrosoftError, ReconsentRequired, StoreError
+from .errors import ConfigError, MicrosoftError, MsclkidError, ReconsentRequired, StoreError
 from .microsoft.results import ItemResult, UetEventResult, UetIssue
 from .microsoft.retry import RetryDecision, RetryPolicy
 from .outbox.base import CAMPAIGN_KINDS, Kind, OutboxRow, OutboxStore, Outcome, iter_chunks
@@ -455,7 +455,7 @@ class Dispatcher:
             return 0
         try:
             self.token_provider.force_refresh()
-        except MicrosoftError as exc:
+        except MsclkidError as exc:
             self._next_probe = now + timedelta(seconds=self.probe_interval)
             logger.info("still paused (%s); next check in %.0fs", type(exc).__name__, self.probe_interval)
             return 0

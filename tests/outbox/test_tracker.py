@@ -522,3 +522,46 @@ def test_a_tracker_without_uet_leaves_uet_rows_for_another_worker(
         assert tracker.status("evt_1").state == "pending"
     finally:
         tracker.close()
+
+
+def test_uet_outcomes_per_event_with_warnings(tracker: ConversionTracker, ms: EmulatorHandle, clock: FakeClock) -> None:
+    tracker.record_uet_event("ok", "lead", clock(), click=click_id(1))
+    tracker.record_uet_event("warned", "lead", clock(), click=click_id(2), value=1.0, currency="XYZ")
+    # Microsoft's own sample click ID is valid for us but not a UUID for UET: it is dropped, and with
+    # nothing else to match on the event is rejected.
+    tracker.record_uet_event("bad", "lead", clock(), click="Example-123")
+    report = tracker.flush()
+    assert (report.delivered, report.rejected) == (2, 1)
+    assert tracker.status("ok").warnings == ()
+    warned = tracker.status("warned")
+    assert warned.state == "delivered"
+    assert warned.warnings == ("InvalidCurrency: customData.currency: 'currency' must be an ISO 4217 currency code.",)
+    bad = tracker.status("bad")
+    assert bad.state == "rejected"
+    assert bad.last_error_code is not None
+    assert bad.last_error_message is not None
+    assert bad.last_error_message.startswith("userData")
+
+
+def test_a_whole_request_fault_keeps_the_rows_and_backs_off(
+    ms: EmulatorHandle, tmp_path: Path, clock: FakeClock
+) -> None:
+    tracker = make_tracker(ms, tmp_path, clock, settings={"developer_token": "WRONG-TOKEN"})
+    try:
+        record(tracker, clock, 1)
+        report = tracker.flush()
+        assert (report.rejected, report.retried) == (0, 1)
+        status = tracker.status("ord_1")
+        assert status.state == "pending"
+        assert status.last_error_code is not None
+        assert status.last_error_code.startswith("105")
+        assert status.next_attempt_at is not None
+        assert status.next_attempt_at > clock()
+    finally:
+        tracker.close()
+
+
+def test_conversion_tracker_is_exported_lazily() -> None:
+    import msclkid_middleware
+
+    assert msclkid_middleware.ConversionTracker is ConversionTracker
