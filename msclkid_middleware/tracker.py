@@ -334,18 +334,23 @@ class ConversionTracker:
         )
         conversion.check_window(now)
         wire = conversion.to_wire()
-        if msclkid is None and not identifiers:
+        matchable = bool(msclkid or identifiers)
+        if matchable:
+            key = offline_key(self.account, wire)
+        else:
+            # Never sent, so Microsoft's key does not apply; the event ID keeps distinct events apart.
             wire.pop("MicrosoftClickId", None)
+            key = _digest("offline", self.account, "suppressed", event_id)
         row = NewRow(
             kind="offline",
             account=self.account,
             event_id=event_id,
-            idempotency_key=offline_key(self.account, wire),
+            idempotency_key=key,
             payload=wire,
             conversion_name=conversion.conversion_name,
             consent=_snapshot(snapshot, dropped),
             expires_at=conversion.conversion_time + OFFLINE_MAX_AGE,
-            **_suppression(snapshot, has_match_key=bool(msclkid or identifiers)),
+            **_suppression(snapshot, has_match_key=matchable),
         )
         return self._enqueue(row, connection)
 

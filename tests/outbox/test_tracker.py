@@ -237,9 +237,12 @@ def test_denied_consent_suppresses_offline_rows(
         "dropped": ["msclkid", "identifiers"],
         "reason": "consent denied (gpc)",
     }
+    # Another denied purchase in the same second is another event, not a duplicate.
+    other = record(tracker, clock, 2, consent=Consent.denied_by("gpc"))
+    assert (other.created, other.state) == (True, "suppressed")
     assert tracker.flush().claimed == 0
     assert ms.received() == []
-    assert tracker.metrics()["suppressed.consent_denied"] == 1
+    assert tracker.metrics()["suppressed.consent_denied"] == 2
 
 
 def test_denied_uet_event_keeps_the_anonymous_id_and_says_D(
