@@ -415,8 +415,15 @@ class ConversionTracker:
             kind="offline_adjustment",
             account=original.account,
             event_id=event_id,
+            # The value and currency are part of the key too: two different restates within the same
+            # second are two adjustments, the same restate retried is one.
             idempotency_key=_digest(
-                "offline_adjustment", original.idempotency_key, adjustment_type, wire["AdjustmentTime"]
+                "offline_adjustment",
+                original.idempotency_key,
+                adjustment_type,
+                wire["AdjustmentTime"],
+                wire.get("AdjustmentValue"),
+                wire.get("AdjustmentCurrencyCode"),
             ),
             payload=wire,
             conversion_name=base.conversion_name,
@@ -467,6 +474,8 @@ class ConversionTracker:
                 wire["ConversionName"],
                 adjustment_type,
                 wire["AdjustmentTime"],
+                wire.get("AdjustmentValue"),
+                wire.get("AdjustmentCurrencyCode"),
             ),
             payload=wire,
             conversion_name=adjustment.conversion_name,

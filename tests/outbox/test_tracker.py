@@ -568,3 +568,17 @@ def test_conversion_tracker_is_exported_lazily() -> None:
     import msclkid_middleware
 
     assert msclkid_middleware.ConversionTracker is ConversionTracker
+
+
+def test_restates_are_keyed_by_time_and_value(tracker: ConversionTracker, ms: EmulatorHandle, clock: FakeClock) -> None:
+    record(tracker, clock, 1)
+    first = tracker.restate("ord_1", 8.0)
+    again = tracker.restate("ord_1", 8.0)  # a retried refund handler: the same adjustment
+    other = tracker.restate("ord_1", 6.0)  # a second partial refund in the same second
+    assert first.created is True
+    assert again.created is False
+    assert again.idempotency_key == first.idempotency_key
+    assert other.created is True
+    assert other.idempotency_key != first.idempotency_key
+    tracker.flush()
+    assert [i.payload["AdjustmentValue"] for i in ms.received("offline_adjustments")] == [8.0, 6.0]
