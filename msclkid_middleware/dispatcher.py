@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -240,9 +241,10 @@ class Dispatcher:
         """Run steps until nothing is due *now* (or ``deadline()`` answers True).
 
         Rows scheduled for a later retry are left for the worker; ``remaining`` says how many.
-        ``timeout`` is measured with the injected clock.
+        ``timeout`` (seconds) ends the drain when it has passed on the injected clock *or* on the
+        real monotonic clock, so a frozen test clock cannot make it spin forever.
         """
-        start = self.clock()
+        start, started = self.clock(), time.monotonic()
         total = DispatchReport()
         while True:
             report = self.step()
@@ -251,7 +253,9 @@ class Dispatcher:
                 on_step(report)
             if report.claimed == 0:
                 return total
-            expired = timeout is not None and (self.clock() - start).total_seconds() >= timeout
+            expired = timeout is not None and (
+                (self.clock() - start).total_seconds() >= timeout or time.monotonic() - started >= timeout
+            )
             if expired or (deadline is not None and deadline()):
                 return total + DispatchReport(remaining=total.remaining, timed_out=True)
 

@@ -41,6 +41,7 @@ from .models import (
 )
 from .outbox import Kind, NewRow, OutboxRow, OutboxStore, State, open_store
 from .outbox.sqlite import Durability
+from .redact import RedactingFilter
 from .worker import BackgroundWorker, ErrorCallback, run_until_signalled
 
 __all__ = ["ConversionTracker", "EventStatus", "offline_key"]
@@ -53,6 +54,15 @@ ClickLike = Click | str | None
 _PLACEHOLDER_CLICK = "0" * 32
 _MAX_EVENT_ID = 255
 _UET_MATCH_KEYS = ("anonymous_id", "external_id", "msclkid", "email", "phone", "em", "ph")
+#: Loggers that may see Microsoft's answers; the tracker masks its secrets (by value) on all of them.
+_LOGGERS = (
+    "msclkid_middleware.tracker",
+    "msclkid_middleware.dispatcher",
+    "msclkid_middleware.worker",
+    "msclkid_middleware.microsoft.campaign",
+    "msclkid_middleware.microsoft.uet",
+    "msclkid_middleware.microsoft.oauth",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +197,11 @@ class ConversionTracker:
         self._lease_seconds = lease_seconds
         self.uet_tag_id = uet_tag_id or self.settings.uet_tag_id
         self.metrics_registry = Metrics()
+        # Secrets are redacted by value in every record our loggers emit, including tokens that
+        # rotate later (the token store teaches the filter each new one).
+        self.redactor = RedactingFilter(self.settings.secrets())
+        for name in _LOGGERS:
+            logging.getLogger(name).addFilter(self.redactor)
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._started = False
@@ -230,7 +245,8 @@ class ConversionTracker:
         from .microsoft import CampaignManagementClient, RefreshTokenProvider
         from .outbox.tokens import OutboxTokenStore
 
-        provider = RefreshTokenProvider.from_settings(s, token_store=OutboxTokenStore(self.store))
+        tokens = OutboxTokenStore(self.store, redactor=self.redactor)
+        provider = RefreshTokenProvider.from_settings(s, token_store=tokens)
         return CampaignManagementClient(
             api_url=s.effective_api_url,
             developer_token=s.developer_token or "",
@@ -693,6 +709,8 @@ class ConversionTracker:
                     provider.close()
         if self._owns_store:
             self.store.close()
+        for name in _LOGGERS:
+            logging.getLogger(name).removeFilter(self.redactor)
 
     # -- inspection -------------------------------------------------------------------------------
     def status(self, event_id: str) -> EventStatus:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from msclkid_middleware.microsoft.oauth import StoredToken
+from msclkid_middleware.redact import RedactingFilter
 
 from .base import OutboxStore, TokenRecord, from_timestamp
 
@@ -22,12 +23,14 @@ class OutboxTokenStore:
     """:class:`~msclkid_middleware.microsoft.oauth.TokenStore` on an outbox store's ``tokens`` table.
 
     ``save`` never regresses: a token is written only if it is newer by ``(serial, issued_at)``.
-    ``lock()`` is the store's cross-process token lock, re-entrant within a thread.
+    ``lock()`` is the store's cross-process token lock, re-entrant within a thread.  ``redactor``
+    learns every refresh and access token that passes through, so rotated tokens are masked in logs.
     """
 
-    def __init__(self, store: OutboxStore, name: str = "microsoft") -> None:
+    def __init__(self, store: OutboxStore, name: str = "microsoft", *, redactor: RedactingFilter | None = None) -> None:
         self.store = store
         self.name = name
+        self.redactor = redactor
         self._local = threading.local()
 
     def __repr__(self) -> str:
@@ -42,9 +45,16 @@ class OutboxTokenStore:
         # The exact float the provider wrote (the column may round it to microseconds).
         data.setdefault("issued_at", record.issued_at.timestamp())
         data["serial"] = record.serial
-        return StoredToken.from_json(data)
+        token = StoredToken.from_json(data)
+        self._learn(token)
+        return token
+
+    def _learn(self, token: StoredToken) -> None:
+        if self.redactor is not None:
+            self.redactor.add(token.refresh_token, token.access_token)
 
     def save(self, token: StoredToken) -> bool:
+        self._learn(token)
         data = token.to_json()
         data.pop("refresh_token")
         issued = from_timestamp(token.issued_at)

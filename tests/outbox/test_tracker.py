@@ -582,3 +582,38 @@ def test_restates_are_keyed_by_time_and_value(tracker: ConversionTracker, ms: Em
     assert other.idempotency_key != first.idempotency_key
     tracker.flush()
     assert [i.payload["AdjustmentValue"] for i in ms.received("offline_adjustments")] == [8.0, 6.0]
+
+
+def test_no_secret_reaches_the_logs_or_the_metrics(
+    ms: EmulatorHandle, tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    tracker = make_tracker(ms, tmp_path, clock, retry_policy=RetryPolicy(max_attempts=1, rng=lambda: 0.5))
+    try:
+        with caplog.at_level(logging.DEBUG):
+            ms.expire_access_tokens()
+            record(tracker, clock, 1)
+            tracker.record_uet_event("evt_1", "lead", clock(), anonymous_id="a" * 32)
+            ms.inject_fault("offline", "http", status=500, times=1)
+            record(tracker, clock, 2)
+            tracker.flush()
+            stored = tracker.store.load_token("microsoft")
+            assert stored is not None
+            logging.getLogger("msclkid_middleware.dispatcher").warning(
+                "a careless message with %s and %s", stored.refresh_token, stored.data.get("access_token")
+            )
+        secrets = [
+            ms.env["MSADS_DEVELOPER_TOKEN"],
+            ms.env["MSADS_CLIENT_SECRET"],
+            ms.env["MSADS_REFRESH_TOKEN"],
+            ms.env["UET_API_TOKEN"],
+            stored.refresh_token,
+            str(stored.data.get("access_token")),
+        ]
+        text = caplog.text + repr(tracker.metrics()) + repr(tracker)
+        assert "<redacted>" in caplog.text
+        for secret in secrets:
+            assert secret not in text
+    finally:
+        tracker.close()
