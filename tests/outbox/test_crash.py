@@ -113,3 +113,21 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_cleanly(ms: EmulatorHa
     assert all(r.attempts == 0 for r in rows if r.state == "pending")
     assert states["delivered"] == len(ms.received("offline", outcome="accepted"))
     tracker.close()
+
+
+def test_several_worker_processes_share_one_outbox_without_double_sends(ms: EmulatorHandle, tmp_path: Path) -> None:
+    clock = FakeClock()
+    tracker = make_tracker(ms, tmp_path, clock)
+    total = 6 * BATCH
+    for n in range(total):
+        record(tracker, clock, n)
+    ms.inject_fault("offline", "delay", delay=0.05)  # keep requests overlapping
+    workers = [worker(ms, tmp_path / "outbox.db", "--drain", "--lease-seconds", "30") for _ in range(3)]
+    for proc in workers:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    received = ms.received("offline")
+    assert len(received) == total  # every event sent exactly once: no two workers held the same row
+    assert Counter(_key(i.payload) for i in received).most_common(1)[0][1] == 1
+    assert {tracker.status(f"ord_{n}").state for n in range(total)} == {"delivered"}
+    tracker.close()

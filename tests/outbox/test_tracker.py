@@ -617,3 +617,19 @@ def test_no_secret_reaches_the_logs_or_the_metrics(
             assert secret not in text
     finally:
         tracker.close()
+
+
+def test_final_rows_are_pruned_after_the_retention(ms: EmulatorHandle, tmp_path: Path, clock: FakeClock) -> None:
+    tracker = make_tracker(ms, tmp_path, clock, retention=timedelta(days=30))
+    try:
+        record(tracker, clock, 1)
+        tracker.flush()
+        clock.advance(29 * 86400)
+        tracker.flush()
+        assert tracker.status("ord_1").state == "delivered"  # kept for reconciliation
+        clock.advance(2 * 86400)
+        tracker.flush()
+        with pytest.raises(UnknownEvent):
+            tracker.status("ord_1")
+    finally:
+        tracker.close()
