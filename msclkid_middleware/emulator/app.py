@@ -278,7 +278,7 @@ class Emulator:
         return self.world.token_log()
 
     def reset(self) -> None:
-        """Forget everything received and every runtime change; the initial refresh token stays valid."""
+        """Back to the start configuration, forgetting everything received; the initial refresh token stays valid."""
         self.world.reset()
 
     def add_goal(self, name: str, **options: Any) -> Goal:

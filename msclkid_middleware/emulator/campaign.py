@@ -339,8 +339,9 @@ def apply_endpoint(world: World, request: Request, ctx: CallContext, *, token_ex
     errors: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
     with world.lock:
+        validator = _Validator(world, account, ctx)  # one clock reading per request, as a server would
         for index, item in enumerate(items):
-            validator = _Validator(world, account, ctx)
+            validator.notes = []
             outcome = "accepted"
             error: dict[str, Any] | None = None
             try:

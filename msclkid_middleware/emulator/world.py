@@ -83,6 +83,7 @@ class World:
     def __init__(self, config: EmulatorConfig, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.lock = threading.RLock()
         self.config = config
+        self._initial_config = config
         self.clock = clock
         self.journal = Journal(config.store)
         self.journal.open()
@@ -133,8 +134,11 @@ class World:
             self.faults.add(FaultRule.from_mapping(fault))
 
     def reset(self) -> None:
+        """Back to the start configuration: journal, runtime goals/clicks/tags, faults, tokens, configure() changes."""
         with self.lock:
             self.journal.clear()
+            self.config = self._initial_config
+            self.click_id_re = re.compile(self.config.click_id_pattern)
             self._load()
 
     def close(self) -> None:

@@ -70,7 +70,7 @@ class UetEventResult:
 
     ``delivered`` events may carry ``warnings`` (Microsoft removed those fields and kept the event: partial
     data loss worth recording).  ``rejected`` events carry the first error's ``error_code``,
-    ``property_name`` and ``message``.  ``requests`` counts the HTTP requests that included the event.
+    ``property_name`` (relative to the event: ``userData.em``) and ``message``.
     """
 
     index: int

@@ -106,10 +106,12 @@ def test_unknown_control_route_is_404(ms: EmulatorHandle) -> None:
     assert requests.get(f"{ms.url}/_emulator/nope", timeout=5).status_code == 404
 
 
-def test_config_patch_changes_runtime_settings(ms: EmulatorHandle) -> None:
+def test_config_patch_changes_runtime_settings_until_reset(ms: EmulatorHandle) -> None:
     response = requests.patch(f"{ms.url}/_emulator/config", json={"empty_partial_errors": "null"}, timeout=5)
     assert response.json()["empty_partial_errors"] == "null"
     assert apply_offline(ms, [conversion()]).json() == {"PartialErrors": None}
+    ms.reset()
+    assert apply_offline(ms, [conversion()]).json() == {"PartialErrors": []}
 
 
 def test_token_control_routes(ms: EmulatorHandle) -> None:

@@ -176,3 +176,28 @@ def test_from_settings(ms: EmulatorHandle) -> None:
     assert all(r.delivered for r in client.send_events(ms.env["UET_TAG_ID"], uet_events(1)))
     with pytest.raises(ConfigError, match="UET_API_TOKEN"):
         UetClient.from_settings(Settings())
+
+
+def test_every_event_gets_its_own_outcome_for_any_mix_of_problems() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from msclkid_middleware.testing import run_emulator
+
+    kinds = st.sampled_from(["type", "time", "referrer"])
+    with run_emulator() as ms, make_uet(ms) as client:
+        tag = ms.env["UET_TAG_ID"]
+
+        @settings(max_examples=25, deadline=None)
+        @given(size=st.integers(min_value=1, max_value=120), data=st.data())
+        def check_mix(size: int, data: st.DataObject) -> None:
+            bad = data.draw(st.dictionaries(st.integers(min_value=0, max_value=size - 1), kinds, max_size=size))
+            events = uet_events(size, bad=bad)
+            errors_only = {i: k for i, k in bad.items() if k != "referrer"}
+            before = len(ms.requests("uet"))
+            results = client.send_events(tag, events)
+            check(results, events, errors_only)
+            # Bounded: one round per ten errors plus bisection, never more than ~3 requests per event.
+            assert len(ms.requests("uet")) - before <= 3 * size + 2
+
+        check_mix()
