@@ -8,6 +8,7 @@ worker``.  Guarantees and states are in ``docs/dispatch.md``.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -205,6 +206,7 @@ class ConversionTracker:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._started = False
+        self._atexit_registered = False
         self._worker: BackgroundWorker | None = None
         self._build_dispatch()
 
@@ -666,6 +668,11 @@ class ConversionTracker:
         """Start the background delivery thread in this process (idempotent, fork-aware)."""
         self._check_fork()
         with self._lock:
+            if not self._started and not self._atexit_registered:
+                # At interpreter exit, finish the request in flight and release the rest instead of
+                # leaving leases to expire (shutdown never raises).
+                atexit.register(self.shutdown, 5.0)
+                self._atexit_registered = True
             self._started = True
             self._start_worker()
 
@@ -707,6 +714,9 @@ class ConversionTracker:
                 provider = getattr(client, "token_provider", None)
                 if provider is not None and hasattr(provider, "close"):
                     provider.close()
+        if self._atexit_registered:
+            atexit.unregister(self.shutdown)
+            self._atexit_registered = False
         if self._owns_store:
             self.store.close()
         for name in _LOGGERS:
