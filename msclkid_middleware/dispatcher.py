@@ -24,6 +24,7 @@ from . import faultpoints
 from .errors import ConfigError, MicrosoftError, MsclkidError, ReconsentRequired, StoreError
 from .microsoft.results import ItemResult, UetEventResult, UetIssue
 from .microsoft.retry import RetryDecision, RetryPolicy
+from .models import parse_time
 from .outbox.base import CAMPAIGN_KINDS, Kind, OutboxRow, OutboxStore, Outcome, iter_chunks
 from .redact import shorten
 
@@ -200,7 +201,7 @@ class Dispatcher:
             elif kind in CAMPAIGN_KINDS and account in paused_accounts:
                 outcomes = [self._pause(r, "reconsent_required", _RECONSENT_MESSAGE) for r in group]
             else:
-                outcomes = self._expired(group, now)
+                outcomes = self._outside_window(group, now)
                 gone = {o.row_id for o in outcomes}
                 live = [r for r in group if r.id not in gone]
                 if live:
@@ -280,18 +281,33 @@ class Dispatcher:
             out.extend(iter_chunks(members, self.batch_size))
         return out
 
-    def _expired(self, rows: Sequence[OutboxRow], now: datetime) -> list[Outcome]:
+    def _outside_window(self, rows: Sequence[OutboxRow], now: datetime) -> list[Outcome]:
+        """Rows Microsoft cannot take right now: too old (dead) or dated in the future (wait).
+
+        A time slightly ahead of our clock is allowed at record time (clock skew), but Microsoft
+        rejects future times (5614): such a row waits until just after its time instead of being
+        sent early and rejected.  The wait does not count as an attempt.
+        """
         outcomes = []
         for row in rows:
+            token = row.lease_token or ""
             if row.expires_at is not None and row.expires_at <= now:
                 window = "7 days" if row.kind == "uet" else "90 days"
+                message = f"older than {window}: Microsoft no longer accepts it"
+                self.metrics.add("dead", reason="expired")
+                outcomes.append(Outcome(row.id, token, "dead", error_code="expired", error_message=message))
+                continue
+            when = _event_time(row)
+            if when is not None and when > now:
                 outcomes.append(
                     Outcome(
                         row.id,
-                        row.lease_token or "",
-                        "dead",
-                        error_code="expired",
-                        error_message=f"older than {window}: Microsoft no longer accepts it",
+                        token,
+                        "pending",
+                        next_attempt_at=when + _FUTURE_MARGIN,
+                        error_code="future_time",
+                        error_message="the event time is ahead of this clock; waiting until it has passed",
+                        refund_attempt=True,
                     )
                 )
         return outcomes
@@ -481,6 +497,23 @@ _REPORT_FIELD = {
     "pending": "retried",
     "paused": "paused",
 }
+
+
+#: How long after a future-dated event's own time it is sent (Microsoft's clock may lag ours a little).
+_FUTURE_MARGIN = timedelta(seconds=60)
+
+
+def _event_time(row: OutboxRow) -> datetime | None:
+    """The latest time in the payload that Microsoft checks against "not in the future"."""
+    payload = row.payload
+    try:
+        if row.kind == "uet":
+            seconds = payload.get("eventTime")
+            return datetime.fromtimestamp(seconds, UTC) if isinstance(seconds, int) else None
+        times = [parse_time(payload[name], name) for name in ("ConversionTime", "AdjustmentTime") if name in payload]
+    except (ValueError, OverflowError, OSError):
+        return None
+    return max(times) if times else None
 
 
 def _code(code: object, error_code: object) -> str:

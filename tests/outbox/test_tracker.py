@@ -633,3 +633,23 @@ def test_final_rows_are_pruned_after_the_retention(ms: EmulatorHandle, tmp_path:
             tracker.status("ord_1")
     finally:
         tracker.close()
+
+
+def test_a_future_dated_event_waits_for_its_time_instead_of_being_rejected(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with run_emulator(clock=clock) as ms:  # Microsoft's clock follows the test's clock too
+        tracker = make_tracker(ms, tmp_path, clock)
+        try:
+            ahead = clock() + timedelta(minutes=3)  # within the clock-skew allowance at record time
+            record(tracker, clock, 1, conversion_time=ahead)
+            tracker.record_uet_event("evt_1", "lead", ahead, anonymous_id="a" * 32)
+            report = tracker.flush()
+            assert (report.claimed, report.released, report.requests) == (2, 2, 0)
+            status = tracker.status("ord_1")
+            assert (status.state, status.attempts, status.last_error_code) == ("pending", 0, "future_time")
+            assert status.next_attempt_at == ahead + timedelta(seconds=60)
+            clock.advance(4 * 60)
+            assert tracker.flush().delivered == 2
+            assert [i.outcome for i in ms.received()] == ["accepted", "accepted"]
+        finally:
+            tracker.close()
