@@ -130,7 +130,6 @@ def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
     store.close()
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_opens_fresh_connections(tmp_path: Path) -> None:
     store = SqliteOutbox(tmp_path / "o.db")
     parent_conn = store._conn()

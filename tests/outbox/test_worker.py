@@ -8,8 +8,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from msclkid_middleware.errors import StoreError
 from msclkid_middleware.testing import EmulatorHandle
 from msclkid_middleware.tracker import ConversionTracker
@@ -84,7 +82,6 @@ def test_worker_errors_go_to_on_error_and_a_failing_callback_is_contained(ms: Em
         tracker.close()
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_gets_its_own_worker(ms: EmulatorHandle, tmp_path: Path) -> None:
     clock = FakeClock()
     tracker: ConversionTracker = make_tracker(ms, tmp_path, clock, poll_interval=0.05)
