@@ -36,7 +36,9 @@ __all__ = [
 ]
 
 #: Public names living in modules that are imported on first use.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "ConversionTracker": ".tracker",
+}
 
 
 def __getattr__(name: str) -> Any:

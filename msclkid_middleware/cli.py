@@ -18,6 +18,10 @@ __all__ = ["cli", "main", "run"]
 #: command name -> "module:attribute" of a ``click.Command``.
 _COMMANDS: dict[str, str] = {
     "emulator": "msclkid_middleware.emulator.server:emulator_command",
+    "worker": "msclkid_middleware.commands:worker",
+    "flush": "msclkid_middleware.commands:flush",
+    "status": "msclkid_middleware.commands:status",
+    "retry-dead": "msclkid_middleware.commands:retry_dead",
 }
 
 

@@ -1,0 +1,144 @@
+"""``msclkid worker | flush | status [EVENT_ID] | retry-dead``: operate the outbox from a shell.
+
+Every command reads the same settings as the application (``MSCLKID_STORE_URL``, ``MSADS_*``,
+``UET_*``), so it works on the shop's own outbox.  ``--store`` overrides the store URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:  # pragma: no cover
+    from click._termui_impl import ProgressBar
+
+    from .tracker import ConversionTracker
+
+__all__ = ["flush", "retry_dead", "status", "worker"]
+
+#: Backlogs at least this large get a progress bar in ``msclkid flush``.
+PROGRESS_THRESHOLD = 1000
+
+_store_option = click.option(
+    "--store", "store_url", metavar="URL", default=None, help="Outbox URL (default: MSCLKID_STORE_URL)."
+)
+
+
+def _tracker(store_url: str | None, **options: Any) -> ConversionTracker:
+    from .errors import MsclkidError
+    from .tracker import ConversionTracker
+
+    try:
+        return ConversionTracker.from_env(store_url=store_url, **options)
+    except MsclkidError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _fmt_time(value: Any) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@click.command()
+@_store_option
+@click.option("--poll-interval", type=float, default=1.0, show_default=True, help="Idle poll interval, seconds.")
+@click.option("--batch-size", type=click.IntRange(1, 1000), default=1000, show_default=True)
+@click.option("--lease-seconds", type=float, default=300.0, show_default=True, help="Lease per claimed batch.")
+@click.option("--drain", is_flag=True, help="Exit once nothing is due instead of running until signalled.")
+@click.option("-v", "--verbose", is_flag=True, help="Log each step.")
+def worker(
+    store_url: str | None, poll_interval: float, batch_size: int, lease_seconds: float, drain: bool, verbose: bool
+) -> None:
+    """Deliver the outbox to Microsoft until SIGTERM/SIGINT (graceful: leases are finished or released)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    tracker = _tracker(store_url, batch_size=batch_size, lease_seconds=lease_seconds, poll_interval=poll_interval)
+    try:
+        if drain:
+            report = tracker.flush(timeout=None)
+        else:
+            click.echo(f"msclkid worker: delivering {tracker.store.url} (Ctrl-C or SIGTERM to stop)", err=True)
+            report = tracker.run_worker()
+    finally:
+        tracker.close()
+    click.echo(f"worker stopped: {report.summary()}")
+
+
+@click.command()
+@_store_option
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Give up after this many seconds.")
+def flush(store_url: str | None, timeout: float) -> None:
+    """Deliver everything that is due now, then report."""
+    tracker = _tracker(store_url)
+    try:
+        backlog = tracker.store.open_count()
+        if backlog >= PROGRESS_THRESHOLD:
+            bar: ProgressBar[int] = click.progressbar(
+                length=backlog, label="Delivering", show_pos=True, file=sys.stderr
+            )
+            with bar:
+                report = tracker.flush(timeout=timeout, on_step=lambda step: bar.update(step.claimed))
+        else:
+            report = tracker.flush(timeout=timeout)
+    finally:
+        tracker.close()
+    click.echo(f"flush: {report.summary()}" + (" (timed out)" if report.timed_out else ""))
+    if report.timed_out:
+        raise click.exceptions.Exit(1)
+
+
+@click.command()
+@_store_option
+@click.argument("event_id", required=False)
+def status(store_url: str | None, event_id: str | None) -> None:
+    """Show one event's delivery status, or counts per kind, goal and state."""
+    from .errors import UnknownEvent
+
+    tracker = _tracker(store_url)
+    try:
+        if event_id is not None:
+            try:
+                st = tracker.status(event_id)
+            except UnknownEvent as exc:
+                raise click.ClickException(str(exc)) from None
+            for item in (st, *st.adjustments):
+                click.echo(f"{item.kind} {item.event_id}: {item.state}")
+                click.echo(f"  attempts: {item.attempts}   next attempt: {_fmt_time(item.next_attempt_at)}")
+                if item.tracking_id:
+                    click.echo(f"  TrackingId: {item.tracking_id}")
+                if item.last_error_code or item.last_error_message:
+                    click.echo(f"  last error: {item.last_error_code or '-'}: {item.last_error_message or ''}")
+                if item.paused_reason:
+                    click.echo(f"  paused: {item.paused_reason}")
+                for warning in item.warnings:
+                    click.echo(f"  warning: {warning}")
+            return
+        counts = tracker.store.counts()
+        if not counts:
+            click.echo("the outbox is empty")
+            return
+        click.echo(f"{'kind':<19} {'goal':<24} {'state':<11} {'code':<28} {'count':>8}")
+        for c in counts:
+            goal = (c.conversion_name or "-")[:24]
+            click.echo(f"{c.kind:<19} {goal:<24} {c.state:<11} {(c.error_code or '-')[:28]:<28} {c.count:>8}")
+        for account, kind, reason in tracker.store.paused_accounts():
+            click.echo(f"paused: {kind} for account {account}: {reason}")
+        click.echo(f"open rows: {tracker.store.open_count()} (limit {tracker.store.max_pending})")
+    finally:
+        tracker.close()
+
+
+@click.command("retry-dead")
+@_store_option
+@click.option("--include-rejected", is_flag=True, help="Also resend rows Microsoft rejected (after fixing the cause).")
+@click.option("--event-id", default=None, help="Only this event.")
+def retry_dead(store_url: str | None, include_rejected: bool, event_id: str | None) -> None:
+    """Give dead (and optionally rejected) events another chance; paused accounts are resumed too."""
+    tracker = _tracker(store_url)
+    try:
+        count = tracker.retry_dead(include_rejected=include_rejected, event_id=event_id)
+        resumed = tracker.resume() if event_id is None else 0
+    finally:
+        tracker.close()
+    click.echo(f"requeued {count} event(s)" + (f", resumed {resumed} paused" if resumed else ""))

@@ -1,0 +1,36 @@
+"""Test-only crash hooks: ``hit("after_claim")`` kills the process when asked to, else does nothing.
+
+The crash tests run a worker subprocess with ``MSCLKID_FAULT_POINT=<name>`` (or ``<name>@<n>`` to
+die on the n-th hit) and restart it, proving that leases recover everything.  Unset (always, in
+production) the hook is one environment lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+__all__ = ["ENV_VAR", "POINTS", "hit"]
+
+ENV_VAR = "MSCLKID_FAULT_POINT"
+#: Where the dispatcher and store call :func:`hit`.
+POINTS = ("after_claim", "after_send", "after_settle")
+
+_hits: dict[str, int] = {}
+_lock = threading.Lock()
+
+
+def hit(name: str) -> None:
+    """SIGKILL this process if ``MSCLKID_FAULT_POINT`` names this point (and hit count)."""
+    wanted = os.environ.get(ENV_VAR)
+    if not wanted:
+        return
+    point, _, nth = wanted.partition("@")
+    if point != name:
+        return
+    with _lock:
+        _hits[name] = count = _hits.get(name, 0) + 1
+    if not nth or count >= int(nth):
+        # SIGKILL, not an exception: nothing may run after this (no finally, no atexit, no flush).
+        os.kill(os.getpid(), signal.SIGKILL)

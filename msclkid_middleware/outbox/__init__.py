@@ -1,0 +1,72 @@
+"""The durable outbox between ``record_*`` and Microsoft: a protocol and its stores.
+
+``open_store(url)`` picks the store from the URL scheme: ``sqlite:///path`` (the default, in the
+standard library) or ``postgresql://...`` (the ``postgres`` extra, imported only when used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from msclkid_middleware.errors import ConfigError
+
+from .base import (
+    CAMPAIGN_KINDS,
+    KINDS,
+    OPEN_STATES,
+    STATES,
+    TERMINAL_STATES,
+    EnqueueResult,
+    Kind,
+    NewRow,
+    OutboxRow,
+    OutboxStore,
+    Outcome,
+    State,
+    StateCount,
+    TokenRecord,
+)
+
+__all__ = [
+    "CAMPAIGN_KINDS",
+    "KINDS",
+    "OPEN_STATES",
+    "STATES",
+    "TERMINAL_STATES",
+    "EnqueueResult",
+    "Kind",
+    "NewRow",
+    "OutboxRow",
+    "OutboxStore",
+    "Outcome",
+    "State",
+    "StateCount",
+    "TokenRecord",
+    "open_store",
+]
+
+
+def open_store(url: str, **options: Any) -> OutboxStore:
+    """Open (and migrate) the outbox at ``url``.
+
+    ``options`` go to the store: ``durability`` (``"crash"`` or ``"power_loss"``), ``max_pending``,
+    ``busy_timeout`` for SQLite; see ``docs/dispatch.md``.
+    """
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        from .sqlite import SqliteOutbox
+
+        return SqliteOutbox.from_url(url, **options)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            module = importlib.import_module(".postgres", __name__)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                "a PostgreSQL outbox needs the 'postgres' extra (pip install 'msclkid-middleware[postgres]');"
+                f" missing module: {exc.name}",
+                setting="MSCLKID_STORE_URL",
+            ) from None
+        store: OutboxStore = module.PostgresOutbox.from_url(url, **options)
+        return store
+    raise ConfigError("MSCLKID_STORE_URL must start with sqlite:/// or postgresql://", setting="MSCLKID_STORE_URL")

@@ -1,0 +1,174 @@
+"""What only the SQLite store has: pragmas, migrations, the app's own connection, fault mapping."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from msclkid_middleware.errors import ConfigError, StoreError
+from msclkid_middleware.outbox import open_store
+from msclkid_middleware.outbox.sqlite import MIGRATIONS, SqliteOutbox, sqlite_path_from_url
+
+from .conftest import T0, new_row
+
+
+@pytest.mark.parametrize(
+    ("durability", "synchronous"),
+    [pytest.param("crash", 1, id="crash-NORMAL"), pytest.param("power_loss", 2, id="power-loss-FULL")],
+)
+def test_durability_modes_set_wal_and_synchronous(tmp_path: Path, durability: str, synchronous: int) -> None:
+    store = SqliteOutbox(tmp_path / "o.db", durability=durability)  # type: ignore[arg-type]
+    conn = store._conn()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == synchronous
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    store.close()
+
+
+def test_default_durability_is_crash(tmp_path: Path) -> None:
+    assert SqliteOutbox(tmp_path / "o.db").durability == "crash"
+    with pytest.raises(ConfigError):
+        SqliteOutbox(tmp_path / "o.db", durability="eventually")  # type: ignore[arg-type]
+
+
+def test_migrations_run_once_and_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    store = SqliteOutbox(path)
+    assert store.schema_version() == len(MIGRATIONS)
+    store.enqueue(new_row(1), now=T0)
+    store.close()
+    reopened = SqliteOutbox(path)  # migrating again must be a no-op that keeps the data
+    assert len(reopened.find("ord_1")) == 1
+    reopened.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError) as info:
+        SqliteOutbox(path)
+    assert info.value.reason == "schema_too_new"
+
+
+def test_enqueue_joins_the_applications_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "shop.db"
+    store = SqliteOutbox(path)
+    app = sqlite3.connect(path)  # the shop's own connection, default (deferred) transactions
+    app.execute("CREATE TABLE orders (id TEXT PRIMARY KEY, total REAL)")
+    app.commit()
+
+    # Rolled back together: neither the order nor the conversion exists.
+    app.execute("INSERT INTO orders VALUES ('ord_1', 10.0)")
+    result = store.enqueue(new_row(1), now=T0, connection=app)
+    assert result.created is True
+    assert result.row.event_id == "ord_1"
+    assert store.find("ord_1") == []  # not visible to others before the app commits
+    app.rollback()
+    assert store.find("ord_1") == []
+
+    # Committed together.
+    app.execute("INSERT INTO orders VALUES ('ord_2', 20.0)")
+    store.enqueue(new_row(2), now=T0, connection=app)
+    assert store.enqueue(new_row(2), now=T0, connection=app).created is False  # duplicate in the same tx
+    app.commit()
+    (row,) = store.find("ord_2")
+    assert row.state == "pending"
+    assert store.open_count() == 1
+    app.close()
+    store.close()
+
+
+def test_disk_full_is_a_typed_counted_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    store = SqliteOutbox(path)
+    conn = store._conn()
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+    big = {"blob": "x" * 20000}
+    failures = 0
+    for n in range(5):
+        with pytest.raises(StoreError) as info:
+            store.enqueue(new_row(n, payload=big), now=T0)
+        assert info.value.reason == "storage_full"
+        failures += 1
+    assert store.metrics()["store_errors"] == failures
+    assert store.open_count() == 0
+    store.close()
+
+
+def test_a_held_write_lock_is_reported_as_locked(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    store = SqliteOutbox(path, busy_timeout=0.2)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError) as info:
+            store.enqueue(new_row(1), now=T0)
+        assert info.value.reason == "storage_locked"
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert store.enqueue(new_row(1), now=T0).created is True
+    store.close()
+
+
+def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
+    store = SqliteOutbox(tmp_path / "o.db")
+    seen: list[int] = []
+
+    def use() -> None:
+        seen.append(id(store._conn()))
+
+    threads = [threading.Thread(target=use) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    use()
+    assert len(set(seen)) == 4
+    store.close()
+
+
+def test_a_forked_child_opens_fresh_connections(tmp_path: Path) -> None:
+    store = SqliteOutbox(tmp_path / "o.db")
+    parent_conn = store._conn()
+    store.enqueue(new_row(1), now=T0)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        ok = store._conn() is not parent_conn and store.enqueue(new_row(2), now=T0).created
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    os.close(read)
+    assert len(store.find("ord_2")) == 1
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        pytest.param("sqlite:///relative.db", "relative.db", id="relative"),
+        pytest.param("sqlite:////abs/o.db", "/abs/o.db", id="absolute"),
+        pytest.param("sqlite:////abs/o.db?mode=rw", "/abs/o.db", id="query-ignored"),
+    ],
+)
+def test_sqlite_urls(url: str, path: str) -> None:
+    assert sqlite_path_from_url(url) == path
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("sqlite:///:memory:", id="memory"),
+        pytest.param("sqlite://", id="empty"),
+        pytest.param("mysql://x", id="other-scheme"),
+    ],
+)
+def test_bad_store_urls_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        open_store(url)
+    assert info.value.setting == "MSCLKID_STORE_URL"
