@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -17,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .tracker import ConversionTracker
 
-__all__ = ["flush", "retry_dead", "status", "worker"]
+__all__ = ["ENVIRON_META_KEY", "command_environ", "flush", "retry_dead", "status", "worker"]
 
 #: Backlogs at least this large get a progress bar in ``msclkid flush``.
 PROGRESS_THRESHOLD = 1000
@@ -27,12 +28,26 @@ _store_option = click.option(
 )
 
 
+#: Key in ``click.Context.meta`` under which a host (``flask msclkid``) puts the settings mapping the
+#: commands read instead of ``os.environ`` (the app's config, as ``MSCLKID_*``/``MSADS_*``/``UET_*`` strings).
+ENVIRON_META_KEY = "msclkid.environ"
+
+
+def command_environ() -> Mapping[str, str] | None:
+    """The settings mapping of the running command: the host's (Flask app config) or ``None`` for ``os.environ``."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return None
+    environ = ctx.meta.get(ENVIRON_META_KEY)
+    return environ if isinstance(environ, Mapping) else None
+
+
 def _tracker(store_url: str | None, **options: Any) -> ConversionTracker:
     from .errors import MsclkidError
     from .tracker import ConversionTracker
 
     try:
-        return ConversionTracker.from_env(store_url=store_url, **options)
+        return ConversionTracker.from_env(command_environ(), store_url=store_url, **options)
     except MsclkidError as exc:
         raise click.ClickException(str(exc)) from None
 
