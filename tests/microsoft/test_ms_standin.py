@@ -48,14 +48,14 @@ from msclkid_middleware.tracker import ConversionTracker
 # -- the stand-in -------------------------------------------------------------------------------------------------
 
 CLIENT_ID = "00000000-aaaa-bbbb-cccc-000000000001"
-CLIENT_SECRET = "standin-client-secret-Q9"  # noqa: S105 - a test value
-DEVELOPER_TOKEN = "STANDIN-DEVTOKEN-7"  # noqa: S105
+CLIENT_SECRET = "standin-client-secret-Q9"
+DEVELOPER_TOKEN = "STANDIN-DEVTOKEN-7"
 CUSTOMER_ID = "4000001"
 ACCOUNT_ID = "5000001"
 SCOPE = "https://ads.microsoft.com/msads.manage offline_access"
 FIRST_REFRESH = "standin-refresh-0"
 UET_TAG = "187000123"
-UET_TOKEN = "standin-uet-token-3"  # noqa: S105
+UET_TOKEN = "standin-uet-token-3"
 
 TOKEN_PATH = "/common/oauth2/v2.0/token"
 CM = "/CampaignManagement/v13"
@@ -125,6 +125,11 @@ UET_EVENT_FIELDS = {
 UET_IDENTIFIERS = {"anonymousId", "externalId", "em", "ph", "msclkid", "idfa", "gaid"}
 
 
+def check(condition: bool, what: object) -> None:
+    if not condition:
+        raise AssertionError(what)
+
+
 @dataclass(frozen=True)
 class Seen:
     method: str
@@ -157,6 +162,7 @@ class StandIn:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.seen: list[Seen] = []
+        self.violations: list[str] = []
         self.canned: dict[str, deque[Canned]] = defaultdict(deque)
         self.refresh_tokens: set[str] = {FIRST_REFRESH}
         self.issued_refresh: list[str] = []
@@ -166,7 +172,7 @@ class StandIn:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     # -- test helpers --
     def queue(self, path: str, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -189,10 +195,10 @@ class StandIn:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 seen = Seen("POST", self.path, dict(self.headers.items()), body)
@@ -211,7 +217,13 @@ class StandIn:
                         tracking_id = str(fault.get("TrackingId") or tracking_id)
                     self._send(canned.status, canned.body, {"TrackingId": tracking_id, **canned.headers})
                     return
-                status, answer = standin.answer(seen, tracking_id)
+                try:
+                    status, answer = standin.answer(seen, tracking_id)
+                except AssertionError as exc:
+                    # A request Microsoft's docs do not allow: fail the test (at teardown), answer 400.
+                    with standin.lock:
+                        standin.violations.append(f"{self.path}: {exc!r}")
+                    status, answer = 400, {"standin_violation": repr(exc)}
                 self._send(status, json.dumps(answer).encode(), {"TrackingId": tracking_id})
 
             def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -302,9 +314,10 @@ class StandIn:
         assert (seen.header("Content-Type") or "").split(";")[0] == "application/json"
         wrapper, fields = APPLY[seen.path]
         body = seen.json()
-        assert isinstance(body, dict) and set(body) == {wrapper}, body
+        check(isinstance(body, dict) and set(body) == {wrapper}, body)
         items = body[wrapper]
-        assert isinstance(items, list) and items
+        assert isinstance(items, list)
+        assert items
         if len(items) > 1000:
             return 400, {
                 "TrackingId": tracking_id,
@@ -316,10 +329,10 @@ class StandIn:
             }
         errors = []
         for index, item in enumerate(items):
-            assert isinstance(item, dict) and set(item) <= fields, item
+            check(isinstance(item, dict) and set(item) <= fields, item)
             for key, value in item.items():
                 # Omitted-when-None (the WSDL's EmitDefaultValue=false); doubles are JSON numbers.
-                assert value is not None and value != "", key
+                check(value is not None and value != "", key)
                 if key in DOUBLE_FIELDS:
                     assert isinstance(value, float), (key, value)
                 elif key in TIME_FIELDS:
@@ -359,19 +372,21 @@ class StandIn:
             }
         assert (seen.header("Content-Type") or "").split(";")[0] == "application/json"
         body = seen.json()
-        assert isinstance(body, dict) and set(body) <= UET_TOP and "data" in body, body
-        assert isinstance(body.get("dataProvider"), str) and body["dataProvider"]
+        check(isinstance(body, dict) and set(body) <= UET_TOP and "data" in body, body)
+        assert isinstance(body.get("dataProvider"), str)
+        assert body["dataProvider"]
         keep_going = body.get("continueOnValidationError", False)
         assert isinstance(keep_going, bool)
         data = body["data"]
-        assert isinstance(data, list) and 1 <= len(data) <= 1000
+        assert isinstance(data, list)
+        assert 1 <= len(data) <= 1000
         now = int(datetime.now(UTC).timestamp())
         details: list[dict[str, Any]] = []
         bad: set[int] = set()
         for index, event in enumerate(data):
-            assert isinstance(event, dict) and set(event) <= UET_EVENT_FIELDS, event
+            check(isinstance(event, dict) and set(event) <= UET_EVENT_FIELDS, event)
             user = event.get("userData")
-            assert isinstance(user, dict) and set(user) & UET_IDENTIFIERS, event
+            check(isinstance(user, dict) and bool(set(user) & UET_IDENTIFIERS), event)
             assert event.get("adStorageConsent") in (None, "G", "D")
             if event.get("eventType") not in ("pageLoad", "custom"):
                 bad.add(index)
@@ -416,6 +431,7 @@ def standin() -> Iterator[StandIn]:
         server.server.shutdown()
         server.server.server_close()
         server.thread.join(timeout=5)
+    assert server.violations == []
 
 
 def provider_for(standin: StandIn, store: MemoryTokenStore | None = None) -> RefreshTokenProvider:
@@ -506,7 +522,8 @@ def test_offline_request_path_headers_and_body(standin: StandIn, client: Campaig
             }
         ]
     }
-    assert result.tracking_ids and result[0].tracking_id == result.tracking_ids[0]
+    assert result.tracking_ids
+    assert result[0].tracking_id == result.tracking_ids[0]
 
 
 def test_enhanced_conversion_without_click(standin: StandIn, client: CampaignManagementClient) -> None:
@@ -653,18 +670,19 @@ def test_expired_access_token_is_refreshed_once_and_the_rotation_persisted(stand
     assert [c.form()["refresh_token"] for c in token_calls] == [FIRST_REFRESH, "standin-refresh-1"]
     apply_calls = standin.calls(OFFLINE_PATH)
     assert [c.header("Authorization") for c in apply_calls[:2]] == [f"Bearer {first_access}"] * 2
-    second_access = [t for t in standin.access_tokens if t != first_access][0]
+    second_access = next(t for t in standin.access_tokens if t != first_access)
     assert apply_calls[2].header("Authorization") == f"Bearer {second_access}"
     assert apply_calls[1].json() == apply_calls[2].json()
     stored = store.load()
-    assert stored is not None and stored.refresh_token == "standin-refresh-2"
+    assert stored is not None
+    assert stored.refresh_token == "standin-refresh-2"
 
 
 def test_invalid_grant_is_reconsent_required_without_secrets(standin: StandIn) -> None:
     provider = RefreshTokenProvider(
         CLIENT_ID,
         CLIENT_SECRET,
-        refresh_token="revoked-refresh-token-XY",  # noqa: S106
+        refresh_token="revoked-refresh-token-XY",
         token_url=standin.url + TOKEN_PATH,
     )
     with pytest.raises(ReconsentRequired) as caught:
@@ -726,7 +744,8 @@ def test_call_rate_exceeded_117_waits_at_least_60s(standin: StandIn, client: Cam
         client.apply_offline_conversions([conversion(1)])
     assert (caught.value.code, caught.value.error_code, caught.value.tracking_id) == (117, "CallRateExceeded", "t-117")
     decision = RetryPolicy(rng=lambda: 0.0).classify(caught.value, 1)
-    assert decision.action == "retry" and decision.delay >= 60
+    assert decision.action == "retry"
+    assert decision.delay >= 60
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
@@ -781,7 +800,7 @@ def test_api_fault_detail_batch_errors_reject_named_items_and_resend_the_rest(
         "OfflineConversionTimeOutOfWindow",
         "ConversionTime",
     )
-    first, second = standin.calls(OFFLINE_PATH)
+    _first, second = standin.calls(OFFLINE_PATH)
     assert [i["MicrosoftClickId"] for i in second.json()["OfflineConversions"]] == [click_id(0), click_id(2)]
     assert RetryPolicy().classify(result[1], 1).action == "terminal"
 
@@ -869,7 +888,8 @@ def test_uet_request_path_headers_and_body(standin: StandIn, uet: UetClient) -> 
         consent=Consent.granted_by("cookie"),
     )
     [result] = uet.send_events(UET_TAG, [model])
-    assert result.delivered and result.event_id == "ord-1"
+    assert result.delivered
+    assert result.event_id == "ord-1"
     [call] = standin.calls(UET_PATH)
     assert call.header("Authorization") == f"Bearer {UET_TOKEN}"
     assert call.header("Content-Type") == "application/json"
@@ -912,9 +932,11 @@ def test_uet_batches_and_more_than_ten_errors(standin: StandIn, uet: UetClient) 
 
 
 def test_uet_401_is_an_authentication_error(standin: StandIn) -> None:
-    with UetClient(api_url=standin.url, api_token="wrong-token") as client:  # noqa: S106
-        with pytest.raises(AuthenticationError) as caught:
-            client.send_events(UET_TAG, [uet_event(1)])
+    with (
+        UetClient(api_url=standin.url, api_token="wrong-token") as client,
+        pytest.raises(AuthenticationError) as caught,
+    ):
+        client.send_events(UET_TAG, [uet_event(1)])
     assert (caught.value.status, caught.value.error_code) == (401, "Unauthorized")
     assert "wrong-token" not in str(caught.value)
 
@@ -950,7 +972,8 @@ def test_uet_warnings_are_kept_on_delivered_events(standin: StandIn, uet: UetCli
         },
     )
     first, second = uet.send_events(UET_TAG, [uet_event(0), uet_event(1, referrerUrl="nope")])
-    assert first.delivered and not first.warnings
+    assert first.delivered
+    assert not first.warnings
     assert second.delivered
     assert [(w.error_code, w.property_name) for w in second.warnings] == [("InvalidUrl", "referrerUrl")]
 
@@ -1004,7 +1027,9 @@ def test_tracker_delivers_every_kind_with_identical_adjustment_fields(
     tr.adjust_online("T-9", "Checkout", "Retract")
     report = tr.flush()
     assert report.remaining == 0
-    assert tr.status("ord-1").delivered and tr.status("ev-1").delivered and tr.status("T-9").delivered
+    assert tr.status("ord-1").delivered
+    assert tr.status("ev-1").delivered
+    assert tr.status("T-9").delivered
 
     tr.restate("ord-1", 99.5)
     tr.flush()
@@ -1032,7 +1057,8 @@ def test_tracker_delivers_every_kind_with_identical_adjustment_fields(
         99.5,
         "USD",
     )
-    assert retract["AdjustmentType"] == "Retract" and "AdjustmentValue" not in retract
+    assert retract["AdjustmentType"] == "Retract"
+    assert "AdjustmentValue" not in retract
     [online] = standin.calls(ONLINE_ADJ_PATH)
     assert online.json()["OnlineConversionAdjustments"][0]["TransactionId"] == "T-9"
     [uet_call] = standin.calls(UET_PATH)
@@ -1070,7 +1096,8 @@ def test_tracker_waits_out_429_and_keeps_the_same_payload(
     tr.flush()
     pending = tr.status("ord-1")
     assert pending.state == "pending"
-    assert pending.next_attempt_at is not None and pending.next_attempt_at >= clock() + timedelta(seconds=119)
+    assert pending.next_attempt_at is not None
+    assert pending.next_attempt_at >= clock() + timedelta(seconds=119)
     tr.flush()
     assert len(standin.calls(OFFLINE_PATH)) == 1  # not due yet
     clock.now += timedelta(seconds=121)
@@ -1101,3 +1128,26 @@ def test_tracker_refreshes_an_expired_token_and_pauses_on_invalid_grant(
     assert paused.state == "paused"
     assert paused.paused_reason
     assert paused.attempts == 0
+
+
+def test_the_standin_catches_a_body_microsoft_does_not_document(
+    standin: StandIn, client: CampaignManagementClient
+) -> None:
+    """The stand-in is strict: an integer double, an unknown field or a naive time is a violation."""
+    import requests
+
+    token = client.token_provider.access_token()
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "DeveloperToken": DEVELOPER_TOKEN,
+        "CustomerId": CUSTOMER_ID,
+        "CustomerAccountId": ACCOUNT_ID,
+    }
+    good = conversion(1).to_wire()
+    for wrong in ({"ConversionValue": 10}, {"ClickId": "x"}, {"ConversionTime": "2026-01-01T00:00:00"}):
+        response = requests.post(
+            standin.url + OFFLINE_PATH, json={"OfflineConversions": [{**good, **wrong}]}, headers=headers, timeout=5
+        )
+        assert response.status_code == 400
+    assert len(standin.violations) == 3
+    standin.violations.clear()
