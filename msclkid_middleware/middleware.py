@@ -220,10 +220,15 @@ class _RequestState:
         if store is None or visitor is None:
             return None
         try:
-            return store.get(visitor)
+            saved = store.get(visitor)
         except Exception:
             logger.warning("profile store read failed; no profile click for this request", exc_info=True)
             return None
+        # A stored click lives exactly as long as its cookie would (max_age from the click, not sliding):
+        # an older one is outside every conversion window Microsoft allows and must not be attributed.
+        if saved is not None and saved.captured_at.timestamp() + self.mw.cookie.max_age <= self.now:
+            return None
+        return saved
 
     # -- the response side ---------------------------------------------------------------------
     def response_headers(self, environ: Mapping[str, Any]) -> list[tuple[str, str]]:

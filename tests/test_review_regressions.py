@@ -1,0 +1,27 @@
+"""Regression tests for defects found in the independent review (one test per defect, named after it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from msclkid_middleware.profiles import MemoryProfileStore
+from tests.test_middleware import middleware, seen
+from tests.wsgi_helpers import HEX, T0, Clock, call, make_environ
+
+NINETY_DAYS = 90 * 24 * 3600
+
+
+def test_profile_click_older_than_the_cookie_lifetime_is_not_used() -> None:
+    """The profile fallback keeps a click exactly as long as the cookie would: 90 days from the click."""
+    store = MemoryProfileStore()
+    clock = Clock()
+    mw = middleware(clock=clock, visitor_id=lambda e: "user-1", profile_store=store)
+    call(mw, make_environ(query=f"msclkid={HEX}"))
+    stored = store.get("user-1")
+    assert stored is not None
+    assert stored.captured_at == datetime.fromtimestamp(T0, UTC)
+
+    clock.now = T0 + NINETY_DAYS - 60
+    assert seen(call(mw, make_environ(path="/checkout")))[:2] == (HEX, "profile")
+    clock.now = T0 + NINETY_DAYS + 60
+    assert seen(call(mw, make_environ(path="/checkout")))[:2] == ("-", "-")
