@@ -15,7 +15,7 @@ from msclkid_middleware.errors import ApiFault, AuthenticationError, MicrosoftEr
 
 from .retry import REFRESH_CODES, TRANSIENT_CODES
 
-__all__ = ["AUTH_CODES", "batch_errors", "error_from_fault", "unwrap_fault"]
+__all__ = ["AUTH_CODES", "as_int", "batch_errors", "error_from_fault", "unwrap_fault"]
 
 #: Codes meaning "these credentials cannot make this call" (wrong token, user, account, identity).
 AUTH_CODES = frozenset({105, 106, 108, 109, *range(120, 126)})
@@ -34,7 +34,8 @@ def unwrap_fault(body: Any) -> Mapping[str, Any] | None:
     return fault if "Type" in fault and "TrackingId" in fault else None
 
 
-def _int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
+    """An int32 field (``Code``, ``Index``) as an int, also when it arrives as a digit string; else ``None``."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -82,7 +83,7 @@ def error_from_fault(
         return ApiFault(message, status=status, tracking_id=tracking_id)
     tracking_id = tracking_id or (str(fault["TrackingId"]) if fault.get("TrackingId") else None)
     first = _first_error(fault)
-    code = _int(first.get("Code")) if first else None
+    code = as_int(first.get("Code")) if first else None
     error_code = str(first["ErrorCode"]) if first and first.get("ErrorCode") else None
     text = str(first["Message"]) if first and first.get("Message") else f"{fault.get('Type') or 'fault'}"
     detail = first.get("Detail") or first.get("Details") if first else None

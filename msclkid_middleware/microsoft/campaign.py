@@ -22,7 +22,7 @@ import requests
 from msclkid_middleware.config import DEFAULT_API_URL
 from msclkid_middleware.errors import AuthenticationError, ConfigError, TransientError
 
-from ._faults import batch_errors, error_from_fault, unwrap_fault
+from ._faults import as_int, batch_errors, error_from_fault, unwrap_fault
 from ._http import DEFAULT_TIMEOUT, BearerAuth, Timeout, build_session, json_body, network_error, retry_after
 from .results import ApplyResult, ItemResult
 
@@ -288,8 +288,10 @@ def _index_errors(errors: Iterable[Any], size: int) -> dict[int, Mapping[str, An
     for error in errors:
         if not isinstance(error, Mapping):
             continue
-        index = error.get("Index")
-        if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < size:
+        # Index is an int32; a digit string is read too, because an unreadable Index would make a rejected
+        # item count as accepted.
+        index = as_int(error.get("Index"))
+        if index is not None and 0 <= index < size:
             by_index.setdefault(index, error)
         else:
             log.warning("ignoring a batch error without a valid Index (code %s)", error.get("Code"))
@@ -299,11 +301,10 @@ def _index_errors(errors: Iterable[Any], size: int) -> dict[int, Mapping[str, An
 def _item_result(index: int, error: Mapping[str, Any] | None, tracking_id: str | None) -> ItemResult:
     if error is None:
         return ItemResult(index=index, accepted=True, tracking_id=tracking_id)
-    code = error.get("Code")
     return ItemResult(
         index=index,
         accepted=False,
-        code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+        code=as_int(error.get("Code")),
         error_code=str(error["ErrorCode"]) if error.get("ErrorCode") else None,
         message=str(error["Message"]) if error.get("Message") else None,
         field_path=str(error["FieldPath"]) if error.get("FieldPath") else None,

@@ -1151,3 +1151,19 @@ def test_the_standin_catches_a_body_microsoft_does_not_document(
         assert response.status_code == 400
     assert len(standin.violations) == 3
     standin.violations.clear()
+
+
+def test_partial_errors_with_numbers_as_strings_still_name_their_item(
+    standin: StandIn, client: CampaignManagementClient
+) -> None:
+    """A serialiser that writes int32 fields as strings must not turn a rejection into an acceptance."""
+    client.token_provider.access_token()
+    standin.queue(
+        OFFLINE_PATH,
+        200,
+        {"PartialErrors": [{"Code": "5615", "ErrorCode": "OfflineConversionNotAcceptedForGoal", "Index": "1"}]},
+    )
+    result = client.apply_offline_conversions([conversion(0), conversion(1)])
+    assert [r.accepted for r in result] == [True, False]
+    assert result[1].code == 5615
+    assert RetryPolicy().classify(result[1], 1).action == "wait_for_goal"
