@@ -155,8 +155,8 @@ class TCString:
         return (
             self.version == 2
             and self.policy_version >= MIN_POLICY_VERSION
-            # Global-scope strings (IsServiceSpecific = 0) are invalid since September 2021.
-            and self.is_service_specific
+            # IsServiceSpecific is not part of the gate: the reference encoder (@iabtcf/core) defaults it
+            # to false, so strings that grant Purpose 1 and vendor 1126 under policy 4 exist with either value.
             and _PURPOSE_STORE_ACCESS in self.purposes_consent
             and vendor_id in self.vendor_consents
             # Purpose 1 can only ever be based on consent, so "require consent" / "require
@@ -168,10 +168,9 @@ class TCString:
 def microsoft_allowed(tc: TCString | str | bytes | None, vendor_id: int = MICROSOFT_VENDOR_ID) -> bool:
     """May ``vendor_id`` (Microsoft, 1126) store and access information on the device, per ``tc``?
 
-    True only when the TCF policy version is at least 4, the string is service-specific (global
-    scope is invalid since 2021), Purpose 1 has consent, the vendor has consent, and the publisher
-    did not restrict Purpose 1 for the vendor as "not allowed".  A string that does not decode
-    strictly (or ``None``) means no.
+    True only when the TCF policy version is at least 4, Purpose 1 has consent, the vendor has
+    consent, and the publisher did not restrict Purpose 1 for the vendor as "not allowed".  A string
+    that does not decode strictly (or ``None``) means no.
     """
     if tc is None:
         return False

