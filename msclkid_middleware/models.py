@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import InitVar, dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
@@ -201,8 +202,12 @@ def _optional_text(field: str, value: object, *, max_length: int | None = None) 
 
 
 def _number(field: str, value: object, *, maximum: float | None = None, allow_negative: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ValidationError(field, "must be a number")
+    # Money is often a Decimal (SQL NUMERIC, Django's DecimalField); the wire wants a double.  A signalling
+    # NaN would raise in float(), so non-finite Decimals are refused first.
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise ValidationError(field, "must be a finite number")
     result = float(value)
     if not math.isfinite(result):
         raise ValidationError(field, "must be a finite number")
