@@ -42,6 +42,7 @@ log = logging.getLogger("msclkid_middleware.microsoft.uet")
 
 DATA_PROVIDER = "msclkid-middleware"
 _PROPERTY_PREFIX = re.compile(r"^data\[\d+\]\.?")
+_PROPERTY_INDEX = re.compile(r"^data\[(\d{1,4})\]")
 
 
 @dataclass
@@ -279,6 +280,10 @@ def _details(body: Any) -> list[tuple[int | None, UetIssue]]:
         index = detail.get("index")
         position = index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else None
         prop = detail.get("propertyName")
+        if position is None and isinstance(prop, str):
+            # "data[12].userData.em" names the event as well as the field.
+            named = _PROPERTY_INDEX.match(prop)
+            position = int(named.group(1)) if named else None
         found.append(
             (
                 position,

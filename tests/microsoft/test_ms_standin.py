@@ -1167,3 +1167,31 @@ def test_partial_errors_with_numbers_as_strings_still_name_their_item(
     assert [r.accepted for r in result] == [True, False]
     assert result[1].code == 5615
     assert RetryPolicy().classify(result[1], 1).action == "wait_for_goal"
+
+
+def test_uet_detail_without_index_is_placed_by_its_property_name(standin: StandIn, uet: UetClient) -> None:
+    """``propertyName`` ("data[1].eventTime") names the event too; no bisection needed when ``index`` is missing."""
+    standin.queue(
+        UET_PATH,
+        400,
+        {
+            "error": {
+                "code": "ValidationError",
+                "message": "see details",
+                "details": [
+                    {
+                        "propertyName": "data[1].eventTime",
+                        "attemptedValue": 1,
+                        "errorMessage": "'eventTime' must be within the last 7 days.",
+                        "errorCode": "InvalidEventTime",
+                        "isWarning": False,
+                    }
+                ],
+            }
+        },
+    )
+    results = uet.send_events(UET_TAG, [uet_event(0), uet_event(1), uet_event(2)])
+    assert [r.delivered for r in results] == [True, False, True]
+    assert (results[1].error_code, results[1].property_name) == ("InvalidEventTime", "eventTime")
+    _, second = standin.calls(UET_PATH)
+    assert [e["eventId"] for e in second.json()["data"]] == ["ev-0", "ev-2"]
