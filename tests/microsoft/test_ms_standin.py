@@ -168,6 +168,7 @@ class StandIn:
         self.issued_refresh: list[str] = []
         self.access_tokens: dict[str, bool] = {}  # token -> still valid
         self.bad_clicks: set[str] = set()  # answered with PartialErrors 5604
+        self.auth_codes: dict[str, str] = {}  # authorization code -> the redirect_uri it was issued for
         self.expires_in = 3600
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -255,10 +256,16 @@ class StandIn:
             return 401, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret."}
         if form.get("scope") != SCOPE:
             return 400, {"error": "invalid_scope", "error_description": "AADSTS70011: The provided scope is invalid."}
-        if form.get("grant_type") != "refresh_token":
+        grant = form.get("grant_type")
+        if grant == "authorization_code":
+            with self.lock:
+                redirect = self.auth_codes.pop(form.get("code", ""), None)
+            if redirect is None or redirect != form.get("redirect_uri"):
+                return 400, {"error": "invalid_grant", "error_description": "AADSTS70000: bad code"}
+        elif grant != "refresh_token":
             return 400, {"error": "unsupported_grant_type", "error_description": "AADSTS70003"}
         with self.lock:
-            if form.get("refresh_token") not in self.refresh_tokens:
+            if grant == "refresh_token" and form.get("refresh_token") not in self.refresh_tokens:
                 return 400, {
                     "error": "invalid_grant",
                     "error_description": "AADSTS70000: The user could not be authenticated or the grant is expired. "
@@ -1195,3 +1202,34 @@ def test_uet_detail_without_index_is_placed_by_its_property_name(standin: StandI
     assert (results[1].error_code, results[1].property_name) == ("InvalidEventTime", "eventTime")
     _, second = standin.calls(UET_PATH)
     assert [e["eventId"] for e in second.json()["data"]] == ["ev-0", "ev-2"]
+
+
+def test_authorization_code_redemption_stores_the_refresh_token(standin: StandIn) -> None:
+    """The first consent (`msclkid auth`): code + redirect_uri in the form, the refresh token kept in the store."""
+    standin.auth_codes["code-123"] = "http://localhost:8400/callback"
+    store = MemoryTokenStore()
+    provider = RefreshTokenProvider(CLIENT_ID, CLIENT_SECRET, token_url=standin.url + TOKEN_PATH, token_store=store)
+    url = provider.authorize_url("http://localhost:8400/callback", "state-1")
+    assert url.startswith(standin.url + "/common/oauth2/v2.0/authorize?")
+    assert "scope=https%3A%2F%2Fads.microsoft.com%2Fmsads.manage+offline_access" in url
+    assert "response_type=code" in url
+    token = provider.exchange_code("code-123", "http://localhost:8400/callback")
+    [call] = standin.calls(TOKEN_PATH)
+    assert call.form() == {
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "scope": SCOPE,
+        "grant_type": "authorization_code",
+        "code": "code-123",
+        "redirect_uri": "http://localhost:8400/callback",
+    }
+    stored = store.load()
+    assert stored is not None
+    assert stored.refresh_token == token.refresh_token == "standin-refresh-1"
+    # The next access token comes from the stored refresh token.
+    assert provider.access_token() == token.access_token
+    standin.expire_access_tokens()
+    provider.force_refresh()
+    assert standin.calls(TOKEN_PATH)[-1].form()["refresh_token"] == "standin-refresh-1"
+    with pytest.raises(ReconsentRequired):
+        provider.exchange_code("code-123", "http://localhost:8400/callback")  # codes are single use
