@@ -202,3 +202,51 @@ def test_sdk_wrong_developer_token(ms: EmulatorHandle, monkeypatch: pytest.Monke
     fault = campaign_models.ApplicationFault.from_dict(json.loads(caught.value.body))
     assert [(e.code, e.error_code) for e in fault.errors] == [(105, "InvalidCredentials")]
     assert ms.received("offline") == []
+
+
+def test_sdk_first_consent_through_the_authorize_page(ms: EmulatorHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK's authorization-code flow: its authorize URL, the redirect with the code, the code redemption."""
+    import requests
+
+    key = (authorization.PRODUCTION, authorization.MSADS_MANAGE)
+    # The SDK's table holds a URL template; only its host is swapped for the emulator's.
+    template = authorization._UriOAuthService.AUTHORIZE_URI[key]
+    authorize = template.replace("https://login.microsoftonline.com", ms.url.rstrip("/"))
+    monkeypatch.setitem(authorization._UriOAuthService.AUTHORIZE_URI, key, authorize)
+    monkeypatch.setitem(authorization._UriOAuthService.AUTH_TOKEN_URI, key, ms.token_url)
+    refreshed: list[Any] = []
+    auth = authorization.OAuthWebAuthCodeGrant(
+        client_id=ms.env["MSADS_CLIENT_ID"],
+        client_secret=ms.env["MSADS_CLIENT_SECRET"],
+        redirection_uri="http://localhost:8400/callback",
+        token_refreshed_callback=refreshed.append,
+    )
+    auth.state = "state-42"
+    answer = requests.get(auth.get_authorization_endpoint(), allow_redirects=False, timeout=10)
+    assert answer.status_code == 302
+    location = answer.headers["Location"]
+    assert location.startswith("http://localhost:8400/callback?code=")
+    assert "state=state-42" in location
+    tokens = auth.request_oauth_tokens_by_response_uri(location)
+    assert tokens.access_token
+    assert tokens.refresh_token
+    assert refreshed == [tokens]
+    client = service_client.ServiceClient(
+        "CampaignManagementService",
+        13,
+        authorization.AuthorizationData(
+            account_id=ms.env["MSADS_ACCOUNT_ID"],
+            customer_id=ms.env["MSADS_CUSTOMER_ID"],
+            developer_token=ms.env["MSADS_DEVELOPER_TOKEN"],
+            authentication=auth,
+        ),
+        location=ms.url,
+    )
+    item = campaign_models.OfflineConversion(
+        MicrosoftClickId="f" * 32, ConversionName="Purchase", ConversionTime=NOW - timedelta(hours=1)
+    )
+    assert _errors(_apply(client, item)) == []
+    # A code is redeemed once only, as Microsoft's identity platform does.
+    with pytest.raises(authorization.OAuthTokenRequestException) as caught:
+        auth.request_oauth_tokens_by_response_uri(location)
+    assert caught.value.error_code == "invalid_grant"
