@@ -208,7 +208,14 @@ class ConversionTracker:
         self._started = False
         self._atexit_registered = False
         self._worker: BackgroundWorker | None = None
-        self._build_dispatch()
+        try:
+            self._build_dispatch()
+        except BaseException:
+            for name in _LOGGERS:
+                logging.getLogger(name).removeFilter(self.redactor)
+            if self._owns_store:
+                self.store.close()
+            raise
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -240,6 +247,13 @@ class ConversionTracker:
         if microsoft is False:
             return None
         if microsoft is not None:
+            if not callable(getattr(microsoft, "apply_offline_conversions", None)):
+                # Fail here, not at the first flush with rows stuck in flight.
+                raise ConfigError(
+                    "microsoft= takes a CampaignManagementClient, None (build one from the MSADS_* settings) or "
+                    "False (no Campaign Management delivery)",
+                    setting="microsoft",
+                )
             return microsoft
         s = self.settings
         if not s.microsoft_configured:
@@ -261,6 +275,11 @@ class ConversionTracker:
         if uet is False:
             return None
         if uet is not None:
+            if not callable(getattr(uet, "send_events", None)):
+                raise ConfigError(
+                    "uet= takes a UetClient, None (build one from UET_TAG_ID / UET_API_TOKEN) or False",
+                    setting="uet",
+                )
             return uet
         s = self.settings
         if not s.uet_configured:

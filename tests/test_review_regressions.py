@@ -56,3 +56,16 @@ def test_money_as_decimal_is_accepted_and_sent_as_a_double() -> None:
     for bad in (Decimal("NaN"), Decimal("sNaN"), Decimal("Infinity"), Decimal("-1")):
         with pytest.raises(ValidationError):
             OfflineConversion(conversion_name="Purchase", conversion_time=when, value=bad, msclkid=HEX)
+
+
+def test_tracker_rejects_a_client_that_is_not_one_at_construction(tmp_path: object) -> None:
+    """``microsoft=True`` used to fail at the first flush with an AttributeError and rows left in flight."""
+    import pytest
+
+    from msclkid_middleware.errors import ConfigError
+    from msclkid_middleware.tracker import ConversionTracker
+
+    url = f"sqlite:///{tmp_path}/outbox.sqlite3"
+    for options in ({"microsoft": True}, {"uet": "token"}, {"microsoft": object()}):
+        with pytest.raises(ConfigError):
+            ConversionTracker(store_url=url, **options)
