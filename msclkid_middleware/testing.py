@@ -13,7 +13,7 @@ def test_checkout_uploads(monkeypatch):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -23,7 +23,7 @@ from .emulator.faults import FaultRule
 from .emulator.state import Account, Goal, ReceivedItem, RequestRecord, TokenRecord, UetTag
 from .emulator.world import utcnow
 
-__all__ = ["EmulatorHandle", "run_emulator"]
+__all__ = ["EmulatorHandle", "make_click_cookie", "run_emulator"]
 
 
 class EmulatorHandle:
@@ -140,3 +140,27 @@ def run_emulator(
         yield EmulatorHandle(server)
     finally:
         server.stop()
+
+
+def make_click_cookie(
+    msclkid: str,
+    secret_keys: str | bytes | Iterable[str | bytes],
+    *,
+    captured_at: datetime | float | None = None,
+    cookie_name: str = "__Host-msclkid",
+) -> str:
+    """A ``Cookie`` header value (``"__Host-msclkid=<signed token>"``) holding ``msclkid``, for a shop's own tests.
+
+    Signed exactly as :class:`~msclkid_middleware.MsclkidMiddleware` signs it with the same ``secret_keys``
+    (the newest key signs), dated ``captured_at`` (default: now), so ``get_click`` returns that click
+    (``source="cookie"``) for a request carrying it::
+
+        environ["HTTP_COOKIE"] = make_click_cookie("f894f652ea334e739002f7167ab8f8e3", ["secret"])
+        name, _, value = make_click_cookie(click_id, keys).partition("=")   # client.set_cookie(name, value)
+    """
+    from .cookie import ClickCookie
+
+    when = time.time() if captured_at is None else captured_at
+    # Secure and name rules are the middleware's; a plain-http development name needs secure=False.
+    secure = cookie_name.startswith(("__Host-", "__Secure-"))
+    return f"{cookie_name}={ClickCookie(secret_keys, name=cookie_name, secure=secure).encode(msclkid, when)}"

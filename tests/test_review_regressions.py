@@ -69,3 +69,16 @@ def test_tracker_rejects_a_client_that_is_not_one_at_construction(tmp_path: obje
     for options in ({"microsoft": True}, {"uet": "token"}, {"microsoft": object()}):
         with pytest.raises(ConfigError):
             ConversionTracker(store_url=url, **options)
+
+
+def test_testing_make_click_cookie_round_trips_through_the_middleware() -> None:
+    """DESIGN section 3 promises ``testing.make_click_cookie`` for shops' own tests."""
+    from msclkid_middleware.testing import make_click_cookie
+
+    mw = middleware(secret_keys=["old", "new"])
+    header = make_click_cookie(HEX, ["old", "new"], captured_at=T0 - 3600)
+    assert header.startswith("__Host-msclkid=")
+    result = call(mw, make_environ(cookie=header))
+    assert seen(result)[:2] == (HEX, "cookie")
+    assert result.set_cookies == []  # signed with the newest key: nothing to re-issue
+    assert seen(call(mw, make_environ(cookie=make_click_cookie(HEX, ["other"]))))[:2] == ("-", "-")
