@@ -114,7 +114,7 @@ class PageLoadRecorder:
             )
         if value == "off":
             return None
-        return cls(tracker, mode=value, **options)
+        return cls(tracker, mode="landing" if value == "landing" else "html", **options)
 
     def __repr__(self) -> str:
         return f"PageLoadRecorder(mode={self.mode!r}, pending={self._pending})"
