@@ -483,6 +483,7 @@ class MsclkidMiddleware:
             )
         self.on_page_view = on_page_view
         self.bot_user_agents = compile_bot_pattern(bot_user_agents)
+        self._bot_cache: dict[str, bool] = {}
         self.page_view_exclude = check_prefixes(page_view_exclude)
         # Page views and the visitor cookie need to see every response: only then is start_response wrapped
         # for requests that carry nothing of ours (the default configuration keeps its two-substring path).
@@ -599,11 +600,22 @@ class MsclkidMiddleware:
 
     def _page_view_starts(self, state: _RequestState, environ: Mapping[str, Any], status: str, headers: Any) -> bool:
         """Called from start_response of a candidate request: is this response a page view we report?"""
-        return (
-            is_html_document(status, headers)
-            and is_document_request(environ)
-            and not is_bot(self.bot_user_agents, environ.get("HTTP_USER_AGENT"))
-        )
+        return is_html_document(status, headers) and is_document_request(environ) and not self._is_bot(environ)
+
+    def _is_bot(self, environ: Mapping[str, Any]) -> bool:
+        # A bot pattern is dozens of alternatives, tens of microseconds per search; a site sees few distinct
+        # user agents, so verdicts are remembered (a bounded dict: lookups and stores are atomic in CPython).
+        agent = environ.get("HTTP_USER_AGENT")
+        if not isinstance(agent, str) or len(agent) > 1024:
+            return is_bot(self.bot_user_agents, agent if isinstance(agent, str) else None)
+        cache = self._bot_cache
+        verdict = cache.get(agent)
+        if verdict is None:
+            verdict = is_bot(self.bot_user_agents, agent)
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[agent] = verdict
+        return verdict
 
     def _emit(self, state: _RequestState, environ: Mapping[str, Any]) -> None:
         """Build the PageView and hand it to the hook; after the body was sent, never raises."""

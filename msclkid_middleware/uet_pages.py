@@ -71,6 +71,8 @@ class PageLoadRecorder:
       the event carries a *transient* one (random, used for this event only, never stored or reused) because
       UET CAPI needs one identifier per event; the client IP is left out for such visitors too.
     - ``max_queue``: views waiting for the recording thread; beyond it the hook records in the caller.
+    - ``linger``: seconds the thread waits after a view arrives before writing (it then writes all that came):
+      the server finishes sending the response without competing with the write for the GIL.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class PageLoadRecorder:
         *,
         mode: PageLoadMode = "html",
         max_queue: int = 10_000,
+        linger: float = 0.05,
         transient_id_when_denied: bool = True,
     ) -> None:
         if mode not in ("landing", "html"):
@@ -92,6 +95,9 @@ class PageLoadRecorder:
         self.tracker = tracker
         self.mode: PageLoadMode = mode
         self.max_queue = max_queue
+        if isinstance(linger, bool) or not isinstance(linger, int | float) or not 0 <= linger <= 5:
+            raise ConfigError("linger must be between 0 and 5 seconds", setting="linger")
+        self.linger = float(linger)
         self.transient_id_when_denied = transient_id_when_denied
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -205,13 +211,27 @@ class PageLoadRecorder:
 
     def _run(self) -> None:
         while True:
-            view = self._queue.get()
-            if view is _STOP:
+            batch = [self._queue.get()]
+            if self.linger and batch[0] is not _STOP:
+                # The hook ran in close(); many servers (werkzeug among them) flush the response right after.
+                # Starting the outbox write now would take the GIL from that thread: wait, sleeping, and take
+                # whatever else arrived meanwhile in one go.
+                time.sleep(self.linger)
+            while len(batch) < 1000:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for view in batch:
+                if view is _STOP:
+                    continue
+                try:
+                    self.record(view)
+                finally:
+                    self._done()
+                time.sleep(0)  # hand the GIL to a request thread between writes instead of at the switch interval
+            if _STOP in batch:
                 return
-            try:
-                self.record(view)
-            finally:
-                self._done()
 
     def _done(self) -> None:
         with self._lock:
