@@ -5,6 +5,7 @@ Real parts only: the middleware, a ConversionTracker on a SQLite file, the emula
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from werkzeug.test import Client
 
 from msclkid_middleware import ConsentPolicy, MsclkidMiddleware
 from msclkid_middleware.config import Settings
@@ -238,3 +240,38 @@ def test_after_close_views_are_recorded_inline(ms: EmulatorHandle, tracker: Conv
     assert recorder.close()
     recorder(view())
     assert recorder.counts == {"recorded": 1, "skipped": 0, "failed": 0, "inline": 1}
+
+
+def test_docs_plain_wsgi_recipe_runs(ms: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recipe in docs/uet.md, as written, against the emulator."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "uet.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    for name, value in ms.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MSCLKID_STORE_URL", f"sqlite:///{tmp_path / 'docs.db'}")
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "docs/uet.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    tracker, recorder = namespace["tracker"], namespace["recorder"]
+    try:
+        client = Client(namespace["application"])
+        client.set_cookie("site_consent", "granted", domain="shop.example")
+        headers = {"User-Agent": CHROME}
+        page = client.get(f"/?msclkid={HEX}", base_url="https://shop.example", headers=headers)
+        html = page.get_data(as_text=True)
+        page.close()  # the server closes the response after sending it: that is when the page view is reported
+        assert '<meta name="msclkid-page-load-id"' in html
+        vid = re.search(r'data-vid="([0-9a-f]{32})"', html)
+        assert vid is not None
+        assert f'data-cid="{ms.env["MSADS_CUSTOMER_ID"]}"' in html
+        assert client.post("/buy", base_url="https://shop.example", headers=headers).status_code == 303
+        assert recorder.flush(10)
+        items = ms.wait_for_received(2, "uet")
+        by_type = {item.payload["eventType"]: item.payload for item in items}
+        assert by_type["pageLoad"]["eventSourceUrl"] == f"https://shop.example/?msclkid={HEX}"
+        assert by_type["pageLoad"]["pageTitle"] == "Blue mug"
+        for payload in by_type.values():
+            assert payload["userData"]["anonymousId"] == vid.group(1)
+            assert payload["userData"]["msclkid"] == HEX
+    finally:
+        recorder.close()
+        tracker.close()
