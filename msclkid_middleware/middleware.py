@@ -518,7 +518,7 @@ class MsclkidMiddleware:
         self._sync_script: bytes | None = None
         self._sync_script_etag = ""
         if self.sync_script_path is not None:
-            self._sync_script = _load_snippet("msclkid-sync.js")
+            self._sync_script = _load_snippet("msclkid-sync.js", "ID-sync script")
             if self._sync_script is not None:
                 self._sync_script_etag = '"' + hashlib.sha256(self._sync_script).hexdigest()[:32] + '"'
 
@@ -873,13 +873,13 @@ def _check_path(label: str, value: str | None) -> str | None:
     return value
 
 
-def _load_snippet(name: str = "msclkid.min.js") -> bytes | None:
+def _load_snippet(name: str = "msclkid.min.js", label: str = "snippet") -> bytes | None:
     from importlib.resources import files
 
     try:
         return (files("msclkid_middleware") / "static" / name).read_bytes()
     except (OSError, ModuleNotFoundError):
-        logger.warning("snippet file msclkid_middleware/static/%s not found; its path answers 404", name)
+        logger.warning("%s file msclkid_middleware/static/%s not found; its path answers 404", label, name)
         return None
 
 
