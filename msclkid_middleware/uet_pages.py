@@ -130,7 +130,7 @@ class PageLoadRecorder:
         """Queue one page view; called by the middleware once the response was sent.  Never raises."""
         try:
             if not self.wants(view):
-                self.counts["skipped"] += 1
+                self._count("skipped")
                 return
             self._check_fork()
             with self._lock:
@@ -148,7 +148,7 @@ class PageLoadRecorder:
                 except queue.Full:
                     self._done()
             # Back-pressure rather than loss: the database is slower than the site right now.
-            self.counts["inline"] += 1
+            self._count("inline")
             self.record(view)
         except Exception:
             logger.warning("could not queue a page view", exc_info=True)
@@ -169,10 +169,14 @@ class PageLoadRecorder:
                 for name in ("referrer_url", "page_title", "client_ip_address", "client_user_agent"):
                     fields.pop(name, None)
                 self.tracker.record_uet_event(**fields)
-            self.counts["recorded"] += 1
+            self._count("recorded")
         except Exception:
-            self.counts["failed"] += 1
+            self._count("failed")
             logger.warning("could not record a UET page load", exc_info=True)
+
+    def _count(self, name: str) -> None:
+        with self._lock:  # the hook (request threads) and the recording thread both count
+            self.counts[name] += 1
 
     def _fields(self, view: PageView) -> dict[str, Any]:
         granted = view.consent.granted
@@ -273,7 +277,19 @@ class PageLoadRecorder:
             return True
         self._queue.put(_STOP)
         thread.join(timeout)
-        return not thread.is_alive()
+        if thread.is_alive():
+            return False
+        # A view queued by a request thread just as the stop marker went in: record it here.
+        while True:
+            try:
+                view = self._queue.get_nowait()
+            except queue.Empty:
+                return True
+            if view is not _STOP:
+                try:
+                    self.record(view)
+                finally:
+                    self._done()
 
 
 def render_page_tags(

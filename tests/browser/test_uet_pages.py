@@ -59,6 +59,7 @@ class Shop:
     recorder: PageLoadRecorder
     pixels: list[dict[str, list[str]]] = field(default_factory=list)
     purchases: list[dict[str, Any]] = field(default_factory=list)
+    raw_pages: dict[str, str] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -87,6 +88,9 @@ def make_shop_app(shop: Shop) -> Callable[[WSGIEnvironment, StartResponse], Iter
         if path == "/buy.js":
             start_response("200 OK", [("Content-Type", "text/javascript")])
             return [BUY_JS.encode()]
+        if path in shop.raw_pages:
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+            return [shop.raw_pages[path].encode()]
         if path not in PAGES:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found"]
@@ -267,3 +271,37 @@ def test_journey_without_consent(
     assert [c["name"] for c in context.cookies()] == []
     assert pixel_requests == []
     assert shop.pixels == []
+
+
+def test_sync_script_sends_only_well_formed_ids(context: BrowserContext, start_shop: Callable[[str], Shop]) -> None:
+    """The sync script as a unit in Chromium: malformed IDs send nothing, uid is encoded, one pixel per vid."""
+    shop = start_shop("granted")
+    vid = "0f81e89d7a9da3bbb4458f42c1b21406"
+
+    def tag(**data: str) -> str:
+        attributes = "".join(f' data-{name}="{value}"' for name, value in data.items())
+        return f'<!doctype html><title>t</title><script src="/_msclkid-sync.js"{attributes} async></script>'
+
+    shop.raw_pages.update(
+        {
+            "/raw/bad-vid": tag(cid="1234567", vid="not-a-hex-visitor-id", pixel=PIXEL),
+            "/raw/bad-cid": tag(cid="12a", vid=vid, pixel=PIXEL),
+            "/raw/no-vid": tag(cid="1234567", pixel=PIXEL),
+            "/raw/good": tag(cid="1234567", vid=vid, uid="user 1&x", pixel=PIXEL),
+            "/raw/other-vid": tag(cid="1234567", vid=vid.upper(), pixel=PIXEL),
+        }
+    )
+    page = context.new_page()
+    for path in ("/raw/bad-vid", "/raw/bad-cid", "/raw/no-vid"):
+        page.goto(shop.url(path))
+        page.wait_for_load_state("networkidle")
+    assert shop.pixels == []
+    for _ in range(2):
+        page.goto(shop.url("/raw/good"))
+        page.wait_for_load_state("networkidle")
+    assert shop.pixels == [{"Red3": ["BACID_1234567"], "vid": [vid], "uid": ["user 1&x"]}]
+    page.goto(shop.url("/raw/other-vid"))  # a different vid in the same session is synced again
+    wait_until(lambda: len(shop.pixels) == 2)
+    assert shop.pixels[1]["vid"] == [vid.upper()]
+    (marker,) = [c for c in context.cookies() if c["name"] == "msclkid_sync"]
+    assert marker["expires"] == -1  # a session cookie
