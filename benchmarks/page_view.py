@@ -53,6 +53,11 @@ def page(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterabl
     return [BODY]
 
 
+def api(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
+    return [b"{}"]
+
+
 def environ() -> dict[str, Any]:
     return {
         "REQUEST_METHOD": "GET",
@@ -74,10 +79,13 @@ def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any =
     return lambda data: None
 
 
-def response_out_ns(apps: list[Callable[..., Iterable[bytes]]], closes: list[list[Any]]) -> list[float]:
+def response_out_ns(
+    apps: list[Callable[..., Iterable[bytes]]], closes: list[list[Any]], path: str = "/products/blue-mug"
+) -> list[float]:
     """Nanoseconds until the response is out (headers + body), best of REPEAT, the apps' runs interleaved (the
     machine's load drifts); close() is deferred, as the server calls it after sending."""
     env = environ()
+    env["PATH_INFO"] = path
     best = [float("inf")] * len(apps)
     for _ in range(REPEAT):
         for index, app in enumerate(apps):
@@ -207,6 +215,10 @@ def main() -> int:
             f"+{t_hooked - t_bare:,.0f} ns: page-load ID, anonymous ID, wrapped iterable)"
         )
         print(f"  hook in close(), after the body:   {t_close:>9,.0f} ns  (queues the PageView)")
+        api_bare = MsclkidMiddleware(api, secret_keys=[SECRET], consent=policy)
+        api_hooked = MsclkidMiddleware(api, secret_keys=[SECRET], consent=policy, on_page_view=recorder)
+        a_bare, a_hooked = response_out_ns([api_bare, api_hooked], [[], []], path="/api/cart")
+        print(f"  JSON request (not a page view), no hook / hook on: {a_bare:,.0f} / {a_hooked:,.0f} ns")
 
         # -- 2. over HTTP -----------------------------------------------------------------------------------
         # Paced: page views arrive a few milliseconds apart (real traffic per worker thread); the recorder's

@@ -571,3 +571,19 @@ def test_get_click_unaffected_by_tracking(views: Views, clock: Clock) -> None:
     result = call(mw(page(), views, clock), env(query=f"msclkid={HEX}"))
     assert get_click(result.environ) is not None
     assert any(h.startswith("__Host-msclkid=") for h in result.set_cookies)
+
+
+@pytest.mark.parametrize("proxy_inside", [True, False], ids=["proxyfix-inside", "proxyfix-outside"])
+def test_url_and_client_ip_as_the_proxy_set_up_reports_them(proxy_inside: bool, views: Views, clock: Clock) -> None:
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    headers = {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "www.shop.example"}
+    if proxy_inside:
+        app: Any = mw(ProxyFix(page(), x_for=1, x_proto=1, x_host=1), views, clock)
+    else:
+        app = ProxyFix(mw(page(), views, clock), x_for=1, x_proto=1, x_host=1)
+    environ = env("/mug", query="a=1", headers=headers, scheme="http", host="10.0.0.5:8000")
+    call(app, environ)
+    (view,) = views.seen
+    assert view.url == "https://www.shop.example/mug?a=1"
+    assert view.client_ip == "198.51.100.7"
