@@ -587,3 +587,9 @@ def test_url_and_client_ip_as_the_proxy_set_up_reports_them(proxy_inside: bool, 
     (view,) = views.seen
     assert view.url == "https://www.shop.example/mug?a=1"
     assert view.client_ip == "198.51.100.7"
+
+
+def test_sync_script_needs_no_unsafe_csp_source() -> None:
+    code = (resources.files("msclkid_middleware") / "static" / "msclkid-sync.js").read_text()
+    for forbidden in ("eval(", "new Function", "Function(", "innerHTML", "document.write", "setTimeout("):
+        assert forbidden not in code, forbidden
