@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 from wsgiref.util import request_uri
 
 from .clickid import (
@@ -99,6 +99,8 @@ _REPORTED_STATES = frozenset({"granted", "denied", "pending"})
 _MAX_TC_STRING = 2048
 _NO_STORE = ("Cache-Control", "no-store")
 _SNIPPET_CACHE = "public, max-age=3600"
+#: Characters a URL may hold as they are (RFC 3986 reserved and unreserved, plus existing escapes).
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 
 
 class ConsentDecider(Protocol):
@@ -624,7 +626,7 @@ class MsclkidMiddleware:
             return
         try:
             view = PageView(
-                url=request_uri(environ, include_query=True),  # type: ignore[arg-type]
+                url=_page_url(environ),
                 page_load_id=state.page_load_id(),
                 time=datetime.fromtimestamp(state.now, UTC),
                 consent=state.consent(environ),
@@ -852,6 +854,16 @@ class _PageViewBody:
             if state.page_view:
                 state.page_view = False  # a server calling close() twice reports the view once
                 state.mw._emit(state, self._environ)
+
+
+def _page_url(environ: Mapping[str, Any]) -> str:
+    """The request's full URL; a raw query holding spaces or non-ASCII bytes a browser did not encode is escaped
+    (WSGI strings carry bytes as latin-1, so they are escaped as the bytes they stand for)."""
+    url = request_uri(environ, include_query=True)  # type: ignore[arg-type]
+    try:
+        return quote(url, safe=_URL_SAFE, encoding="latin-1")
+    except UnicodeEncodeError:  # a server breaking the WSGI string rule: escape as UTF-8
+        return quote(url, safe=_URL_SAFE)
 
 
 def _check_path(label: str, value: str | None) -> str | None:

@@ -593,3 +593,8 @@ def test_sync_script_needs_no_unsafe_csp_source() -> None:
     code = (resources.files("msclkid_middleware") / "static" / "msclkid-sync.js").read_text()
     for forbidden in ("eval(", "new Function", "Function(", "innerHTML", "document.write", "setTimeout("):
         assert forbidden not in code, forbidden
+
+
+def test_url_with_raw_spaces_and_non_ascii_is_encoded(views: Views, clock: Clock) -> None:
+    call(mw(page(), views, clock), env("/café", query="q=blue mug&x=\xc3\xa9"))  # WSGI: UTF-8 bytes as latin-1
+    assert views.seen[0].url == "https://shop.test/caf%C3%A9?q=blue%20mug&x=%C3%A9"
