@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_SYNC_SCRIPT_SRC",
     "PageLoadMode",
     "PageLoadRecorder",
+    "PageTags",
     "page_load_event_id",
     "render_page_tags",
 ]
@@ -292,6 +293,15 @@ class PageLoadRecorder:
                     self._done()
 
 
+class PageTags(str):
+    """HTML we built and escaped ourselves: Jinja (``__html__``) inserts it as it is, without ``|safe``."""
+
+    __slots__ = ()
+
+    def __html__(self) -> str:
+        return str(self)
+
+
 def render_page_tags(
     environ: Mapping[str, Any],
     *,
@@ -301,7 +311,7 @@ def render_page_tags(
     pixel_url: str | None = None,
     external_id: str | None = None,
     nonce: str | None = None,
-) -> str:
+) -> PageTags:
     """HTML for a page's ``<head>``: the page-load ID ``<meta>`` the snippet reads, and (with consent and an
     anonymous ID) the ID-sync script tag.  Put it before the snippet's ``<script>``.
 
@@ -330,4 +340,4 @@ def render_page_tags(
         if nonce:
             attrs.append(f'nonce="{html.escape(nonce)}"')
         parts.append(f"<script {' '.join(attrs)} async></script>")
-    return "\n".join(parts)
+    return PageTags("\n".join(parts))

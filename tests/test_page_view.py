@@ -598,3 +598,12 @@ def test_sync_script_needs_no_unsafe_csp_source() -> None:
 def test_url_with_raw_spaces_and_non_ascii_is_encoded(views: Views, clock: Clock) -> None:
     call(mw(page(), views, clock), env("/café", query="q=blue mug&x=\xc3\xa9"))  # WSGI: UTF-8 bytes as latin-1
     assert views.seen[0].url == "https://shop.test/caf%C3%A9?q=blue%20mug&x=%C3%A9"
+
+
+def test_render_page_tags_is_safe_markup_for_jinja(clock: Clock) -> None:
+    from jinja2 import Environment
+
+    html, _ = _render(f"_uetvid={VID}", clock, customer_id="1234567")
+    rendered = Environment(autoescape=True).from_string("<head>{{ tags }}</head>").render(tags=html)
+    assert rendered == f"<head>{html}</head>"
+    assert "&lt;" not in rendered
