@@ -16,8 +16,10 @@ from .errors import ConfigError as ConfigError
 from .errors import MsclkidError as MsclkidError
 from .errors import ValidationError as ValidationError
 from .middleware import MsclkidMiddleware as MsclkidMiddleware
+from .middleware import get_anonymous_id as get_anonymous_id
 from .middleware import get_click as get_click
 from .middleware import get_consent as get_consent
+from .middleware import get_page_load_id as get_page_load_id
 from .models import Click as Click
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,8 +33,10 @@ __all__ = [
     "MsclkidError",
     "MsclkidMiddleware",
     "ValidationError",
+    "get_anonymous_id",
     "get_click",
     "get_consent",
+    "get_page_load_id",
 ]
 
 #: Public names living in modules that are imported on first use.

@@ -18,14 +18,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
+from wsgiref.util import request_uri
 
 from .clickid import (
     DEFAULT_MAX_FIELDS,
@@ -39,7 +42,27 @@ from .consent import Consent
 from .cookie import DEFAULT_CLOCK_SKEW, ClickCookie, LoadedCookie, SameSite
 from .errors import ConfigError
 from .models import Click, ClickSource
+from .pageview import (
+    DEFAULT_BOT_PATTERN,
+    AnonymousIdSource,
+    PageView,
+    PageViewHook,
+    check_prefixes,
+    compile_bot_pattern,
+    is_asset_path,
+    is_bot,
+    is_document_request,
+    is_html_document,
+)
 from .redact import shorten
+from .visitor import (
+    DEFAULT_VISITOR_MAX_AGE,
+    UET_VISITOR_COOKIE,
+    VISITOR_REFRESH_AFTER,
+    LoadedVisitor,
+    VisitorCookie,
+    uet_visitor_id,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Settings
@@ -50,8 +73,11 @@ __all__ = [
     "STATE_KEY",
     "ConsentDecider",
     "MsclkidMiddleware",
+    "get_anonymous_id",
     "get_click",
     "get_consent",
+    "get_page_load_id",
+    "set_page_title",
 ]
 
 logger = logging.getLogger("msclkid_middleware.middleware")
@@ -73,6 +99,8 @@ _REPORTED_STATES = frozenset({"granted", "denied", "pending"})
 _MAX_TC_STRING = 2048
 _NO_STORE = ("Cache-Control", "no-store")
 _SNIPPET_CACHE = "public, max-age=3600"
+#: Characters a URL may hold as they are (RFC 3986 reserved and unreserved, plus existing escapes).
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 
 
 class ConsentDecider(Protocol):
@@ -133,15 +161,23 @@ class _RequestState:
     """Everything the middleware knows about one request; computed lazily, at most once."""
 
     __slots__ = (
+        "_anon",
+        "_anon_new",
+        "_anon_source",
         "_click",
         "_consent",
         "_headers",
+        "_page_load_id",
         "_visitor",
+        "_vloaded",
         "cookie",
         "cookie_present",
         "cookies",
         "mw",
         "now",
+        "page_view",
+        "sent",
+        "title",
         "uet_id",
         "url_id",
     )
@@ -167,6 +203,15 @@ class _RequestState:
         self._click: Click | None = _UNSET
         self._visitor: str | None = _UNSET
         self._headers: list[tuple[str, str]] | None = None
+        # Page views and the anonymous visitor ID (issue 13): all lazy, so a request that never asks costs nothing.
+        self._anon: str | None = _UNSET
+        self._anon_new = False
+        self._anon_source: AnonymousIdSource | None = None
+        self._vloaded: LoadedVisitor | None = None
+        self._page_load_id: str | None = None
+        self.page_view = False
+        self.sent = False
+        self.title: str | None = None
 
     # -- lazily computed values ----------------------------------------------------------------
     def consent(self, environ: Mapping[str, Any]) -> Consent:
@@ -199,6 +244,72 @@ class _RequestState:
             except Exception:
                 logger.warning("could not resolve the click for this request", exc_info=True)
         return self._click
+
+    def jar(self, environ: Mapping[str, Any]) -> dict[str, str]:
+        """The request's cookies (parsed once; requests that carried nothing of ours parse them on first use)."""
+        if self.cookies is None:
+            header = environ.get("HTTP_COOKIE")
+            self.cookies = _parse_cookies(header, self.mw._cookie_name)[0] if isinstance(header, str) else {}
+        return self.cookies
+
+    def page_load_id(self) -> str:
+        if self._page_load_id is None:
+            self._page_load_id = str(uuid.uuid4())
+        return self._page_load_id
+
+    def anonymous_id(self, environ: Mapping[str, Any]) -> str | None:
+        if self._anon is _UNSET:
+            self._anon = None
+            try:
+                self._anon = self._resolve_anonymous(environ)
+            except Exception:
+                logger.warning("could not resolve the anonymous visitor ID for this request", exc_info=True)
+        return self._anon
+
+    def _resolve_anonymous(self, environ: Mapping[str, Any]) -> str | None:
+        jar = self.jar(environ)
+        if not self.consent(environ).granted:
+            return None  # as UET itself: no first-party cookie is read or written without consent
+        uet = uet_visitor_id(jar.get(UET_VISITOR_COOKIE))
+        if uet is not None:
+            self._anon_source = "uet"
+            return uet
+        cookie = self.mw.visitor_cookie
+        if cookie is None:
+            return None
+        self._vloaded = cookie.decode(jar.get(cookie.name))
+        if self._vloaded is not None:
+            self._anon_source = "cookie"
+            return self._vloaded.visitor_id
+        if self.sent:
+            return None  # too late for a Set-Cookie: an ID we could not keep would not match the next one
+        self._anon_new = True
+        self._anon_source = "cookie"
+        return cookie.new_id()
+
+    def visitor_headers(self, environ: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Our visitor-cookie ``Set-Cookie`` for this response (issue, refresh or delete); never raises."""
+        cookie = self.mw.visitor_cookie
+        if cookie is None:
+            return []
+        # Only page views and requests whose app asked for the ID touch the cookie: assets, API calls and
+        # the like cost nothing, and a refusal removes the cookie on the next page view.
+        if not self.page_view and self._anon is _UNSET:
+            return []
+        try:
+            self.anonymous_id(environ)
+            header = environ.get("HTTP_COOKIE")
+            present = isinstance(header, str) and self.mw._visitor_marker in header
+            if not self.consent(environ).granted:
+                return [("Set-Cookie", cookie.delete_cookie())] if present else []
+            if self._anon_new and self._anon is not None:
+                return [("Set-Cookie", cookie.set_cookie(self._anon, self.now))]
+            loaded = self._vloaded
+            if loaded is not None and (loaded.stale_key or self.now - loaded.timestamp >= VISITOR_REFRESH_AFTER):
+                return [("Set-Cookie", cookie.set_cookie(loaded.visitor_id, self.now))]
+        except Exception:
+            logger.warning("visitor cookie handling failed; response left untouched", exc_info=True)
+        return []
 
     def _resolve_click(self, environ: Mapping[str, Any]) -> Click | None:
         if not (self.url_id or self.cookie or self.uet_id or self.mw.profile_store is not None):
@@ -291,6 +402,13 @@ class MsclkidMiddleware:
         max_query_length: int = DEFAULT_MAX_QUERY_LENGTH,
         max_query_fields: int = DEFAULT_MAX_FIELDS,
         clock: Callable[[], float] = time.time,
+        on_page_view: PageViewHook | None = None,
+        anonymous_id_cookie: bool | None = None,
+        visitor_cookie_name: str | None = None,
+        visitor_max_age: timedelta | int = DEFAULT_VISITOR_MAX_AGE,
+        bot_user_agents: str | re.Pattern[str] | None = DEFAULT_BOT_PATTERN,
+        page_view_exclude: Iterable[str] = (),
+        sync_script_path: str | None = "/_msclkid-sync.js",
     ) -> None:
         if not callable(app):
             raise ConfigError("app must be a WSGI application (a callable)", setting="app")
@@ -346,8 +464,38 @@ class MsclkidMiddleware:
                 raise ConfigError(f"{label} must be a positive whole number", setting=label)
         self.capture_path = _check_path("capture_path", capture_path)
         self.snippet_path = _check_path("snippet_path", snippet_path)
-        if self.capture_path is not None and self.capture_path == self.snippet_path:
-            raise ConfigError("capture_path and snippet_path must differ", setting="snippet_path")
+        self.sync_script_path = _check_path("sync_script_path", sync_script_path)
+        paths = [p for p in (self.capture_path, self.snippet_path, self.sync_script_path) if p is not None]
+        if len(set(paths)) != len(paths):
+            raise ConfigError("capture_path, snippet_path and sync_script_path must differ", setting="snippet_path")
+        if on_page_view is not None and not callable(on_page_view):
+            raise ConfigError("on_page_view must be a callable taking a PageView", setting="on_page_view")
+        if anonymous_id_cookie is None:
+            # The 390-day visitor cookie exists for server-side UET: on with page-view tracking, else opt-in.
+            anonymous_id_cookie = on_page_view is not None
+        visitor_age_s = (
+            int(visitor_max_age.total_seconds()) if isinstance(visitor_max_age, timedelta) else visitor_max_age
+        )
+        self.visitor_cookie: VisitorCookie | None = None
+        if anonymous_id_cookie:
+            self.visitor_cookie = VisitorCookie(
+                secret_keys,
+                name=visitor_cookie_name or f"{cookie_name}_vid",
+                domain=cookie_domain,
+                secure=cookie_secure,
+                samesite=cookie_samesite,
+                max_age=visitor_age_s,
+                clock_skew=skew_s,
+                clock=clock,
+            )
+        self.on_page_view = on_page_view
+        self.bot_user_agents = compile_bot_pattern(bot_user_agents)
+        self._bot_cache: dict[str, bool] = {}
+        self.page_view_exclude = check_prefixes(page_view_exclude)
+        # Page views and the visitor cookie need to see every response: only then is start_response wrapped
+        # for requests that carry nothing of ours (the default configuration keeps its two-substring path).
+        self._tracking = on_page_view is not None or self.visitor_cookie is not None
+        self._visitor_marker = (self.visitor_cookie.name + "=") if self.visitor_cookie is not None else "\0"
         if consent is None:
             from .consent import ConsentPolicy
 
@@ -365,7 +513,7 @@ class MsclkidMiddleware:
         self._cookie_name = cookie_name
         self._cookie_marker = cookie_name + "="
         self._plain = _Plain(self)
-        self._endpoints = frozenset(p for p in (self.capture_path, self.snippet_path) if p is not None)
+        self._endpoints = frozenset(paths)
         self._recent_lock = threading.Lock()
         self._recent_profiles: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._snippet: bytes | None = None
@@ -374,6 +522,12 @@ class MsclkidMiddleware:
             self._snippet = _load_snippet()
             if self._snippet is not None:
                 self._snippet_etag = '"' + hashlib.sha256(self._snippet).hexdigest()[:32] + '"'
+        self._sync_script: bytes | None = None
+        self._sync_script_etag = ""
+        if self.sync_script_path is not None:
+            self._sync_script = _load_snippet("msclkid-sync.js", "ID-sync script")
+            if self._sync_script is not None:
+                self._sync_script_etag = '"' + hashlib.sha256(self._sync_script).hexdigest()[:32] + '"'
 
     @classmethod
     def from_settings(cls, app: WSGIApplication, settings: Settings, **overrides: Any) -> MsclkidMiddleware:
@@ -412,6 +566,8 @@ class MsclkidMiddleware:
             )
         except Exception:  # a server handing over non-str values: not ours to judge
             plain = True
+        if self._tracking:
+            return self._call_tracking(environ, start_response, plain, query, cookie)
         if plain:
             environ[STATE_KEY] = self._plain
             return self.app(environ, start_response)
@@ -423,6 +579,74 @@ class MsclkidMiddleware:
             return self.app(environ, start_response)
         environ[STATE_KEY] = state
         return self.app(environ, _wrap_start_response(state, environ, start_response))
+
+    # -- page views (issue 13) ---------------------------------------------------------------------
+    def _call_tracking(
+        self, environ: WSGIEnviron, start_response: StartResponse, plain: bool, query: Any, cookie: Any
+    ) -> Iterable[bytes]:
+        """The request path with page-view tracking or the visitor cookie on: every response is seen."""
+        try:
+            state = _RequestState(self) if plain else self._begin(query, cookie)
+            path = environ.get("PATH_INFO") or "/"
+            candidate = (
+                environ.get("REQUEST_METHOD") == "GET"
+                and not is_asset_path(path)
+                and not (self.page_view_exclude and path.startswith(self.page_view_exclude))
+            )
+        except Exception:
+            logger.warning("click capture failed; request passed on untouched", exc_info=True)
+            environ[STATE_KEY] = self._plain
+            return self.app(environ, start_response)
+        environ[STATE_KEY] = state
+        result = self.app(environ, _wrap_tracking(state, environ, start_response, candidate))
+        if not candidate or (state.sent and not state.page_view):
+            # Not a page view (known already, as for most apps, which call start_response before returning):
+            # the app's own iterable goes back to the server, so wsgi.file_wrapper keeps working.
+            return result
+        return _PageViewBody(result, state, environ)
+
+    def _page_view_starts(self, state: _RequestState, environ: Mapping[str, Any], status: str, headers: Any) -> bool:
+        """Called from start_response of a candidate request: is this response a page view we report?"""
+        return is_html_document(status, headers) and is_document_request(environ) and not self._is_bot(environ)
+
+    def _is_bot(self, environ: Mapping[str, Any]) -> bool:
+        # A bot pattern is dozens of alternatives, tens of microseconds per search; a site sees few distinct
+        # user agents, so verdicts are remembered (a bounded dict: lookups and stores are atomic in CPython).
+        agent = environ.get("HTTP_USER_AGENT")
+        if not isinstance(agent, str) or len(agent) > 1024:
+            return is_bot(self.bot_user_agents, agent if isinstance(agent, str) else None)
+        cache = self._bot_cache
+        verdict = cache.get(agent)
+        if verdict is None:
+            verdict = is_bot(self.bot_user_agents, agent)
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[agent] = verdict
+        return verdict
+
+    def _emit(self, state: _RequestState, environ: Mapping[str, Any]) -> None:
+        """Build the PageView and hand it to the hook; after the body was sent, never raises."""
+        hook = self.on_page_view
+        if hook is None:
+            return
+        try:
+            view = PageView(
+                url=_page_url(environ),
+                page_load_id=state.page_load_id(),
+                time=datetime.fromtimestamp(state.now, UTC),
+                consent=state.consent(environ),
+                referrer=environ.get("HTTP_REFERER") or None,
+                title=state.title,
+                click=state.click(environ),
+                anonymous_id=state.anonymous_id(environ),
+                anonymous_id_source=state._anon_source,
+                client_ip=environ.get("REMOTE_ADDR") or None,
+                user_agent=environ.get("HTTP_USER_AGENT") or None,
+                landing=state.url_id is not None,
+            )
+            hook(view)
+        except Exception:
+            logger.warning("on_page_view hook failed; the page view is not reported", exc_info=True)
 
     def _begin(self, query: str | None, cookie_header: str | None) -> _RequestState:
         url_id = None
@@ -484,6 +708,8 @@ class MsclkidMiddleware:
         try:
             if path == self.capture_path:
                 status, headers, body = self._capture(environ)
+            elif path == self.sync_script_path:
+                status, headers, body = _serve_static(environ, self._sync_script, self._sync_script_etag)
             else:
                 status, headers, body = self._serve_snippet(environ)
         except Exception:
@@ -584,6 +810,67 @@ def _wrap_start_response(state: _RequestState, environ: WSGIEnviron, start_respo
     return wrapped
 
 
+def _wrap_tracking(
+    state: _RequestState, environ: WSGIEnviron, start_response: StartResponse, candidate: bool
+) -> StartResponse:
+    """``start_response`` for tracked requests: spots page views, appends our click and visitor cookies."""
+
+    def wrapped(
+        status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        if exc_info is not None:
+            state.page_view = False  # the app failed after starting: not a page anyone saw
+        elif candidate and not state.sent:
+            try:
+                state.page_view = state.mw._page_view_starts(state, environ, status, headers)
+            except Exception:
+                logger.warning("page view detection failed; not reported", exc_info=True)
+        extra = state.response_headers(environ) + state.visitor_headers(environ)
+        state.sent = True
+        if extra:
+            headers = [*headers, *extra]
+        if exc_info is None:
+            return start_response(status, headers)
+        return start_response(status, headers, exc_info)
+
+    return wrapped
+
+
+class _PageViewBody:
+    """The app's iterable, unchanged, with the page-view hook run when the server closes it (body sent)."""
+
+    __slots__ = ("_environ", "_result", "_state")
+
+    def __init__(self, result: Iterable[bytes], state: _RequestState, environ: WSGIEnviron) -> None:
+        self._result = result
+        self._state = state
+        self._environ = environ
+
+    def __iter__(self) -> Any:
+        return iter(self._result)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            state = self._state
+            if state.page_view:
+                state.page_view = False  # a server calling close() twice reports the view once
+                state.mw._emit(state, self._environ)
+
+
+def _page_url(environ: Mapping[str, Any]) -> str:
+    """The request's full URL; a raw query holding spaces or non-ASCII bytes a browser did not encode is escaped
+    (WSGI strings carry bytes as latin-1, so they are escaped as the bytes they stand for)."""
+    url = request_uri(environ, include_query=True)  # type: ignore[arg-type]
+    try:
+        return quote(url, safe=_URL_SAFE, encoding="latin-1")
+    except UnicodeEncodeError:  # a server breaking the WSGI string rule: escape as UTF-8
+        return quote(url, safe=_URL_SAFE)
+
+
 def _check_path(label: str, value: str | None) -> str | None:
     if value is None:
         return None
@@ -603,14 +890,27 @@ def _check_path(label: str, value: str | None) -> str | None:
     return value
 
 
-def _load_snippet() -> bytes | None:
+def _load_snippet(name: str = "msclkid.min.js", label: str = "snippet") -> bytes | None:
     from importlib.resources import files
 
     try:
-        return (files("msclkid_middleware") / "static" / "msclkid.min.js").read_bytes()
+        return (files("msclkid_middleware") / "static" / name).read_bytes()
     except (OSError, ModuleNotFoundError):
-        logger.warning("snippet file msclkid_middleware/static/msclkid.min.js not found; its path answers 404")
+        logger.warning("%s file msclkid_middleware/static/%s not found; its path answers 404", label, name)
         return None
+
+
+def _serve_static(environ: WSGIEnviron, body: bytes | None, etag: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    """A script the middleware ships (the ID-sync script), with the snippet's caching rules."""
+    if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+        return "405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")], b""
+    if body is None:
+        return "404 Not Found", [("Content-Type", "text/plain; charset=utf-8")], b"not found\n"
+    headers = [("ETag", etag), ("Cache-Control", _SNIPPET_CACHE)]
+    if _etag_matches(environ.get("HTTP_IF_NONE_MATCH"), etag):
+        return "304 Not Modified", headers, b""
+    headers += [("Content-Type", "text/javascript; charset=utf-8"), ("X-Content-Type-Options", "nosniff")]
+    return "200 OK", headers, body
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
@@ -773,3 +1073,38 @@ def get_consent(environ: Mapping[str, Any]) -> Consent | None:
     except Exception:
         logger.warning("get_consent failed", exc_info=True)
         return None
+
+
+def get_anonymous_id(environ: Mapping[str, Any]) -> str | None:
+    """The visitor's anonymous ID for UET (``userData.anonymousId`` and the ID-sync pixel's ``vid``), or ``None``.
+
+    UET's own ``_uetvid`` (first 32 hex characters) when present, else our signed visitor cookie; with the
+    visitor cookie on (``anonymous_id_cookie``, on by default with ``on_page_view``) a visitor without one gets
+    a new random ID, stored by the ``Set-Cookie`` appended to this response, so call it before the response
+    starts.  ``None`` when consent is denied, without the middleware, or when there is none.  Never raises.
+    """
+    try:
+        state = _state_of(environ)
+        return state.anonymous_id(environ) if state is not None else None
+    except Exception:
+        logger.warning("get_anonymous_id failed", exc_info=True)
+        return None
+
+
+def get_page_load_id(environ: Mapping[str, Any]) -> str | None:
+    """This page view's UET ``pageLoadId``: a v4 UUID, the same for the whole request (render it into the page's
+    ``<meta name="msclkid-page-load-id">`` so browser and server events share it).  ``None`` without the
+    middleware.  Never raises."""
+    try:
+        state = _state_of(environ)
+        return state.page_load_id() if state is not None else None
+    except Exception:
+        logger.warning("get_page_load_id failed", exc_info=True)
+        return None
+
+
+def set_page_title(environ: Mapping[str, Any], title: str | None) -> None:
+    """Tell the middleware this page's title, for the :class:`~msclkid_middleware.pageview.PageView` (``pageTitle``)."""
+    state = _state_of(environ)
+    if state is not None and (title is None or isinstance(title, str)):
+        state.title = title[:512] if title else None

@@ -148,3 +148,5 @@ def test_wheel_ships_both_snippet_files(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read("msclkid_middleware/static/msclkid.min.js") == MINIFIED.read_bytes()
         assert archive.read("msclkid_middleware/static/msclkid.js") == SOURCE.read_bytes()
+        # The UET ID-sync script (issue 13) ships beside the snippet.
+        assert archive.read("msclkid_middleware/static/msclkid-sync.js") == (STATIC / "msclkid-sync.js").read_bytes()

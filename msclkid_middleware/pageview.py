@@ -1,0 +1,177 @@
+"""Page views: the value handed to ``MsclkidMiddleware(on_page_view=...)`` and the rules deciding what is one (pure).
+
+A page view is a ``GET`` that the app answered with an HTML document: a ``2xx`` status other
+than ``204``/``206`` and a ``Content-Type`` of ``text/html``.  Never a page view: the snippet, the
+capture endpoint and the sync script (the middleware answers those itself); paths ending in an
+asset extension (:data:`ASSET_EXTENSIONS`) or starting with a configured excluded prefix; requests
+a browser marks as not loading a document (``Sec-Fetch-Dest`` other than ``document``/``iframe``,
+``Sec-Purpose``/``Purpose: prefetch``, htmx's ``HX-Request``); and bots: a user agent matching
+:data:`DEFAULT_BOT_PATTERN` (case-insensitive, compiled once at start-up) or no user agent at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from .consent import Consent
+from .errors import ConfigError
+from .models import Click
+
+__all__ = [
+    "ASSET_EXTENSIONS",
+    "DEFAULT_BOT_PATTERN",
+    "AnonymousIdSource",
+    "PageView",
+    "PageViewHook",
+    "check_prefixes",
+    "compile_bot_pattern",
+    "is_asset_path",
+    "is_bot",
+    "is_document_request",
+    "is_html_document",
+]
+
+#: User agents that are not people: search and ad crawlers (``Googlebot``, ``bingbot``, ``AdsBot``,
+#: ``Baiduspider``, ``YandexBot``, ``Slurp``, ...), link previewers (``facebookexternalhit``,
+#: ``Slackbot``, ``Twitterbot``, ``BingPreview``, ``WhatsApp``), SEO tools, uptime monitors and HTTP
+#: libraries.  ``(?<!cu)`` keeps the "Cubot" phone brand out.  Headless browsers are *not* in it:
+#: many are real prerenderers or tests; add ``|headless`` to drop them.
+DEFAULT_BOT_PATTERN = (
+    r"(?<!cu)bot\b|bot[/-]|crawl|spider|slurp|scrap|archiver|facebookexternalhit|mediapartners-google"
+    r"|preview|whatsapp|lighthouse|pingdom|uptime|statuscake|monitor|python-|curl/|wget/|go-http-client"
+    r"|okhttp|java/|libwww|httpclient|axios/|node-fetch|aiohttp|guzzle|postman"
+)
+
+#: Path endings that are never documents, compared case-insensitively on the last path segment.
+ASSET_EXTENSIONS = frozenset(
+    [
+        ".css",
+        ".js",
+        ".mjs",
+        ".map",
+        ".json",
+        ".xml",
+        ".txt",
+        ".csv",
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".gif",
+        ".webp",
+        ".avif",
+        ".svg",
+        ".ico",
+        ".bmp",
+        ".woff",
+        ".woff2",
+        ".ttf",
+        ".otf",
+        ".eot",
+        ".mp4",
+        ".webm",
+        ".mp3",
+        ".ogg",
+        ".wav",
+        ".pdf",
+        ".zip",
+        ".gz",
+        ".wasm",
+        ".webmanifest",
+    ]
+)
+
+AnonymousIdSource = Literal["uet", "cookie"]
+
+
+@dataclass(frozen=True, slots=True)
+class PageView:
+    """One HTML page view, as the middleware saw it once the response was sent.
+
+    ``url`` is the full request URL (scheme and host as the server, or the app's proxy set-up such
+    as werkzeug's ``ProxyFix``, reports them).  ``click`` and ``anonymous_id`` are ``None`` when
+    consent is denied.  ``landing`` is True when the URL itself carried a valid ``msclkid`` (an ad
+    landing), whatever the consent.  ``client_ip`` is ``REMOTE_ADDR``.
+    """
+
+    url: str
+    page_load_id: str
+    time: datetime
+    consent: Consent
+    referrer: str | None = None
+    title: str | None = None
+    click: Click | None = None
+    anonymous_id: str | None = None
+    anonymous_id_source: AnonymousIdSource | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    landing: bool = False
+
+
+PageViewHook = Callable[[PageView], object]
+
+
+def compile_bot_pattern(pattern: str | re.Pattern[str] | None) -> re.Pattern[str] | None:
+    """The bot filter as a compiled, case-insensitive pattern (``None``: no filter)."""
+    if pattern is None:
+        return None
+    if isinstance(pattern, re.Pattern):
+        return pattern
+    if not isinstance(pattern, str) or not pattern:
+        raise ConfigError("bot_user_agents must be a regular expression (a string) or None", setting="bot_user_agents")
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        message = f"bot_user_agents is not a valid regular expression: {exc}"
+        raise ConfigError(message, setting="bot_user_agents") from None
+
+
+def check_prefixes(prefixes: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(prefixes, str):
+        prefixes = (prefixes,)
+    result = tuple(prefixes)
+    if any(not isinstance(p, str) or not p.startswith("/") for p in result):
+        raise ConfigError(
+            "page_view_exclude must be URL path prefixes starting with '/', e.g. ('/static/', '/admin/')",
+            setting="page_view_exclude",
+        )
+    return result
+
+
+def is_asset_path(path: str) -> bool:
+    """True when the last path segment ends in one of :data:`ASSET_EXTENSIONS`."""
+    segment = path.rpartition("/")[2]
+    dot = segment.rfind(".")
+    return dot >= 0 and segment[dot:].lower() in ASSET_EXTENSIONS
+
+
+def is_html_document(status: str, headers: Iterable[tuple[str, str]]) -> bool:
+    """A 2xx answer (not 204/206) whose ``Content-Type`` is ``text/html``."""
+    if not status.startswith("2") or status.startswith(("204", "206")):
+        return False
+    for name, value in headers:
+        if name.lower() == "content-type":
+            return value.lstrip()[:9].lower() == "text/html"
+    return False
+
+
+def is_document_request(environ: Mapping[str, Any]) -> bool:
+    """False when the browser says this request does not load a page a person sees."""
+    dest = environ.get("HTTP_SEC_FETCH_DEST")
+    if dest is not None and dest not in ("document", "iframe", "frame"):
+        return False
+    purpose = environ.get("HTTP_SEC_PURPOSE") or environ.get("HTTP_PURPOSE") or environ.get("HTTP_X_PURPOSE")
+    if purpose and "prefetch" in purpose.lower():
+        return False
+    return not environ.get("HTTP_HX_REQUEST")
+
+
+def is_bot(pattern: re.Pattern[str] | None, user_agent: str | None) -> bool:
+    """True for a user agent the filter matches, or no user agent at all (browsers always send one);
+    never with the filter turned off (``pattern`` ``None``)."""
+    if pattern is None:
+        return False
+    return not user_agent or pattern.search(user_agent) is not None

@@ -1,0 +1,204 @@
+"""The anonymous visitor ID for UET: UET's own ``_uetvid``, else our signed first-party cookie (pure).
+
+UET CAPI's ``userData.anonymousId`` must equal the ``vid`` of the client-side ID-sync pixel
+(``docs/uet.md``).  When the browser tag runs, its ``_uetvid`` cookie is that ID (its first 32 hex
+characters; newer tags may append ``|...``).  Without the tag we keep our own: 32 random hex
+characters in a signed, HttpOnly cookie that lives 390 days (UET's own visitor cookie lifetime),
+written only with consent.  The ID is random (a v4 UUID's hex), never derived from a user's real
+ID, a MAC address or a timestamp.
+
+Token format, signed like the click cookie but under its own salt (a click token can never pass
+as a visitor token, nor the reverse)::
+
+    1.<32 hex>.<timestamp>.<signature>
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from itsdangerous import BadData, SignatureExpired, Signer, TimestampSigner
+from itsdangerous.encoding import base64_encode, int_to_bytes
+
+from .cookie import _COOKIE_NAME, _DOMAIN, _LAST_CHAR, _TOKEN, MAX_MAX_AGE, SameSite, _as_keys
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_VISITOR_MAX_AGE",
+    "UET_VISITOR_COOKIE",
+    "VISITOR_REFRESH_AFTER",
+    "VISITOR_SALT",
+    "LoadedVisitor",
+    "VisitorCookie",
+    "is_anonymous_id",
+    "uet_visitor_id",
+]
+
+VISITOR_SALT = b"msclkid-middleware.visitor-cookie.v1"
+#: 390 days: the lifetime commonly given for UET's own ``_uetvid`` (13 months).
+DEFAULT_VISITOR_MAX_AGE = 390 * 24 * 3600
+#: A cookie older than this is re-issued (same ID, new date) on the next page view, so the ID lives
+#: 390 days after the visitor's *last* visit while costing at most one Set-Cookie a day.
+VISITOR_REFRESH_AFTER = 24 * 3600
+#: UET's visitor cookie.
+UET_VISITOR_COOKIE = "_uetvid"
+
+_VERSION = b"1"
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+_LEADING_HEX32 = re.compile(r"[0-9a-fA-F]{32}(?![0-9a-fA-F])")
+
+
+def uet_visitor_id(value: str | None) -> str | None:
+    """The visitor ID in a ``_uetvid`` cookie value: its first 32 hex characters, or ``None``.
+
+    Anything after them (a ``|...`` suffix of newer tags) is ignored; a value that does not start
+    with exactly 32 hex characters is not UET's and is ignored too.  Case is kept: the same string
+    must reach Microsoft from the tag (``vid``) and from us (``anonymousId``).
+    """
+    if not value or len(value) > 512:
+        return None
+    match = _LEADING_HEX32.match(value)
+    return match.group(0) if match else None
+
+
+def is_anonymous_id(value: object) -> bool:
+    """True for a 32-hex anonymous visitor ID."""
+    return isinstance(value, str) and _HEX32.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedVisitor:
+    """A verified visitor cookie."""
+
+    visitor_id: str
+    #: Seconds since epoch when this token was signed (its last refresh).
+    timestamp: int
+    #: Verified by an older key: re-issue it under the newest key.
+    stale_key: bool
+
+
+class _VisitorSigner(TimestampSigner):
+    """One key, the derived HMAC key cached, an injectable clock (as the click cookie's signer)."""
+
+    def __init__(self, secret_key: str | bytes, clock: Callable[[], float]) -> None:
+        super().__init__(secret_key, salt=VISITOR_SALT, key_derivation="hmac", digest_method=hashlib.sha256)
+        self._clock = clock
+        self._derived = TimestampSigner.derive_key(self)
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        return self._derived
+
+    def get_timestamp(self) -> int:
+        return int(self._clock())
+
+    def sign_at(self, value: bytes, timestamp: int) -> bytes:
+        return Signer.sign(self, value + self.sep + base64_encode(int_to_bytes(timestamp)))
+
+
+class VisitorCookie:
+    """Encode, verify and emit the signed visitor-ID cookie (attributes checked once, here)."""
+
+    __slots__ = ("_attributes", "_clock", "_deletion", "_signers", "clock_skew", "domain", "max_age", "name")
+
+    def __init__(
+        self,
+        secret_keys: str | bytes | Iterable[str | bytes] | None,
+        *,
+        name: str,
+        domain: str | None = None,
+        secure: bool = True,
+        samesite: SameSite = "Lax",
+        max_age: int = DEFAULT_VISITOR_MAX_AGE,
+        clock_skew: int = 300,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        keys = _as_keys(secret_keys)
+        if not keys or any(not isinstance(k, str | bytes) or not k for k in keys):
+            raise ConfigError("secret_keys: give at least one non-empty secret key", setting="MSCLKID_SECRET_KEYS")
+        if not isinstance(name, str) or _COOKIE_NAME.fullmatch(name) is None:
+            raise ConfigError("visitor_cookie_name must be 1-64 cookie token characters", setting="visitor_cookie_name")
+        if domain is not None and _DOMAIN.fullmatch(domain.lstrip(".")) is None:
+            raise ConfigError("cookie_domain must be a bare domain such as 'example.com'", setting="cookie_domain")
+        domain = domain.lstrip(".") if domain is not None else None
+        if name.startswith("__Host-") and (domain is not None or not secure):
+            raise ConfigError(
+                "a '__Host-' visitor cookie must be Secure and have no Domain", setting="visitor_cookie_name"
+            )
+        if name.startswith("__Secure-") and not secure:
+            raise ConfigError("a '__Secure-' visitor cookie must be Secure", setting="visitor_cookie_name")
+        if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 < max_age <= MAX_MAX_AGE:
+            raise ConfigError(
+                "visitor_max_age must be between 1 second and 400 days (browsers cap cookies at 400 days)",
+                setting="visitor_max_age",
+            )
+        self.name = name
+        self.domain = domain
+        self.max_age = max_age
+        self.clock_skew = clock_skew
+        self._clock = clock
+        self._signers = tuple(_VisitorSigner(key, clock) for key in reversed(keys))
+        parts = ["Path=/"]
+        if domain is not None:
+            parts.append(f"Domain={domain}")
+        if secure:
+            parts.append("Secure")
+        # HttpOnly: page scripts get the ID from the server-rendered tag, never from the cookie.
+        parts.extend(("HttpOnly", f"SameSite={samesite}"))
+        self._attributes = "; " + "; ".join(parts)
+        self._deletion = f"{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{self._attributes}"
+
+    @staticmethod
+    def new_id() -> str:
+        """A fresh random visitor ID: 32 lowercase hex characters (a v4 UUID without dashes)."""
+        return uuid.uuid4().hex
+
+    def encode(self, visitor_id: str, timestamp: int | float) -> str:
+        if not is_anonymous_id(visitor_id):
+            raise ValueError("a visitor ID is 32 hex characters")
+        payload = _VERSION + b"." + visitor_id.encode("ascii")
+        return self._signers[0].sign_at(payload, int(timestamp)).decode("ascii")
+
+    def decode(self, token: str | None) -> LoadedVisitor | None:
+        """Verify ``token``; ``None`` when absent, tampered, expired, too new or unparsable."""
+        if not token or len(token) > 256 or _TOKEN.fullmatch(token) is None:
+            return None
+        parts = token.split(".")
+        if len(parts) != 4:
+            return None
+        for part in parts[2:]:
+            allowed = _LAST_CHAR.get(len(part) % 4)
+            if not part or allowed is None or (allowed and part[-1] not in allowed):
+                return None
+        for index, signer in enumerate(self._signers):
+            try:
+                value, signed_at = signer.unsign(token, max_age=self.max_age, return_timestamp=True)
+            except SignatureExpired as exc:
+                if exc.date_signed is None or not isinstance(exc.payload, bytes):
+                    return None
+                ahead = exc.date_signed.timestamp() - self._clock()
+                if not 0 < ahead <= self.clock_skew:
+                    return None
+                value, signed_at = exc.payload, exc.date_signed
+            except BadData:
+                continue
+            version, _, raw = value.partition(b".")
+            try:
+                visitor_id = raw.decode("ascii")
+            except UnicodeDecodeError:
+                return None
+            if version != _VERSION or not is_anonymous_id(visitor_id):
+                return None
+            return LoadedVisitor(visitor_id, int(signed_at.timestamp()), index > 0)
+        return None
+
+    def set_cookie(self, visitor_id: str, timestamp: int | float) -> str:
+        """The ``Set-Cookie`` value storing ``visitor_id`` for ``max_age`` from ``timestamp``."""
+        return f"{self.name}={self.encode(visitor_id, timestamp)}; Max-Age={self.max_age}{self._attributes}"
+
+    def delete_cookie(self) -> str:
+        return self._deletion

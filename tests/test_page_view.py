@@ -1,0 +1,609 @@
+"""The page-view hook, the anonymous visitor ID and its cookie, page-load IDs (issue 13), on the real middleware."""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from importlib import resources
+from typing import Any
+
+import pytest
+
+from msclkid_middleware import ConsentPolicy, MsclkidMiddleware
+from msclkid_middleware.cookie import ClickCookie
+from msclkid_middleware.errors import ConfigError
+from msclkid_middleware.middleware import get_anonymous_id, get_click, get_page_load_id, set_page_title
+from msclkid_middleware.pageview import DEFAULT_BOT_PATTERN, PageView, compile_bot_pattern, is_asset_path, is_bot
+from msclkid_middleware.uet_pages import render_page_tags
+from msclkid_middleware.visitor import DEFAULT_VISITOR_MAX_AGE, VisitorCookie, uet_visitor_id
+from tests.wsgi_helpers import HEX, T0, Clock, call, make_environ
+
+KEYS = ["old-key-0123456789", "new-key-0123456789"]
+CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+HTML = [("Content-Type", "text/html; charset=utf-8")]
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+VID = "438fd44007ba11f086535bdba1bcc1a7"
+VISITOR = "__Host-msclkid_vid"
+
+
+def page(
+    status: str = "200 OK", headers: list[tuple[str, str]] | None = None, body: bytes = b"<p>hi</p>"
+) -> Callable[..., Iterable[bytes]]:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ["test.page_load_id"] = get_page_load_id(environ)
+        start_response(status, list(HTML if headers is None else headers))
+        return [body]
+
+    return app
+
+
+class Views:
+    def __init__(self) -> None:
+        self.seen: list[PageView] = []
+
+    def __call__(self, view: PageView) -> None:
+        self.seen.append(view)
+
+
+@pytest.fixture
+def views() -> Views:
+    return Views()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def mw(app: Callable[..., Iterable[bytes]], views: Views | None, clock: Clock, **options: Any) -> MsclkidMiddleware:
+    options.setdefault("consent", ConsentPolicy(cookie_name="consent"))
+    options.setdefault("on_page_view", views)
+    return MsclkidMiddleware(app, secret_keys=KEYS, clock=clock, **options)
+
+
+def env(path: str = "/products/mug", **kw: Any) -> dict[str, Any]:
+    headers = {"User-Agent": CHROME, **kw.pop("headers", {})}
+    environ = make_environ(path, headers=headers, **kw)
+    environ["REMOTE_ADDR"] = "203.0.113.9"
+    return environ
+
+
+def visitor_cookie(result_cookies: list[str]) -> str | None:
+    for header in result_cookies:
+        if header.startswith(VISITOR + "="):
+            return header
+    return None
+
+
+def token_of(header: str) -> str:
+    return header.split(";", 1)[0].split("=", 1)[1]
+
+
+# -- when the hook runs ----------------------------------------------------------------------------
+
+
+def test_html_page_view_reports_everything(views: Views, clock: Clock) -> None:
+    environ = env(
+        query=f"utm_source=bing&msclkid={HEX}",
+        headers={"Referer": "https://www.bing.com/", "Cookie": "consent=granted"},
+    )
+    result = call(mw(page(), views, clock), environ)
+    assert result.code == 200
+    assert result.body == b"<p>hi</p>"
+    (view,) = views.seen
+    assert view.url == f"https://shop.test/products/mug?utm_source=bing&msclkid={HEX}"
+    assert view.referrer == "https://www.bing.com/"
+    assert view.page_load_id == environ["test.page_load_id"]
+    assert UUID4.match(view.page_load_id)
+    assert view.click is not None
+    assert view.click.msclkid == HEX
+    assert view.consent.granted
+    assert view.landing is True
+    assert view.client_ip == "203.0.113.9"
+    assert view.user_agent == CHROME
+    assert view.time.timestamp() == T0
+    # A new visitor: a fresh 32-hex ID, stored in the signed 390-day cookie on this very response.
+    assert view.anonymous_id is not None
+    assert re.fullmatch(r"[0-9a-f]{32}", view.anonymous_id)
+    assert view.anonymous_id_source == "cookie"
+    header = visitor_cookie(result.set_cookies)
+    assert header is not None
+    assert f"Max-Age={DEFAULT_VISITOR_MAX_AGE}" in header
+    assert DEFAULT_VISITOR_MAX_AGE == 390 * 86400
+    assert "HttpOnly" in header
+    assert "Secure" in header
+    assert "SameSite=Lax" in header
+    assert "Domain" not in header
+    loaded = VisitorCookie(KEYS, name=VISITOR).decode(token_of(header))
+    assert loaded is not None
+    assert loaded.visitor_id == view.anonymous_id
+
+
+def test_hook_runs_only_when_the_server_closes_the_response(views: Views, clock: Clock) -> None:
+    app = mw(page(), views, clock)
+    started: list[str] = []
+    body = app(env(), lambda status, headers, exc_info=None: started.append(status))
+    assert started == ["200 OK"]
+    assert b"".join(body) == b"<p>hi</p>"
+    assert views.seen == []  # headers and body are out, the server has not closed yet
+    body.close()  # type: ignore[attr-defined]
+    assert len(views.seen) == 1
+    body.close()  # type: ignore[attr-defined]
+    assert len(views.seen) == 1
+
+
+def test_the_apps_close_still_runs_before_the_hook(views: Views, clock: Clock) -> None:
+    order: list[str] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            return iter([b"x"])
+
+        def close(self) -> None:
+            order.append("app close")
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        start_response("200 OK", HTML)
+        return Body()
+
+    call(mw(app, lambda view: order.append("hook"), clock), env())  # type: ignore[arg-type]
+    assert order == ["app close", "hook"]
+
+
+def test_generator_app_that_starts_late_is_a_page_view(views: Views, clock: Clock) -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", HTML)
+        yield b"<p>streamed</p>"
+
+    result = call(mw(app, views, clock), env())
+    assert result.body == b"<p>streamed</p>"
+    assert len(views.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("app", "environ"),
+    [
+        pytest.param(
+            page(), env(method="POST", body=b"a=1", content_type="application/x-www-form-urlencoded"), id="post"
+        ),
+        pytest.param(page(), env(method="HEAD"), id="head"),
+        pytest.param(page("404 Not Found"), env(), id="404"),
+        pytest.param(page("500 Internal Server Error"), env(), id="500"),
+        pytest.param(page("204 No Content"), env(), id="204"),
+        pytest.param(page("302 Found", [("Location", "/x"), *HTML]), env(), id="redirect"),
+        pytest.param(page(headers=[("Content-Type", "text/plain")]), env(), id="text-plain"),
+        pytest.param(page(headers=[("Content-Type", "application/json")]), env(), id="json"),
+        pytest.param(page(headers=[]), env(), id="no-content-type"),
+        pytest.param(page(), env("/static/app.css"), id="css-asset"),
+        pytest.param(page(), env("/img/Logo.PNG"), id="png-asset"),
+        pytest.param(page(), env("/app.js"), id="js-asset"),
+        pytest.param(page(), env("/admin/users"), id="excluded-prefix"),
+        pytest.param(page(), env(headers={"Sec-Fetch-Dest": "empty"}), id="fetch-call"),
+        pytest.param(page(), env(headers={"Sec-Purpose": "prefetch"}), id="prefetch"),
+        pytest.param(page(), env(headers={"HX-Request": "true"}), id="htmx-fragment"),
+    ],
+)
+def test_not_a_page_view(
+    app: Callable[..., Iterable[bytes]], environ: dict[str, Any], views: Views, clock: Clock
+) -> None:
+    result = call(mw(app, views, clock, page_view_exclude=("/admin/",)), environ)
+    assert views.seen == []
+    assert visitor_cookie(result.set_cookies) is None  # no page view, no new visitor cookie
+
+
+@pytest.mark.parametrize("path", ["/_msclkid.js", "/_msclkid-sync.js", "/_msclkid"])
+def test_middleware_endpoints_are_never_page_views(path: str, views: Views, clock: Clock) -> None:
+    call(mw(page(), views, clock), env(path))
+    assert views.seen == []
+
+
+BOTS = [
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "AdsBot-Google (+http://www.google.com/adsbot.html)",
+    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+    "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+    "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+    "Mozilla/5.0 (compatible; Baiduspider/2.0; +http://www.baidu.com/search/spider.html)",
+    "Mozilla/5.0 (compatible; Yahoo! Slurp; http://help.yahoo.com/help/us/ysearch/slurp)",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) (compatible; BingPreview/1.0b)",
+    "curl/8.5.0",
+    "python-requests/2.32.3",
+    "Go-http-client/1.1",
+    "",
+]
+PEOPLE = [
+    CHROME,
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 "
+    "Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 10; Cubot X30) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari",
+    "Mozilla/5.0 (Linux; Android 12; CUBOT_P80) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0 Safari/537.36",
+]
+
+
+@pytest.mark.parametrize("agent", BOTS)
+def test_bots_are_not_page_views(agent: str, views: Views, clock: Clock) -> None:
+    result = call(mw(page(), views, clock), env(headers={"User-Agent": agent}))
+    assert result.code == 200
+    assert views.seen == []
+    assert visitor_cookie(result.set_cookies) is None
+
+
+@pytest.mark.parametrize("agent", PEOPLE)
+def test_browsers_are_page_views(agent: str, views: Views, clock: Clock) -> None:
+    call(mw(page(), views, clock), env(headers={"User-Agent": agent}))
+    assert len(views.seen) == 1
+
+
+def test_bot_filter_is_configurable(views: Views, clock: Clock) -> None:
+    headless = PEOPLE[-1]
+    call(
+        mw(page(), views, clock, bot_user_agents=DEFAULT_BOT_PATTERN + "|headless"),
+        env(headers={"User-Agent": headless}),
+    )
+    assert views.seen == []
+    call(mw(page(), views, clock, bot_user_agents=None), env(headers={"User-Agent": BOTS[0]}))
+    assert len(views.seen) == 1
+    pattern = compile_bot_pattern(DEFAULT_BOT_PATTERN)
+    assert pattern is not None
+    assert pattern.flags & re.IGNORECASE
+    assert is_bot(pattern, None)
+    assert not is_bot(None, None)
+
+
+def test_hook_errors_are_logged_and_swallowed(clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(view: PageView) -> None:
+        raise RuntimeError("hook down")
+
+    with caplog.at_level(logging.WARNING, logger="msclkid_middleware.middleware"):
+        result = call(mw(page(), None, clock, on_page_view=broken), env())
+    assert (result.code, result.body) == (200, b"<p>hi</p>")
+    assert "on_page_view hook failed" in caplog.text
+
+
+def test_app_error_after_start_is_not_a_page_view(views: Views, clock: Clock) -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", HTML)
+        try:
+            raise ValueError("template failed")
+        except ValueError:
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info())
+        yield b"error"
+
+    call(mw(app, views, clock), env())
+    assert views.seen == []
+
+
+def test_title_reaches_the_view(views: Views, clock: Clock) -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        set_page_title(environ, "Blue mug")
+        start_response("200 OK", HTML)
+        return [b""]
+
+    call(mw(app, views, clock), env())
+    assert views.seen[0].title == "Blue mug"
+
+
+def test_without_the_hook_nothing_changes(clock: Clock) -> None:
+    """The default configuration: no visitor cookie, the response iterable untouched."""
+    body = [b"<p>hi</p>"]
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", HTML)
+        return body
+
+    plain = MsclkidMiddleware(app, secret_keys=KEYS, clock=clock)
+    assert plain(env(), lambda *a: None) is body
+    result = call(plain, env())
+    assert result.set_cookies == []
+    assert UUID4.match(get_page_load_id(result.environ) or "")
+    assert get_anonymous_id(result.environ) is None
+
+
+def test_non_html_response_iterable_is_returned_unwrapped(views: Views, clock: Clock) -> None:
+    body = [b"{}"]
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return body
+
+    assert mw(app, views, clock)(env("/api/cart"), lambda *a: None) is body
+
+
+# -- the anonymous ID ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(VID, VID, id="plain"),
+        pytest.param(VID + "|1733150000|3|0", VID, id="suffix"),
+        pytest.param(VID.upper(), VID.upper(), id="case-kept"),
+        pytest.param(VID[:31], None, id="short"),
+        pytest.param(VID + "0", None, id="33-hex"),
+        pytest.param("_uet" + VID, None, id="prefixed"),
+        pytest.param("", None, id="empty"),
+    ],
+)
+def test_uet_visitor_id(value: str, expected: str | None) -> None:
+    assert uet_visitor_id(value) == expected
+
+
+def test_uetvid_wins_and_no_cookie_of_ours_is_set(views: Views, clock: Clock) -> None:
+    result = call(mw(page(), views, clock), env(cookie=f"_uetvid={VID}|1733150000|3|0"))
+    assert views.seen[0].anonymous_id == VID
+    assert views.seen[0].anonymous_id_source == "uet"
+    assert visitor_cookie(result.set_cookies) is None
+
+
+def test_own_cookie_keeps_the_id_and_refreshes_daily(views: Views, clock: Clock) -> None:
+    app = mw(page(), views, clock)
+    first = call(app, env())
+    token = token_of(visitor_cookie(first.set_cookies) or "")
+    vid = views.seen[0].anonymous_id
+    clock.now += 3600
+    again = call(app, env(cookie=f"{VISITOR}={token}"))
+    assert views.seen[1].anonymous_id == vid
+    assert visitor_cookie(again.set_cookies) is None  # fresh: no Set-Cookie on every page
+    clock.now += 2 * 86400
+    later = call(app, env(cookie=f"{VISITOR}={token}"))
+    assert views.seen[2].anonymous_id == vid
+    refreshed = visitor_cookie(later.set_cookies)
+    assert refreshed is not None
+    loaded = VisitorCookie(KEYS, name=VISITOR, clock=clock).decode(token_of(refreshed))
+    assert loaded is not None
+    assert (loaded.visitor_id, loaded.timestamp) == (vid, int(clock.now))
+
+
+def test_cookie_signed_with_an_old_key_is_reissued(views: Views, clock: Clock) -> None:
+    old = VisitorCookie(KEYS[:1], name=VISITOR, clock=clock).encode(VID, clock.now)
+    result = call(mw(page(), views, clock), env(cookie=f"{VISITOR}={old}"))
+    assert views.seen[0].anonymous_id == VID
+    header = visitor_cookie(result.set_cookies)
+    assert header is not None
+    assert token_of(header) != old
+    assert VisitorCookie(KEYS[1:], name=VISITOR, clock=clock).decode(token_of(header)) is not None
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param("tampered", id="garbage"),
+        pytest.param(ClickCookie(KEYS).encode(HEX, T0), id="click-cookie-token"),
+    ],
+)
+def test_bad_cookie_gets_a_new_id(token: str, views: Views, clock: Clock) -> None:
+    result = call(mw(page(), views, clock), env(cookie=f"{VISITOR}={token}"))
+    assert views.seen[0].anonymous_id not in (None, VID, HEX)
+    assert visitor_cookie(result.set_cookies) is not None
+
+
+def test_visitor_token_is_not_a_click_cookie(clock: Clock) -> None:
+    token = VisitorCookie(KEYS, name=VISITOR, clock=clock).encode(VID, clock.now)
+    assert ClickCookie(KEYS, clock=clock).decode(token) is None
+
+
+def test_expired_cookie_is_replaced(views: Views, clock: Clock) -> None:
+    token = VisitorCookie(KEYS, name=VISITOR, clock=clock).encode(VID, clock.now - DEFAULT_VISITOR_MAX_AGE - 10)
+    call(mw(page(), views, clock), env(cookie=f"{VISITOR}={token}"))
+    assert views.seen[0].anonymous_id != VID
+
+
+def test_denied_consent_no_id_no_cookie_and_ours_is_deleted(views: Views, clock: Clock) -> None:
+    token = VisitorCookie(KEYS, name=VISITOR, clock=clock).encode(VID, clock.now)
+    cookie = f"consent=denied; _uetvid={HEX}; {VISITOR}={token}"
+    result = call(mw(page(), views, clock), env(query=f"msclkid={HEX}", cookie=cookie))
+    (view,) = views.seen
+    assert view.consent.state == "denied"
+    assert (view.anonymous_id, view.click) == (None, None)
+    assert view.landing is True  # the URL still was an ad landing
+    header = visitor_cookie(result.set_cookies)
+    assert header is not None
+    assert "Max-Age=0" in header
+    assert get_anonymous_id(result.environ) is None
+
+
+def test_denied_new_visitor_gets_no_cookie(views: Views, clock: Clock) -> None:
+    result = call(mw(page(), views, clock, consent=ConsentPolicy(default="denied")), env())
+    assert views.seen[0].anonymous_id is None
+    assert result.set_cookies == []
+
+
+def test_app_asking_for_the_id_on_a_post_gets_a_kept_one(clock: Clock) -> None:
+    def buy(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        anonymous_id = get_anonymous_id(environ)
+        start_response("303 See Other", [("Location", "/thanks")])
+        return [str(anonymous_id).encode()]
+
+    result = call(
+        mw(buy, None, clock, anonymous_id_cookie=True), env(method="POST", body=b"", content_type="text/plain")
+    )
+    header = visitor_cookie(result.set_cookies)
+    assert header is not None
+    loaded = VisitorCookie(KEYS, name=VISITOR, clock=clock).decode(token_of(header))
+    assert loaded is not None
+    assert loaded.visitor_id.encode() == result.body
+
+
+def test_id_is_the_same_for_the_app_the_hook_and_the_cookie(views: Views, clock: Clock) -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ["test.anonymous_id"] = get_anonymous_id(environ)
+        start_response("200 OK", HTML)
+        return [b""]
+
+    result = call(mw(app, views, clock), env())
+    header = visitor_cookie(result.set_cookies)
+    assert header is not None
+    loaded = VisitorCookie(KEYS, name=VISITOR, clock=clock).decode(token_of(header))
+    assert loaded is not None
+    assert result.environ["test.anonymous_id"] == views.seen[0].anonymous_id == loaded.visitor_id
+
+
+def test_cookie_names_follow_the_click_cookie(views: Views, clock: Clock) -> None:
+    dev = mw(page(), views, clock, cookie_secure=False, allow_insecure_cookie=True)
+    assert dev.visitor_cookie is not None
+    assert dev.visitor_cookie.name == "msclkid_vid"
+    shared = mw(page(), views, clock, cookie_domain="shop.test")
+    result = call(shared, env())
+    (header,) = [h for h in result.set_cookies if h.startswith("__Secure-msclkid_vid=")]
+    assert "Domain=shop.test" in header
+    assert "Secure" in header
+
+
+def test_page_load_id_is_stable_within_a_request_and_new_per_request(clock: Clock, views: Views) -> None:
+    ids: list[str | None] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        ids.extend([get_page_load_id(environ), get_page_load_id(environ)])
+        start_response("200 OK", HTML)
+        return [b""]
+
+    wrapped = mw(app, views, clock)
+    call(wrapped, env())
+    call(wrapped, env())
+    assert ids[0] == ids[1] != ids[2] == ids[3]
+    assert [v.page_load_id for v in views.seen] == [ids[0], ids[2]]
+    assert uuid.UUID(str(ids[0])).version == 4
+
+
+def test_get_functions_outside_the_middleware() -> None:
+    assert get_anonymous_id({}) is None
+    assert get_page_load_id({}) is None
+    set_page_title({}, "x")  # a no-op, never raises
+
+
+# -- template helper ----------------------------------------------------------------------------------
+
+
+def _render(cookie: str, clock: Clock, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+    out: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        out["html"] = render_page_tags(environ, **kwargs)
+        start_response("200 OK", HTML)
+        return [out["html"].encode()]
+
+    result = call(mw(app, None, clock, anonymous_id_cookie=True), env(cookie=cookie))
+    return out["html"], result.environ
+
+
+def test_render_page_tags_with_consent(clock: Clock) -> None:
+    html, environ = _render(f"_uetvid={VID}", clock, customer_id=1234567, pixel_url="/px?a=<b>", nonce="n0")
+    assert f'<meta name="msclkid-page-load-id" content="{get_page_load_id(environ)}">' in html
+    assert (
+        f'<script src="/_msclkid-sync.js" data-cid="1234567" data-vid="{VID}" data-pixel="/px?a=&lt;b&gt;" '
+        'nonce="n0" async></script>'
+    ) in html
+
+
+@pytest.mark.parametrize(
+    ("cookie", "kwargs"),
+    [
+        pytest.param(f"consent=denied; _uetvid={VID}", {"customer_id": "1234567"}, id="denied"),
+        pytest.param(f"_uetvid={VID}", {"customer_id": None}, id="no-customer-id"),
+        pytest.param(f"_uetvid={VID}", {"customer_id": '12"><script>'}, id="bad-customer-id"),
+    ],
+)
+def test_render_page_tags_without_sync(cookie: str, kwargs: dict[str, Any], clock: Clock) -> None:
+    html, _ = _render(cookie, clock, **kwargs)
+    assert html.startswith('<meta name="msclkid-page-load-id"')
+    assert "<script" not in html
+
+
+# -- configuration, packaging, imports --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"on_page_view": "not callable"}, id="hook"),
+        pytest.param({"bot_user_agents": "("}, id="bad-regex"),
+        pytest.param({"page_view_exclude": ["static/"]}, id="prefix"),
+        pytest.param({"sync_script_path": "/_msclkid.js"}, id="same-path"),
+        pytest.param({"visitor_max_age": 500 * 86400}, id="too-long"),
+    ],
+)
+def test_config_errors(options: dict[str, Any], clock: Clock) -> None:
+    options.setdefault("on_page_view", Views())
+    with pytest.raises(ConfigError):
+        MsclkidMiddleware(page(), secret_keys=KEYS, clock=clock, **options)
+
+
+def test_sync_script_is_served_and_shipped(clock: Clock) -> None:
+    shipped = (resources.files("msclkid_middleware") / "static" / "msclkid-sync.js").read_bytes()
+    result = call(mw(page(), None, clock), env("/_msclkid-sync.js"))
+    assert result.code == 200
+    assert result.body == shipped
+    assert result.header_values("Content-Type") == ["text/javascript; charset=utf-8"]
+    (etag,) = result.header_values("ETag")
+    again = call(mw(page(), None, clock), env("/_msclkid-sync.js", headers={"If-None-Match": etag}))
+    assert again.code == 304
+    assert b"c.bing.com/c.gif" in shipped
+    assert b"Red3=BACID_" in shipped
+
+
+def test_asset_paths() -> None:
+    assert is_asset_path("/a/b.CSS")
+    assert is_asset_path("/favicon.ico")
+    assert not is_asset_path("/products/mug")
+    assert not is_asset_path("/v1.2/page")
+    assert not is_asset_path("/")
+
+
+def test_middleware_and_recorder_import_no_outbox_or_http_stack() -> None:
+    code = (
+        "import sys, msclkid_middleware.middleware, msclkid_middleware.pageview, msclkid_middleware.uet_pages;"
+        "bad = [m for m in sys.modules if m.startswith(('msclkid_middleware.outbox', 'msclkid_middleware.tracker',"
+        " 'requests', 'sqlite3'))];"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_get_click_unaffected_by_tracking(views: Views, clock: Clock) -> None:
+    result = call(mw(page(), views, clock), env(query=f"msclkid={HEX}"))
+    assert get_click(result.environ) is not None
+    assert any(h.startswith("__Host-msclkid=") for h in result.set_cookies)
+
+
+@pytest.mark.parametrize("proxy_inside", [True, False], ids=["proxyfix-inside", "proxyfix-outside"])
+def test_url_and_client_ip_as_the_proxy_set_up_reports_them(proxy_inside: bool, views: Views, clock: Clock) -> None:
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    headers = {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "www.shop.example"}
+    if proxy_inside:
+        app: Any = mw(ProxyFix(page(), x_for=1, x_proto=1, x_host=1), views, clock)
+    else:
+        app = ProxyFix(mw(page(), views, clock), x_for=1, x_proto=1, x_host=1)
+    environ = env("/mug", query="a=1", headers=headers, scheme="http", host="10.0.0.5:8000")
+    call(app, environ)
+    (view,) = views.seen
+    assert view.url == "https://www.shop.example/mug?a=1"
+    assert view.client_ip == "198.51.100.7"
+
+
+def test_sync_script_needs_no_unsafe_csp_source() -> None:
+    code = (resources.files("msclkid_middleware") / "static" / "msclkid-sync.js").read_text()
+    for forbidden in ("eval(", "new Function", "Function(", "innerHTML", "document.write", "setTimeout("):
+        assert forbidden not in code, forbidden
+
+
+def test_url_with_raw_spaces_and_non_ascii_is_encoded(views: Views, clock: Clock) -> None:
+    call(mw(page(), views, clock), env("/café", query="q=blue mug&x=\xc3\xa9"))  # WSGI: UTF-8 bytes as latin-1
+    assert views.seen[0].url == "https://shop.test/caf%C3%A9?q=blue%20mug&x=%C3%A9"
+
+
+def test_render_page_tags_is_safe_markup_for_jinja(clock: Clock) -> None:
+    from jinja2 import Environment
+
+    html, _ = _render(f"_uetvid={VID}", clock, customer_id="1234567")
+    rendered = Environment(autoescape=True).from_string("<head>{{ tags }}</head>").render(tags=html)
+    assert rendered == f"<head>{html}</head>"
+    assert "&lt;" not in rendered
