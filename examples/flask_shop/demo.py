@@ -138,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Ad click URL: {shop}/go?product=blue-mug&msclkid={click_id}\n"
             f"Shop URL: {shop}/\n"
             f"Emulator dashboard URL: {server.url}/\n"
+            f"Data folder: {os.path.abspath(data_dir)}" + ("" if args.data_dir else " (removed on exit)") + "\n"
             "Open the ad click, accept the banner, buy, then refund and cancel under 'My orders':\n"
             "the conversion, the restatement and the retraction appear in the dashboard.\n",
             flush=True,
