@@ -14,6 +14,7 @@ removed on exit, unless ``--data-dir`` names one to keep.  Environment variables
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -59,10 +60,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def _wait_all(processes: list[subprocess.Popen[bytes]], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for proc in processes:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(max(deadline - time.monotonic(), 0.01))
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def _stop(processes: list[subprocess.Popen[bytes]], *, grace: float) -> None:
@@ -119,12 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         flask = [sys.executable, "-m", "flask", "--app", "examples.flask_shop"]
         processes.append(
-            subprocess.Popen(
+            subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
                 [*flask, "run", "--host", HOST, "--port", str(port), "--no-reload", "--no-debugger"], cwd=ROOT, env=env
             )
         )
         processes.append(
-            subprocess.Popen([*flask, "msclkid", "worker", "--poll-interval", "0.5"], cwd=ROOT, env=env)
+            subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+                [*flask, "msclkid", "worker", "--poll-interval", "0.5"], cwd=ROOT, env=env
+            )
         )
         shop = f"http://{HOST}:{port}"
         if not _wait_until_serving(shop + "/", processes, stop):

@@ -31,7 +31,7 @@ def test_readme_flask_quick_start_runs(tmp_path: Path) -> None:
     @app.post("/checkout")
     def checkout() -> str:
         # The third line is what a checkout view does.
-        scope = {**namespace, "order": SimpleNamespace(id="ord_readme"), "now": datetime.now(UTC)}
+        scope = {**namespace, "order": SimpleNamespace(id="ord_readme", total=42.0), "now": datetime.now(UTC)}
         exec(compile(record_line, "README.md", "exec"), scope)  # noqa: S102 - our own documentation
         return "ok"
 
@@ -41,6 +41,7 @@ def test_readme_flask_quick_start_runs(tmp_path: Path) -> None:
         assert row.state == "pending"
         assert row.payload["MicrosoftClickId"] == CLICK
         assert row.payload["ConversionName"] == "Purchase"
+        assert row.payload["ConversionValue"] == 42.0
     finally:
         Msclkid.state(app).close()
 
