@@ -12,6 +12,7 @@ This is the only module of the package that imports Flask at import time.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -44,6 +45,8 @@ __all__ = [
     "current_consent",
     "msclkid_snippet",
 ]
+
+logger = logging.getLogger("msclkid_middleware.flask")
 
 #: Key in ``app.extensions``.
 EXTENSION_KEY = "msclkid"
@@ -278,7 +281,12 @@ class Msclkid:
 def _start_worker_hook() -> None:
     state = current_app.extensions.get(EXTENSION_KEY)
     if isinstance(state, MsclkidState) and state.worker_pid != os.getpid():
-        state.start_worker()
+        try:
+            state.start_worker()
+        except Exception:
+            # Delivery trouble must never cost the visitor their page: log, and try again next request.
+            state.worker_pid = None
+            logger.warning("could not start the msclkid delivery thread; retrying on the next request", exc_info=True)
 
 
 def current_click() -> Click | None:

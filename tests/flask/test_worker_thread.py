@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import requests
 from flask import Flask
 from flask_helpers import CLICK, AppFactory
@@ -195,3 +196,26 @@ def test_under_the_reloader_only_the_serving_child_starts_a_worker(tmp_path: Pat
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_a_worker_that_cannot_start_never_breaks_the_page(
+    make_app: AppFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The outbox cannot be opened (its folder is a file): the page is still served, and the next request retries.
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    app = make_app({"MSCLKID_WORKER": "thread", "MSCLKID_STORE_URL": f"sqlite:///{blocker}/outbox.sqlite3"})
+
+    @app.route("/page")
+    def page() -> str:
+        return "page"
+
+    client = app.test_client()
+    with caplog.at_level("WARNING", logger="msclkid_middleware.flask"):
+        assert client.get("/page").get_data(as_text=True) == "page"
+    assert "could not start the msclkid delivery thread" in caplog.text
+    assert Msclkid.state(app).worker_pid is None
+    blocker.unlink()
+    blocker.mkdir()
+    assert client.get("/page").status_code == 200
+    assert Msclkid.state(app).worker_pid == os.getpid()
