@@ -179,3 +179,22 @@ def test_the_launcher_exits_0_on_sigint_and_stops_its_children_on_sigterm() -> N
 
 def test_defaults_are_loopback_and_the_documented_ports() -> None:
     assert (demo.HOST, demo.DEFAULT_PORT, demo.DEFAULT_EMULATOR_PORT) == ("127.0.0.1", 8000, 8765)
+
+
+def test_a_taken_emulator_port_is_a_clear_message_not_a_traceback() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "MSCLKID_DEMO_EMULATOR_PORT": str(port)}
+        done = subprocess.run(
+            [sys.executable, "-m", "examples.flask_shop", "--port", str(free_port())],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert "MSCLKID_DEMO_EMULATOR_PORT" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -102,10 +102,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Ctrl-C reaches the whole process group (the children stop themselves too); SIGTERM only us.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    port = args.port or _free_port()
+    try:
+        server = EmulatorServer(Emulator(EmulatorConfig()), HOST, args.emulator_port).start()
+    except (OSError, SystemExit):  # werkzeug reports a taken port itself, then exits
+        print(
+            f"demo: the emulator cannot listen on {HOST}:{args.emulator_port}; "
+            "choose another port with MSCLKID_DEMO_EMULATOR_PORT",
+            file=sys.stderr,
+        )
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        return 1
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="msclkid-demo-")
     os.makedirs(data_dir, exist_ok=True)
-    port = args.port or _free_port()
-    server = EmulatorServer(Emulator(EmulatorConfig()), HOST, args.emulator_port).start()
     processes: list[subprocess.Popen[bytes]] = []
     code = 0
     try:
@@ -130,7 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         shop = f"http://{HOST}:{port}"
         if not _wait_until_serving(shop + "/", processes, stop):
             if not stop.is_set():
-                print("demo: the shop did not start (see the messages above)", file=sys.stderr, flush=True)
+                print(
+                    f"demo: the shop did not start on {HOST}:{port} (see the messages above; MSCLKID_DEMO_PORT "
+                    "chooses another port)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 code = 1
             return code
         click_id = uuid.uuid4().hex  # a fresh 32-hex click ID, the shape of a real msclkid
