@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -93,17 +94,24 @@ def test_after_fork_the_child_starts_its_own_worker(make_app: AppFactory, ms: Em
         code = 1
         try:
             os.close(read_end)
+            # Objects inherited from the parent (its HTTP connections) are dropped here; their ResourceWarnings
+            # are the parent's business, not this child's.
+            warnings.simplefilter("ignore")
             no_thread_yet = not dispatch_threads()  # threads do not survive fork
             app.test_client().get("/buy/ord_child/3")
             started = len(dispatch_threads()) == 1
-            delivered = wait_for(lambda: Msclkid.state(app).tracker.status("ord_child").state == "delivered")
+            delivered = wait_for(
+                lambda: Msclkid.state(app).tracker.status("ord_child").state == "delivered", timeout=30
+            )
             os.write(write_end, f"{no_thread_yet},{started},{delivered}".encode())
             code = 0
+        except BaseException:
+            os.write(write_end, traceback.format_exc().encode()[-4000:])
         finally:
             os._exit(code)
     os.close(write_end)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
@@ -111,12 +119,12 @@ def test_after_fork_the_child_starts_its_own_worker(make_app: AppFactory, ms: Em
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-                raise AssertionError("the forked child did not finish within 30 s")
+                raise AssertionError("the forked child did not finish within 60 s")
             time.sleep(0.02)
-        report = os.read(read_end, 100).decode()
+        report = os.read(read_end, 8192).decode()
     finally:
         os.close(read_end)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert os.waitstatus_to_exitcode(status) == 0, report
     assert report == "True,True,True"
     # The parent's own thread still runs and delivers.
     app.test_client().get("/buy/ord_parent2/4")
@@ -181,12 +189,12 @@ def test_under_the_reloader_only_the_serving_child_starts_a_worker(tmp_path: Pat
         deadline = time.monotonic() + 30
         while served_by is None and time.monotonic() < deadline:
             try:
-                served_by = int(requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).text)
-            except requests.ConnectionError:
+                served_by = int(requests.get(f"http://127.0.0.1:{port}/ping", timeout=10).text)
+            except requests.RequestException:  # not listening yet, or a loaded machine
                 time.sleep(0.1)
         assert served_by is not None, "the reloader never served"
         assert served_by != proc.pid  # the reloader's parent watches files; its child serves
-        requests.get(f"http://127.0.0.1:{port}/ping", timeout=2)
+        requests.get(f"http://127.0.0.1:{port}/ping", timeout=30)
         assert wait_for(starts.exists)
         assert [int(line) for line in starts.read_text().split()] == [served_by]
     finally:
