@@ -239,33 +239,37 @@ def checkout(slug: str) -> Any:
     # Record, never send, in the request: the worker delivers (and retries) later.
     click, consent_now = current_click(), current_consent()
     tracker = msclkid.tracker
-    tracker.record_offline(
-        event_id=order_id,
-        conversion_name=CONVERSION_GOAL,
-        conversion_time=now,
-        value=float(value),
-        currency=currency,
-        click=click,
-        email=email,
-        phone=phone,
-        consent=consent_now,
-    )
-    if tracker.uet_tag_id:
-        tracker.record_uet_event(
-            event_id=event_id,
-            event_name=UET_EVENT,
-            event_time=now,
+    try:
+        tracker.record_offline(
+            event_id=order_id,
+            conversion_name=CONVERSION_GOAL,
+            conversion_time=now,
+            value=float(value),
+            currency=currency,
             click=click,
             email=email,
             phone=phone,
-            value=float(value),
-            currency=currency,
-            transaction_id=order_id,
-            event_source_url=request.url_root + url_for("checkout", slug=slug).lstrip("/"),
-            page_load_id=page_load_id if _UUID.fullmatch(page_load_id) else None,
-            client_user_agent=request.user_agent.string or None,
             consent=consent_now,
         )
+        if tracker.uet_tag_id:
+            tracker.record_uet_event(
+                event_id=event_id,
+                event_name=UET_EVENT,
+                event_time=now,
+                click=click,
+                email=email,
+                phone=phone,
+                value=float(value),
+                currency=currency,
+                transaction_id=order_id,
+                event_source_url=url_for("checkout", slug=slug, _external=True),
+                page_load_id=page_load_id if _UUID.fullmatch(page_load_id) else None,
+                client_user_agent=request.user_agent.string or None,
+                consent=consent_now,
+            )
+    except MsclkidError as exc:
+        # The sale stands whatever happens to its report; the log says what to fix (no raw email in it).
+        current_app.logger.error("order %s: conversion not recorded: %s", order_id, exc)
     return redirect(url_for("confirmation", order_id=order_id), code=303)
 
 

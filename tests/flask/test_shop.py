@@ -108,3 +108,24 @@ def test_the_banner_works_without_javascript(shop: Flask) -> None:
     assert client.get_cookie("msclkid") is None  # the middleware deleted it
     hostile = client.post("/consent", data={"choice": "granted", "next": "//evil.example/"})
     assert hostile.headers["Location"] == "/"
+
+
+def test_a_conversion_that_cannot_be_recorded_never_costs_the_sale(
+    ms: EmulatorHandle, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A misconfigured goal list: "Purchase" is unknown, so the tracker refuses to record it.
+    app = create_app({**ms.env, "TESTING": True, "MSADS_CONVERSION_GOALS": "Lead"}, instance_path=str(tmp_path))
+    try:
+        client = app.test_client()
+        with caplog.at_level("ERROR"):
+            placed = client.post(
+                "/checkout/blue-mug", data={"email": "ana@example.com", "phone": "+14255551234", "quantity": "1"}
+            )
+        assert placed.status_code == 303
+        order_id = order_id_of(placed.headers["Location"])
+        assert client.get(placed.headers["Location"]).status_code == 200
+        assert f"order {order_id}: conversion not recorded" in caplog.text
+        assert "ana@example.com" not in caplog.text
+        assert msclkid.state(app).tracker.store.find(order_id) == []
+    finally:
+        msclkid.close(app)
