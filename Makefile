@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# The emulator, the Flask demo shop and a worker on 127.0.0.1 (examples/flask_shop/demo.py); Ctrl-C stops all.
 demo: $(STAMP)
-	$(PY) examples/plain_wsgi.py
+	$(PY) -m examples.flask_shop
 
 test: lint typecheck pytest
 

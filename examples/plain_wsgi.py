@@ -1,6 +1,7 @@
 """A tiny framework-free shop wrapped in MsclkidMiddleware.
 
-Run it with ``python examples/plain_wsgi.py`` (or ``make demo``) and open the landing URL it prints.
+Run it with ``python examples/plain_wsgi.py`` and open the landing URL it prints (``make demo`` runs the
+Flask demo shop instead: ``examples/flask_shop/``).
 The landing page redirects at once, as many real landing pages do; the click survives because the
 middleware reads ``msclkid`` before the app runs and its Set-Cookie rides on the redirect.
 
