@@ -32,7 +32,9 @@ from .middleware import MsclkidMiddleware, get_click, get_consent
 if TYPE_CHECKING:  # pragma: no cover
     from .consent import Consent
     from .models import Click
+    from .pageview import PageView
     from .tracker import ConversionTracker
+    from .uet_pages import PageLoadRecorder
 
 __all__ = [
     "CONFIG_DEFAULTS",
@@ -43,6 +45,7 @@ __all__ = [
     "cli_group",
     "current_click",
     "current_consent",
+    "msclkid_page_tags",
     "msclkid_snippet",
 ]
 
@@ -160,6 +163,8 @@ class MsclkidState:
         self.instance_path = app.instance_path
         self.tracker_options = dict(tracker_options)
         self.worker_pid: int | None = None
+        #: The page-load hook when ``MSCLKID_UET_PAGE_LOADS`` is ``landing`` or ``html``.
+        self.page_loads: _PageLoads | None = None
         self._tracker: ConversionTracker | None = None
         self._lock = threading.Lock()
 
@@ -196,6 +201,8 @@ class MsclkidState:
         with self._lock:
             tracker, self._tracker = self._tracker, None
             self.worker_pid = None
+        if self.page_loads is not None:
+            self.page_loads.close()
         if tracker is not None:
             tracker.close()
 
@@ -239,11 +246,24 @@ class Msclkid:
             store_url=app.config.get("MSCLKID_STORE_URL") or None,
         )
         options: dict[str, Any] = {"secret_keys": keys, **self.middleware_options}
+        page_loads: _PageLoads | None = None
+        if settings.uet_page_loads != "off" and "on_page_view" not in options:
+            if not settings.uet_tag_id:
+                raise ConfigError(
+                    "MSCLKID_UET_PAGE_LOADS needs UET_TAG_ID (and UET_API_TOKEN) to send page loads",
+                    setting="MSCLKID_UET_PAGE_LOADS",
+                )
+            page_loads = _PageLoads(settings.uet_page_loads)
+            options["on_page_view"] = page_loads
         middleware = MsclkidMiddleware.from_settings(app.wsgi_app, settings, **options)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         state = MsclkidState(self, app, settings, middleware, self.tracker_options)
+        if page_loads is not None:
+            page_loads.state = state
+            state.page_loads = page_loads
         app.extensions[EXTENSION_KEY] = state
         app.jinja_env.globals.setdefault("msclkid_snippet", msclkid_snippet)
+        app.jinja_env.globals.setdefault("msclkid_page_tags", msclkid_page_tags)
         app.jinja_env.globals.setdefault("current_click", current_click)
         app.jinja_env.globals.setdefault("current_consent", current_consent)
         if settings.worker == "thread":
@@ -276,6 +296,39 @@ class Msclkid:
     def close(self, app: Flask | None = None) -> None:
         """Stop the worker thread and close the app's tracker."""
         self.state(app).close()
+
+
+class _PageLoads:
+    """The middleware's ``on_page_view`` for ``MSCLKID_UET_PAGE_LOADS``: a :class:`PageLoadRecorder` built on
+    the first page view, so an app that serves no page opens no outbox (the tracker is lazy too)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.state: MsclkidState | None = None
+        self._recorder: PageLoadRecorder | None = None
+        self._lock = threading.Lock()
+
+    def recorder(self) -> PageLoadRecorder | None:
+        recorder = self._recorder
+        if recorder is None and self.state is not None:
+            from .uet_pages import PageLoadRecorder
+
+            with self._lock:
+                if self._recorder is None:
+                    self._recorder = PageLoadRecorder.for_mode(self.state.tracker, self.mode)
+                recorder = self._recorder
+        return recorder
+
+    def __call__(self, view: PageView) -> None:
+        recorder = self.recorder()
+        if recorder is not None:
+            recorder(view)
+
+    def close(self) -> None:
+        with self._lock:
+            recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            recorder.close()
 
 
 def _start_worker_hook() -> None:
@@ -339,6 +392,40 @@ def msclkid_snippet(consent: str | None = None, *, nonce: str | None = None, que
         stub = "window.msclkid=window.msclkid||function(){(msclkid.q=msclkid.q||[]).push(arguments)};"
         tag = f"<script{nonce_attr}>{stub}</script>\n{tag}"
     return Markup(tag)  # noqa: S704 - built from escaped values and our own constants only
+
+
+def msclkid_page_tags(
+    title: str | None = None,
+    *,
+    external_id: str | None = None,
+    nonce: str | None = None,
+    pixel_url: str | None = None,
+) -> Markup:
+    """The ``<head>`` tags of server-side UET (Jinja global ``msclkid_page_tags()``), before ``msclkid_snippet()``.
+
+    The page-load ID ``<meta>`` the snippet reads (so browser events reference the server's ``pageLoad``) and,
+    with consent and a customer ID (``MSADS_CUSTOMER_ID``), the ID-sync pixel script; ``title`` becomes the
+    server event's ``pageTitle``.  Empty outside a request.  See ``docs/uet.md``.
+    """
+    if not has_request_context():
+        return Markup("")
+    from .uet_pages import render_page_tags
+
+    state = Msclkid.state()
+    middleware = state.middleware
+    options: dict[str, Any] = {}
+    if middleware.sync_script_path is not None:
+        options["script_src"] = request.script_root + middleware.sync_script_path
+    tags = render_page_tags(
+        request.environ,
+        customer_id=state.settings.customer_id,
+        title=title,
+        external_id=external_id,
+        pixel_url=pixel_url,
+        nonce=nonce if nonce is not None else _csp_nonce(),
+        **options,
+    )
+    return Markup(str(tags))  # noqa: S704 - render_page_tags escapes every value it inserts
 
 
 class _FlaskCommandGroup(_LazyGroup):
