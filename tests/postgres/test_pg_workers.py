@@ -274,7 +274,9 @@ def test_workers_survive_a_postgresql_restart_without_losing_anything(
     ]
     wait_for(lambda: len(ms.received("offline")) >= 800, 60, "the workers to be busy")
 
+    started_at = server_start_time()
     restart_server(cluster)  # while they claim, send and settle
+    assert server_start_time() > started_at
 
     # The web side reconnects too: record more events once the server is back.
     recorded = threading.Event()
@@ -296,3 +298,13 @@ def test_workers_survive_a_postgresql_restart_without_losing_anything(
         workers.wait(proc, 30)
     assert_each_accepted_once(ms, first + later)
     assert {r["state"] for r in rows(pg_schema)} == {"delivered"}
+    # The restart really hit the running workers (their pools logged the lost server).
+    logs = "".join(workers.output(p)[1] for p in procs)
+    assert re.search(r"shutting down|starting up|terminating connection|Connection refused|server closed", logs)
+
+
+def server_start_time() -> datetime:
+    with psycopg.connect(POSTGRES_URL) as conn:
+        found = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+    assert found is not None
+    return found[0]  # type: ignore[no-any-return]
