@@ -166,7 +166,7 @@ MIGRATIONS: tuple[str, ...] = (
         msclkid TEXT NOT NULL,
         captured_at TIMESTAMPTZ NOT NULL
     );
-    """,
+    """,  # noqa: S608 (only module constants are interpolated)
 )
 
 
@@ -193,7 +193,7 @@ class PostgresConfig:
         self.pool_timeout = pool_timeout
 
 
-def _positive(name: str, value: str | float | int, kind: Callable[[Any], T]) -> T:
+def _positive(name: str, value: Any, kind: Callable[[Any], T]) -> T:
     try:
         number = kind(value)
     except (TypeError, ValueError):
@@ -214,7 +214,9 @@ def parse_postgres_url(
     """Split ``url`` into libpq's part and ours; keyword arguments override the query parameters."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("postgresql", "postgres"):
-        raise ConfigError("a PostgreSQL store URL starts with postgresql:// or postgres://", setting="MSCLKID_STORE_URL")
+        raise ConfigError(
+            "a PostgreSQL store URL starts with postgresql:// or postgres://", setting="MSCLKID_STORE_URL"
+        )
     ours: dict[str, str] = {}
     rest: list[tuple[str, str]] = []
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
@@ -228,11 +230,11 @@ def parse_postgres_url(
             "schema must be a plain identifier (letters, digits, _ and $, at most 63 characters)",
             setting="MSCLKID_STORE_URL",
         )
-    min_size = _positive("pool_min_size", pool_min_size or ours.get("pool_min_size", 1), int)
-    max_size = _positive("pool_max_size", pool_max_size or ours.get("pool_max_size", 8), int)
+    min_size = _positive("pool_min_size", ours.get("pool_min_size", 1) if pool_min_size is None else pool_min_size, int)
+    max_size = _positive("pool_max_size", ours.get("pool_max_size", 8) if pool_max_size is None else pool_max_size, int)
     if min_size > max_size:
         raise ConfigError("pool_min_size must not exceed pool_max_size", setting="MSCLKID_STORE_URL")
-    timeout = _positive("pool_timeout", pool_timeout or ours.get("pool_timeout", 10.0), float)
+    timeout = _positive("pool_timeout", ours.get("pool_timeout", 10.0) if pool_timeout is None else pool_timeout, float)
     conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
     netloc = parts.netloc
     if "@" in netloc:
@@ -426,7 +428,7 @@ class _Database:
         """``{s}`` in ``template`` becomes the quoted schema name (composed once per template)."""
         query = self._queries.get(template)
         if query is None:
-            query = sql.SQL(template).format(s=sql.Identifier(self.schema))  # type: ignore[arg-type]
+            query = sql.SQL(template).format(s=sql.Identifier(self.schema))
             self._queries[template] = query
         return query
 
@@ -495,14 +497,14 @@ SELECT %(kind)s, %(account)s, %(event_id)s, %(key)s, %(payload)s, %(conversion_n
 WHERE %(state)s <> 'pending' OR (SELECT sum(n) FROM {{s}}.msclkid_outbox_open) < %(max_pending)s
 ON CONFLICT DO NOTHING
 RETURNING *
-"""
+"""  # noqa: S608 (only module constants are interpolated; values are bound parameters)
 
 _EXISTING = f"""
 SELECT * FROM {{s}}.msclkid_outbox
 WHERE idempotency_key = %(key)s OR (kind = %(kind)s AND account = %(account)s AND event_id = %(event_id)s
       AND kind IN {_PRIMARY})
 ORDER BY id LIMIT 1
-"""
+"""  # noqa: S608 (only module constants are interpolated; values are bound parameters)
 
 _DEPENDENCY_MET = (
     "(r.depends_on IS NULL"
@@ -531,7 +533,7 @@ SET state = 'in_flight', lease_owner = %(owner)s, lease_token = %(token)s, lease
 -- = ANY(ARRAY(...)): primary-key lookups, never a join over the whole table.
 WHERE t.id = ANY(ARRAY(SELECT id FROM expired UNION ALL SELECT id FROM pending LIMIT %(limit)s))
 RETURNING t.*
-"""
+"""  # noqa: S608 (only module constants are interpolated; values are bound parameters)
 
 _SETTLE = """
 UPDATE {s}.msclkid_outbox AS t
@@ -723,7 +725,9 @@ class PostgresOutbox:
         return _utc(rows[0]["t"])
 
     def paused_accounts(self) -> list[tuple[str, Kind, str]]:
-        rows = self._fetch("SELECT DISTINCT account, kind, paused_reason FROM {s}.msclkid_outbox WHERE state = 'paused'")
+        rows = self._fetch(
+            "SELECT DISTINCT account, kind, paused_reason FROM {s}.msclkid_outbox WHERE state = 'paused'"
+        )
         return [(r["account"], r["kind"], r["paused_reason"] or "") for r in rows]
 
     # -- claim and settle -------------------------------------------------------------------------

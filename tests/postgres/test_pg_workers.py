@@ -269,9 +269,7 @@ def test_workers_survive_a_postgresql_restart_without_losing_anything(
     first, later = 4000, 500
     seed(tracker, clock, range(first))
     ms.inject_fault("offline", "delay", delay=0.05)
-    procs = [
-        workers.start("--batch-size", "100", "--lease-seconds", "5", "--poll-interval", "0.1") for _ in range(3)
-    ]
+    procs = [workers.start("--batch-size", "100", "--lease-seconds", "5", "--poll-interval", "0.1") for _ in range(3)]
     wait_for(lambda: len(ms.received("offline")) >= 800, 60, "the workers to be busy")
 
     started_at = server_start_time()
