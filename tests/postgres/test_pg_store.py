@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -370,3 +370,35 @@ def test_tracker_from_env_uses_postgres(ms: EmulatorHandle, pg_url: str, clock: 
         assert tracker.status("ord_7").delivered
     finally:
         tracker.close()
+
+
+def test_two_web_hosts_share_click_profiles_through_postgres(pg_url: str) -> None:
+    """A visitor clicks an ad on host A (phone) and buys on host B (laptop, no cookie)."""
+    from msclkid_middleware import MsclkidMiddleware, get_click
+    from msclkid_middleware.consent import ConsentPolicy
+    from tests.wsgi_helpers import HEX, Clock, call, make_environ
+
+    def shop(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        click = get_click(environ)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{click.msclkid if click else '-'}|{click.source if click else '-'}".encode()]
+
+    def host(store: PostgresProfileStore) -> MsclkidMiddleware:
+        return MsclkidMiddleware(
+            shop,
+            secret_keys=["pg-profile-test-secret"],
+            consent=ConsentPolicy(default="granted"),
+            visitor_id=lambda environ: "user-7",
+            profile_store=store,
+            clock=Clock(),
+        )
+
+    store_a, store_b = PostgresProfileStore(pg_url), PostgresProfileStore(pg_url)
+    try:
+        landing = call(host(store_a), make_environ(query=f"msclkid={HEX}"))
+        assert landing.body.decode() == f"{HEX}|url"
+        checkout = call(host(store_b), make_environ("/checkout"))
+        assert checkout.body.decode() == f"{HEX}|profile"
+    finally:
+        store_a.close()
+        store_b.close()
