@@ -5,6 +5,7 @@ The protocol behaviour shared with SQLite is ``tests/outbox/test_store.py`` (par
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -268,6 +269,27 @@ def test_connections_killed_by_the_server_are_replaced_transparently(pg_url: str
         assert store.metrics().get("store_errors", 0) == 0
     finally:
         store.close()
+
+
+def test_a_forked_child_opens_its_own_pool_and_the_parent_keeps_working(store: PostgresOutbox) -> None:
+    store.enqueue(new_row(1), now=T0)  # the parent's pool is open and in use
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        ok = False
+        try:
+            ok = store.enqueue(new_row(2), now=T0).created and len(store.find("ord_1")) == 1
+        finally:
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    os.close(read)
+    # The child never closed the parent's sessions: the parent's pooled connections still work.
+    assert store.enqueue(new_row(3), now=T0).created is True
+    assert store.open_count() == 3
+    assert store.metrics().get("store_errors", 0) == 0
 
 
 # -- tokens: the row lock across processes ---------------------------------------------------------------
