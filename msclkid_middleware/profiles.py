@@ -24,7 +24,10 @@ from .models import Click
 if TYPE_CHECKING:  # pragma: no cover
     import sqlite3
 
-__all__ = ["MemoryProfileStore", "PostgresProfileStore", "ProfileStore", "SqliteProfileStore"]
+    from .outbox.postgres import PostgresProfileStore as PostgresProfileStore
+
+# PostgresProfileStore stays out of __all__: ``import *`` must work without the postgres extra.
+__all__ = ["MemoryProfileStore", "ProfileStore", "SqliteProfileStore"]
 
 
 def __getattr__(name: str) -> object:
@@ -33,6 +36,7 @@ def __getattr__(name: str) -> object:
 
         return PostgresProfileStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Visitor IDs are the shop's own keys (user IDs, hashed emails); longer ones are refused.
 MAX_VISITOR_ID_LENGTH = 256
