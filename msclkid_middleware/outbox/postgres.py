@@ -32,9 +32,10 @@ import time
 import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -171,26 +172,16 @@ MIGRATIONS: tuple[str, ...] = (
 
 
 # -- configuration ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
 class PostgresConfig:
     """A parsed store URL: what goes to libpq, and our own options."""
 
-    __slots__ = ("conninfo", "pool_max_size", "pool_min_size", "pool_timeout", "safe_url", "schema")
-
-    def __init__(
-        self,
-        conninfo: str,
-        safe_url: str,
-        schema: str | None,
-        pool_min_size: int,
-        pool_max_size: int,
-        pool_timeout: float,
-    ) -> None:
-        self.conninfo = conninfo
-        self.safe_url = safe_url
-        self.schema = schema
-        self.pool_min_size = pool_min_size
-        self.pool_max_size = pool_max_size
-        self.pool_timeout = pool_timeout
+    conninfo: str = field(repr=False)  # may hold the password
+    safe_url: str
+    schema: str | None
+    pool_min_size: int
+    pool_max_size: int
+    pool_timeout: float
 
 
 def _positive(name: str, value: Any, kind: Callable[[Any], T]) -> T:
@@ -218,12 +209,13 @@ def parse_postgres_url(
             "a PostgreSQL store URL starts with postgresql:// or postgres://", setting="MSCLKID_STORE_URL"
         )
     ours: dict[str, str] = {}
-    rest: list[tuple[str, str]] = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key in _OUR_PARAMS:
-            ours[key] = value
-        else:
-            rest.append((key, value))
+    rest: list[str] = []
+    for piece in parts.query.split("&"):
+        key, _, value = piece.partition("=")
+        if unquote(key) in _OUR_PARAMS:
+            ours[unquote(key)] = unquote(value)
+        elif piece:
+            rest.append(piece)  # libpq's own, passed on exactly as written (it does the decoding)
     name = schema if schema is not None else ours.get("schema") or None
     if name is not None and not _SCHEMA_NAME.match(name):
         raise ConfigError(
@@ -235,12 +227,13 @@ def parse_postgres_url(
     if min_size > max_size:
         raise ConfigError("pool_min_size must not exceed pool_max_size", setting="MSCLKID_STORE_URL")
     timeout = _positive("pool_timeout", ours.get("pool_timeout", 10.0) if pool_timeout is None else pool_timeout, float)
-    conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
+    conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(rest), parts.fragment))
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         netloc = userinfo.split(":", 1)[0] + ("@" if userinfo else "") + host
-    safe_query = urlencode([(k, v) for k, v in rest if k.lower() != "password"] + list(ours.items()))
+    shown = [p for p in rest if unquote(p.partition("=")[0]).lower() != "password"]
+    safe_query = "&".join(shown + [urlencode({k: v}) for k, v in ours.items()])
     safe_url = urlunsplit((parts.scheme, netloc, parts.path, safe_query, ""))
     return PostgresConfig(conninfo, safe_url, name, min_size, max_size, timeout)
 

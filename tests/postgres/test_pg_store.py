@@ -67,6 +67,11 @@ def test_url_options_are_ours_the_rest_goes_to_libpq_and_the_password_is_never_s
     assert config.conninfo == "postgres://shop:s3cret@db.internal:6432/shop?sslmode=require"
     assert "s3cret" not in config.safe_url
     assert config.safe_url.startswith("postgres://shop@db.internal:6432/shop?")
+    assert "s3cret" not in repr(config)
+    # libpq's parameters pass through exactly as written (libpq decodes them), a password there too.
+    raw = parse_postgres_url("postgresql://h/db?password=a%2Bb&options=-csearch_path%3Dx&schema=y")
+    assert raw.conninfo == "postgresql://h/db?password=a%2Bb&options=-csearch_path%3Dx"
+    assert "password" not in raw.safe_url
     # Keyword options (open_store(url, schema=...)) win over the URL's.
     assert parse_postgres_url("postgresql://h/db?schema=a", schema="b").schema == "b"
 
