@@ -6,7 +6,8 @@
 - A worker killed with SIGKILL mid-batch: the others deliver its rows once its lease expires.
 - The PostgreSQL server restarted while the workers run: they reconnect and nothing is lost.  It
   needs permission to restart the local cluster (root, ``pg_ctlcluster``): skipped locally without
-  it, never skipped under ``CI=true`` (``.ci/run`` runs as root).
+  it (or with ``MSCLKID_TEST_POSTGRES_RESTART=0``), never skipped under ``CI=true`` (``.ci/run`` runs
+  as root).
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ def test_workers_survive_a_postgresql_restart_without_losing_anything(
 ) -> None:
     cluster = local_cluster()
     if cluster is None:
-        message = "restarting the PostgreSQL server needs root and pg_ctlcluster on the server's host"
+        message = "restarting the PostgreSQL server needs root and pg_ctlcluster on its host (and no RESTART=0)"
         if IN_CI:
             pytest.fail(message + " (CI=true: this test must run; .ci/run runs as root)")
         pytest.skip(message)
