@@ -429,3 +429,67 @@ def test_two_web_hosts_share_click_profiles_through_postgres(pg_url: str) -> Non
     finally:
         store_a.close()
         store_b.close()
+
+
+_REFRESHER = """
+import sys
+from msclkid_middleware.microsoft import RefreshTokenProvider
+from msclkid_middleware.outbox.postgres import PostgresOutbox
+from msclkid_middleware.outbox.tokens import OutboxTokenStore
+client_id, secret, seed, token_url, url, rounds = sys.argv[1:]
+store = PostgresOutbox.from_url(url, pool_max_size=1)
+provider = RefreshTokenProvider(client_id, secret, refresh_token=seed, token_url=token_url,
+                                token_store=OutboxTokenStore(store))
+provider.access_token()
+for _ in range(int(rounds)):
+    provider.force_refresh()
+provider.close()
+store.close()
+print("ok")
+"""
+
+
+def test_hosts_refreshing_at_once_share_one_token_chain(pg_url: str, store: PostgresOutbox) -> None:
+    """Four processes (hosts) force refreshes against the emulator through the PostgreSQL token store:
+    single-flight across processes, the stored token never goes back, and it is the newest issued."""
+    processes, rounds = 4, 4
+    with run_emulator(invalidate_used_refresh_tokens=True) as ms:
+        env = ms.env
+        args = [env["MSADS_CLIENT_ID"], env["MSADS_CLIENT_SECRET"], env["MSADS_REFRESH_TOKEN"], env["MSADS_TOKEN_URL"]]
+        observed: list[int] = []
+        stop = threading.Event()
+
+        def reader() -> None:
+            while not stop.is_set():
+                token = store.load_token("microsoft")
+                if token is not None and (not observed or observed[-1] != token.serial):
+                    observed.append(token.serial)
+                stop.wait(0.005)
+
+        poller = threading.Thread(target=reader)
+        poller.start()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _REFRESHER, *args, pg_url, str(rounds)],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(processes)
+        ]
+        outputs = [p.communicate(timeout=120) for p in procs]
+        stop.set()
+        poller.join(10)
+        for proc, (out, err) in zip(procs, outputs, strict=True):
+            assert proc.returncode == 0, err
+            assert out.strip() == "ok"
+        issued = [r for r in ms.token_log() if r.outcome == "issued"]
+        final = store.load_token("microsoft")
+        assert final is not None
+        newest = max(issued, key=lambda r: r.serial or 0)
+        assert final.refresh_token == newest.refresh_token
+        assert final.serial == len(issued)
+        # Single flight: every refresh used the token issued just before it (no fork in the chain).
+        assert [r.parent_serial for r in issued[1:]] == [r.serial for r in issued[:-1]]
+        assert observed == sorted(observed)  # never went back
