@@ -6,7 +6,9 @@ click cookie, but the shop knows the visitor.  When the middleware is given
 visitor (only when consent allows) and :func:`~msclkid_middleware.get_click` falls back to it.
 
 ``sqlite3`` is imported when a :class:`SqliteProfileStore` first opens its database, so importing
-this module (or the package root) stays cheap.
+this module (or the package root) stays cheap.  ``PostgresProfileStore`` (the ``postgres`` extra,
+shared by several web hosts) lives in :mod:`msclkid_middleware.outbox.postgres` and is resolved
+from here lazily, so the driver is imported only when it is used.
 """
 
 from __future__ import annotations
@@ -22,7 +24,19 @@ from .models import Click
 if TYPE_CHECKING:  # pragma: no cover
     import sqlite3
 
+    from .outbox.postgres import PostgresProfileStore as PostgresProfileStore
+
+# PostgresProfileStore stays out of __all__: ``import *`` must work without the postgres extra.
 __all__ = ["MemoryProfileStore", "ProfileStore", "SqliteProfileStore"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "PostgresProfileStore":
+        from .outbox.postgres import PostgresProfileStore
+
+        return PostgresProfileStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Visitor IDs are the shop's own keys (user IDs, hashed emails); longer ones are refused.
 MAX_VISITOR_ID_LENGTH = 256

@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from msclkid_middleware.errors import ConfigError, StoreError
 from msclkid_middleware.models import Click
 from msclkid_middleware.profiles import MemoryProfileStore, ProfileStore, SqliteProfileStore
+from tests.pg_helpers import Schemas, schema_fixture, session_schemas
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -19,11 +21,27 @@ def click(msclkid: str, minutes: int = 0, source: str = "url") -> Click:
     return Click(msclkid, T0 + timedelta(minutes=minutes), source)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ProfileStore:
+@pytest.fixture(scope="session")
+def pg_schemas() -> Iterator[Schemas]:
+    yield from session_schemas()
+
+
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProfileStore]:
     if request.param == "memory":
-        return MemoryProfileStore()
-    return SqliteProfileStore(str(tmp_path / "profiles.sqlite3"))
+        yield MemoryProfileStore()
+    elif request.param == "sqlite":
+        yield SqliteProfileStore(str(tmp_path / "profiles.sqlite3"))
+    else:
+        from msclkid_middleware.profiles import PostgresProfileStore
+
+        schemas: Schemas = request.getfixturevalue("pg_schemas")
+        for schema in schema_fixture(schemas):
+            pg = PostgresProfileStore(schemas.store_url(schema, pool_max_size=4))
+            yield pg
+            pg.close()
 
 
 def test_both_stores_satisfy_the_protocol(store: ProfileStore) -> None:

@@ -1,8 +1,9 @@
 """Fixtures for the outbox store behaviour suite.
 
 ``store`` is parametrised by backend: every test in ``test_store.py`` runs against each store
-that implements :class:`~msclkid_middleware.outbox.OutboxStore` (SQLite here; PostgreSQL adds a
-parameter to ``store_url``).
+that implements :class:`~msclkid_middleware.outbox.OutboxStore`: a fresh SQLite file, and a fresh
+schema on the PostgreSQL server (``MSCLKID_TEST_POSTGRES_URL``; skipped when unreachable, except
+under ``CI=true`` where it fails).
 """
 
 from __future__ import annotations
@@ -19,17 +20,32 @@ from msclkid_middleware.microsoft import RetryPolicy
 from msclkid_middleware.outbox import NewRow, OutboxStore, open_store
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
 from msclkid_middleware.tracker import ConversionTracker, EventStatus
+from tests.pg_helpers import Schemas, schema_fixture, session_schemas
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
 StoreFactory = Callable[..., OutboxStore]
 
 
-@pytest.fixture(params=["sqlite"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture(scope="session")
+def pg_schemas() -> Iterator[Schemas]:
+    yield from session_schemas()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'outbox.sqlite3'}"
-    raise AssertionError(request.param)  # pragma: no cover
+        yield f"sqlite:///{tmp_path / 'outbox.sqlite3'}"
+        return
+    schemas: Schemas = request.getfixturevalue("pg_schemas")
+    for schema in schema_fixture(schemas):
+        # Small pools: many people share the server's connection limit.
+        yield schemas.store_url(schema, pool_max_size=4)
 
 
 @pytest.fixture
