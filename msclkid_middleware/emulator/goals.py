@@ -311,6 +311,8 @@ def _auth_key(world: World, account: Account, ctx: CallContext, body: Mapping[st
                 "PartialErrors": [batch_error(0, 201, "UetTagId", f"UET tag {tag_id} was not found.")],
             }
         )
+    if world.config.uet_auth_key_shape == "guide":
+        return json_response({"TagAuthKey": {"AuthKey": tag.token}, "PartialErrors": []})
     return json_response({"UetTagAuthKey": tag.token, "PartialErrors": []})
 
 

@@ -237,3 +237,9 @@ def test_goal_endpoints_check_headers(ms: EmulatorHandle) -> None:
     headers = cm_headers(ms)
     del headers["CustomerAccountId"]
     assert post(ms, "ConversionGoals/QueryByIds", {}, headers).json()["Errors"][0]["Code"] == 1009
+
+
+def test_uet_tag_auth_key_in_the_capi_guides_shape() -> None:
+    with run_emulator(uet_auth_key_shape="guide") as ms:
+        body = post(ms, "UetTagAuthKey/Query", {"TagId": int(ms.env["UET_TAG_ID"])}).json()
+        assert body == {"TagAuthKey": {"AuthKey": ms.env["UET_API_TOKEN"]}, "PartialErrors": []}
