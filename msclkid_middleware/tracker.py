@@ -23,6 +23,7 @@ from .clickid import validate_click_id
 from .config import Settings
 from .consent import Consent
 from .dispatcher import Dispatcher, DispatchReport, Metrics, utcnow
+from .goal_ages import GoalRegistry
 from .errors import AdjustmentError, ConfigError, StoreError, UnknownEvent, UnknownGoal, ValidationError
 from .models import (
     OFFLINE_MAX_AGE,
@@ -39,6 +40,7 @@ from .models import (
     UetPageType,
     UetUserData,
     UserIdentifiers,
+    format_time,
 )
 from .outbox import Kind, NewRow, OutboxRow, OutboxStore, State, open_store
 from .outbox.sqlite import Durability
@@ -198,6 +200,8 @@ class ConversionTracker:
         self._lease_seconds = lease_seconds
         self.uet_tag_id = uet_tag_id or self.settings.uet_tag_id
         self.metrics_registry = Metrics()
+        #: Goal creation times (``msclkid goals create``): conversions for younger goals are held 2 hours.
+        self.goal_registry = GoalRegistry(self.store)
         # Secrets are redacted by value in every record our loggers emit, including tokens that
         # rotate later (the token store teaches the filter each new one).
         self.redactor = RedactingFilter(self.settings.secrets())
@@ -234,6 +238,7 @@ class ConversionTracker:
             batch_size=self._batch_size,
             lease_seconds=self._lease_seconds,
             metrics=self.metrics_registry,
+            goal_ages=self.goal_registry,
         )
 
     def _campaign_client(self, microsoft: Any) -> Any:
@@ -366,7 +371,7 @@ class ConversionTracker:
             idempotency_key=key,
             payload=wire,
             conversion_name=conversion.conversion_name,
-            consent=_snapshot(snapshot, dropped),
+            consent=_snapshot(snapshot, dropped, click=click if snapshot.granted else None),
             expires_at=conversion.conversion_time + OFFLINE_MAX_AGE,
             **_suppression(snapshot, has_match_key=matchable),
         )
@@ -791,8 +796,12 @@ def _denied_drop(consent: Consent, *, msclkid: str | None, identifiers: bool) ->
     return tuple(dropped)
 
 
-def _snapshot(consent: Consent, dropped: tuple[str, ...]) -> dict[str, Any]:
+def _snapshot(consent: Consent, dropped: tuple[str, ...], *, click: object = None) -> dict[str, Any]:
     snap: dict[str, Any] = {"state": consent.state, "basis": consent.basis}
+    if isinstance(click, Click):
+        # Provenance of what was captured under this consent; the report uses the click time to warn about
+        # conversions uploaded less than an hour after their click (Microsoft advises waiting an hour).
+        snap["click_captured_at"] = format_time(click.captured_at)
     if dropped:
         snap["dropped"] = list(dropped)
         snap["reason"] = f"consent denied ({consent.basis})"
