@@ -22,6 +22,15 @@ _COMMANDS: dict[str, str] = {
     "flush": "msclkid_middleware.commands:flush",
     "status": "msclkid_middleware.commands:status",
     "retry-dead": "msclkid_middleware.commands:retry_dead",
+    "auth": "msclkid_middleware.commands_ops:auth",
+    "send-test": "msclkid_middleware.commands_ops:send_test",
+    "report": "msclkid_middleware.commands_ops:report",
+    "export-csv": "msclkid_middleware.commands_ops:export_csv",
+    "import-csv": "msclkid_middleware.commands_ops:import_csv",
+    "validate": "msclkid_middleware.commands_ops:validate",
+    "goals": "msclkid_middleware.commands_ops:goals",
+    "reconcile": "msclkid_middleware.commands_ops:reconcile_command",
+    "uet": "msclkid_middleware.commands_ops:uet",
 }
 
 

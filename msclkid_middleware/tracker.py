@@ -23,8 +23,8 @@ from .clickid import validate_click_id
 from .config import Settings
 from .consent import Consent
 from .dispatcher import Dispatcher, DispatchReport, Metrics, utcnow
-from .goal_ages import GoalRegistry
 from .errors import AdjustmentError, ConfigError, StoreError, UnknownEvent, UnknownGoal, ValidationError
+from .goal_ages import GoalRegistry
 from .models import (
     OFFLINE_MAX_AGE,
     UET_MAX_AGE,
@@ -47,11 +47,13 @@ from .outbox.sqlite import Durability
 from .redact import RedactingFilter
 from .worker import BackgroundWorker, ErrorCallback, run_until_signalled
 
-__all__ = ["ConversionTracker", "EventStatus", "offline_key"]
+__all__ = ["UET_TOKEN_PREFIX", "ConversionTracker", "EventStatus", "offline_key"]
 
 logger = logging.getLogger("msclkid_middleware.tracker")
 
 ClickLike = Click | str | None
+#: Token-table name prefix of a UET CAPI token stored by ``msclkid uet token`` (``uet:<tag ID>``).
+UET_TOKEN_PREFIX = "uet:"  # noqa: S105 - a key prefix, not a secret
 #: A syntactically valid click ID used only to run the model's structural checks on a row whose
 #: identifiers consent removed; it never reaches the payload.
 _PLACEHOLDER_CLICK = "0" * 32
@@ -247,7 +249,7 @@ class ConversionTracker:
         if microsoft is not None:
             return microsoft
         s = self.settings
-        if not s.microsoft_configured:
+        if not s.microsoft_configured and not self._stored_refresh_token():
             return None
         from .microsoft import CampaignManagementClient, RefreshTokenProvider
         from .outbox.tokens import OutboxTokenStore
@@ -268,12 +270,33 @@ class ConversionTracker:
         if uet is not None:
             return uet
         s = self.settings
-        if not s.uet_configured:
+        stored_name = f"{UET_TOKEN_PREFIX}{s.uet_tag_id}" if s.uet_tag_id else None
+        token = s.uet_api_token or self._stored_secret(stored_name)
+        if not (s.uet_tag_id and token):
             return None
         from .microsoft import UetClient
 
-        assert s.uet_api_token  # noqa: S101 - uet_configured
-        return UetClient(api_url=s.uet_api_url, api_token=s.uet_api_token)
+        return UetClient(api_url=s.uet_api_url, api_token=token)
+
+    def _stored_refresh_token(self) -> bool:
+        """A refresh token stored by ``msclkid auth`` stands in for ``MSADS_REFRESH_TOKEN``."""
+        s = self.settings
+        if not all((s.developer_token, s.client_id, s.customer_id, s.account_id)):
+            return False
+        return self._stored_secret("microsoft") is not None
+
+    def _stored_secret(self, name: str | None) -> str | None:
+        """A secret from the store's token table (``msclkid auth``, ``msclkid uet token``); the redactor learns it."""
+        if name is None:
+            return None
+        try:
+            record = self.store.load_token(name)
+        except StoreError:
+            return None
+        if record is None or not record.refresh_token:
+            return None
+        self.redactor.add(record.refresh_token)
+        return record.refresh_token
 
     def __repr__(self) -> str:
         return f"ConversionTracker(store={self.store.url!r}, kinds={self.dispatcher.kinds!r})"

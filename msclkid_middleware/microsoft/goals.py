@@ -40,6 +40,7 @@ log = logging.getLogger("msclkid_middleware.microsoft.goals")
 MAX_REPORT_DAYS = 7
 MAX_REPORT_GOALS = 20
 RevenueType = Literal["FixedValue", "VariableValue", "NoValue"]
+_REVENUE_TYPES: tuple[RevenueType, ...] = ("FixedValue", "VariableValue", "NoValue")
 _ADDITIONAL_FIELDS = "GoalCategory,IsEnhancedConversionsEnabled,IsExternallyAttributed"
 
 #: A plain-language hint per ``OfflineConversionUnattributedReason`` (reference §1.2, §4).
@@ -174,7 +175,8 @@ class ConversionGoal:
     def from_wire(cls, data: Mapping[str, Any]) -> ConversionGoal:
         revenue = data.get("Revenue") if isinstance(data.get("Revenue"), Mapping) else {}
         assert isinstance(revenue, Mapping)  # noqa: S101 - narrowed above
-        revenue_type = revenue.get("Type") or "VariableValue"
+        raw_type = revenue.get("Type") or "VariableValue"
+        revenue_type: RevenueType = raw_type if raw_type in _REVENUE_TYPES else "NoValue"
         window = _int(data.get("ConversionWindowInMinutes")) or 43200
         enhanced = data.get("IsEnhancedConversionsEnabled")
         external = data.get("IsExternallyAttributed")
@@ -185,7 +187,7 @@ class ConversionGoal:
             status=str(data.get("Status") or "Active"),
             scope=str(data.get("Scope") or "Account"),
             count_type=str(data.get("CountType") or "All") if data.get("CountType") in ("All", "Unique") else "All",
-            revenue_type=revenue_type if revenue_type in ("FixedValue", "VariableValue", "NoValue") else "NoValue",
+            revenue_type=revenue_type,
             revenue_value=_float(revenue.get("Value")),
             currency=_str(revenue.get("CurrencyCode")),
             conversion_window_minutes=min(max(window, 1), 129600),
@@ -315,7 +317,7 @@ class GoalsClient:
     # -- plumbing ---------------------------------------------------------------------------------------------
 
     def _call(self, operation: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
-        status, body, tracking_id, wait = self.campaign._post(operation, dict(payload))  # noqa: SLF001 - same package
+        status, body, tracking_id, wait = self.campaign._post(operation, dict(payload))
         if status == 200 and isinstance(body, Mapping) and unwrap_fault(body) is None:
             return body
         raise error_from_fault(status, body, tracking_id=tracking_id, retry_after=wait, what=operation)
@@ -389,7 +391,7 @@ class GoalsClient:
                 if upload_channel is not None:
                     payload["UploadChannelFilter"] = upload_channel
                 body = self._call("OfflineConversionReport/QueryByGoalIds", payload)
-                for error in (body.get("PartialErrors") or ()):
+                for error in body.get("PartialErrors") or ():
                     if isinstance(error, Mapping):
                         log.warning("goal report: %s (index %s)", error.get("Message"), error.get("Index"))
                 for item in body.get("OfflineGoalConversionSummaries") or ():

@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import make_campaign
+from ms_helpers import click_id, wire_time
 
 from msclkid_middleware.errors import ApiFault, AuthenticationError, ValidationError
 from msclkid_middleware.microsoft import CampaignManagementClient
 from msclkid_middleware.microsoft.goals import ConversionGoal, GoalsClient, report_windows
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
-
-from conftest import make_campaign
-from ms_helpers import click_id, wire_time
 
 
 def test_add_then_list_and_query_goals(ms: EmulatorHandle, campaign: CampaignManagementClient) -> None:
@@ -48,8 +47,10 @@ def test_add_then_list_and_query_goals(ms: EmulatorHandle, campaign: CampaignMan
 def test_add_goals_reports_each_failure(campaign: CampaignManagementClient) -> None:
     goals = GoalsClient(campaign)
     results = goals.add_goals([ConversionGoal("Purchase"), ConversionGoal("Fresh")])
-    assert results[0][0] is None and "4803" in (results[0][1] or "")
-    assert results[1][0] is not None and results[1][1] is None
+    assert results[0][0] is None
+    assert "4803" in (results[0][1] or "")
+    assert results[1][0] is not None
+    assert results[1][1] is None
     with pytest.raises(ApiFault, match="4803"):
         goals.add_goal(ConversionGoal("Purchase"))
 
