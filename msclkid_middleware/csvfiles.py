@@ -17,6 +17,7 @@ rejected-rows file with the reason (raw email and phone cells are blanked there)
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -109,7 +110,10 @@ def safe_cell(value: str) -> str:
 
 
 def parse_time_zone(value: str | None) -> tzinfo:
-    """``UTC`` (default), a fixed offset (``+0100``, ``-05:00``) or an IANA zone name (``Europe/Berlin``)."""
+    """``UTC`` (default), a fixed offset (``+0100``, ``-05:00``) or an IANA zone name (``Europe/Berlin``).
+
+    Microsoft's own zone names (``EasternTimeUSCanada``) are not mapped: give the IANA name instead.
+    """
     if value is None or value.strip().upper() in ("", "UTC", "Z", "GMT"):
         return UTC
     text = value.strip()
@@ -368,6 +372,8 @@ def _cell(cells: Sequence[str], columns: Mapping[str, int], name: str) -> str | 
     if index is None or index >= len(cells):
         return None
     value = cells[index].strip()
+    if value.startswith("'") and value[1:2] and value[1] in _FORMULA_START:
+        value = value[1:]  # undo safe_cell(): a file this toolkit exported reads back exactly
     return value or None
 
 
@@ -376,7 +382,7 @@ def parse_row(
 ) -> ImportRow:
     """Parse one CRM row (raises :class:`~msclkid_middleware.errors.ValidationError` naming the field)."""
     event_id = _cell(cells, columns, "event_id")
-    if event_id is None:
+    if event_id is None and "event_id" in columns:
         raise ValidationError("event_id", "is empty")
     name = _cell(cells, columns, "conversion_name") or default_goal
     if name is None:
@@ -393,6 +399,19 @@ def parse_row(
         except ValueError:
             raise ValidationError("value", "is not a number (use a period for decimals)") from None
     click_id = _cell(cells, columns, "msclkid")
+    if event_id is None:
+        # A file without event IDs (Microsoft's own import template): Microsoft's key names the conversion.
+        key = "|".join(
+            str(p)
+            for p in (
+                click_id,
+                _cell(cells, columns, "hashed_email"),
+                _cell(cells, columns, "hashed_phone"),
+                name,
+                when.isoformat(),
+            )
+        )
+        event_id = "csv-" + hashlib.sha256(key.encode()).hexdigest()[:32]
     click_time = _cell(cells, columns, "click_time")
     click: Click | str | None = click_id
     if click_id is not None and click_time is not None:
@@ -494,8 +513,17 @@ def import_file(
         if first is None:
             raise ConfigError(f"{path} is empty: the first row must name the columns")
         header = first[1]
+        if header and header[0].startswith("Parameters:"):
+            # Microsoft's template: "Parameters:TimeZone=<zone>" states the zone of times without one.
+            stated = header[0].partition("TimeZone=")[2].strip()
+            if stated:
+                zone = parse_time_zone(stated)
+            second = next(rows, None)
+            if second is None:
+                raise ConfigError(f"{path} has no header row after its Parameters line")
+            header = second[1]
         columns = resolve_columns(header, mapping)
-        missing = [n for n in ("event_id", "conversion_time") if n not in columns]
+        missing = [n for n in ("conversion_time",) if n not in columns]
         if "conversion_name" not in columns and default_goal is None:
             missing.append("conversion_name")
         if missing:
