@@ -571,6 +571,7 @@ def import_file(
 
 def read_export(path: Path) -> tuple[str, list[dict[str, str]]]:
     """Read back an exported file: its Parameters line and the data rows (for round-trip checks)."""
-    text = path.read_text(encoding="utf-8")
+    with path.open(newline="", encoding="utf-8") as handle:
+        text = handle.read()
     first, _, rest = text.partition("\r\n")
     return first, list(csv.DictReader(io.StringIO(rest)))
