@@ -108,6 +108,17 @@ def test_auth_paste_stores_the_refresh_token_then_check_uses_it(
     assert_clean(check.output, ms)
 
 
+def test_auth_url_uses_the_sandbox_scope(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MSADS_ENVIRONMENT", "sandbox")
+    result = run("auth", "--code", "not-a-real-code")
+    url = next(line for line in result.output.splitlines() if "authorize?" in line)
+    assert parse_qs(urlsplit(url).query)["scope"] == ["https://si.ads.microsoft.com/msads.manage offline_access"]
+    assert parse_qs(urlsplit(url).query)["redirect_uri"] == [
+        "https://login.microsoftonline.com/common/oauth2/nativeclient"
+    ]
+    assert result.exit_code == 1  # the emulator does not know that code
+
+
 def test_auth_with_a_code_argument_and_a_refused_redirect(env: Path, ms: EmulatorHandle) -> None:
     redirect = "https://shop.example/cb"
     code = parse_qs(urlsplit(_authorize(ms, redirect)).query)["code"][0]
@@ -522,6 +533,37 @@ def test_reconcile_puts_microsofts_reasons_beside_our_counts(strict: EmulatorHan
         )
     )
     assert rows[1][:6] == ["Paused goal", rows[1][1], "1", "0", "1", "GoalNotFoundOrInactive"]
+
+
+def test_reconcile_names_rejection_reasons(strict: EmulatorHandle) -> None:
+    """Items Microsoft refused outright are "not counted" too, each with its reason and hint."""
+    ms = strict
+    now = datetime.now(UTC)
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    base = {"ConversionName": "Purchase", "ConversionTime": (now - timedelta(hours=1)).strftime(stamp)}
+    items = [
+        {**base, "MicrosoftClickId": click_id(1), "ConversionTime": (now + timedelta(days=2)).strftime(stamp)},
+        {**base, "MicrosoftClickId": click_id(2), "ConversionTime": (now - timedelta(days=91)).strftime(stamp)},
+        {**base},  # no click ID, no hashes
+        {**base, "MicrosoftClickId": click_id(4), "ConversionCurrencyCode": "ZZZ"},
+    ]
+    requests.post(
+        ms.campaign_url("OfflineConversions/Apply"),
+        json={"OfflineConversions": items},
+        headers=_cm_headers(ms),
+        timeout=5,
+    ).raise_for_status()
+    result = run("reconcile", "--since", "2d")
+    assert result.exit_code == RECONCILE_ALERT_EXIT
+    for reason, hint in (
+        ("ConversionTimeInFuture", "send UTC"),
+        ("ConversionTimeExceedsMaxLookback", "older than 90 days"),
+        ("MissingMatchIdentifiers", "neither a click ID"),
+        ("MalformedData", "a field was invalid"),
+    ):
+        line = next(line for line in result.output.splitlines() if f"{reason}: 1" in line)
+        assert hint in line
+    assert "Not counted overall: 100.0%" in result.output
 
 
 def test_reconcile_names_adjustment_reasons(strict: EmulatorHandle, tmp_path: Path) -> None:
