@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from . import faultpoints
 from .errors import ConfigError, MicrosoftError, MsclkidError, ReconsentRequired, StoreError
 from .microsoft.results import ItemResult, UetEventResult, UetIssue
-from .microsoft.retry import RetryDecision, RetryPolicy
+from .microsoft.retry import GOAL_MIN_AGE, WAIT_FOR_GOAL_CODE, RetryDecision, RetryPolicy
 from .models import parse_time
 from .outbox.base import CAMPAIGN_KINDS, Kind, OutboxRow, OutboxStore, Outcome, iter_chunks
 from .redact import shorten
@@ -438,9 +438,27 @@ class Dispatcher:
         # The clients already refresh an expired access token once and retry, so a 109/401 reaching
         # us has been through a refresh.
         decision: RetryDecision = self.retry_policy.classify(
-            error_or_result, row.attempts, elapsed=elapsed, refreshed=True
+            error_or_result,
+            row.attempts,
+            elapsed=elapsed,
+            refreshed=True,
+            goal_age=self._goal_age(error_or_result, row),
         )
         return decision
+
+    def _goal_age(self, error_or_result: object, row: OutboxRow) -> float | None:
+        """For a 5615 answer: the goal's age in seconds when known, so the retry waits exactly until it is 2 h old."""
+        if self.goal_ages is None or getattr(error_or_result, "code", None) != WAIT_FOR_GOAL_CODE:
+            return None
+        if not row.conversion_name:
+            return None
+        try:
+            ready = self.goal_ages.ready_at(row.account, row.conversion_name)
+        except StoreError:
+            return None
+        if ready is None:
+            return None
+        return GOAL_MIN_AGE - (ready - self.clock()).total_seconds()
 
     def _backoff(self, attempt: int) -> float:
         backoff = getattr(self.retry_policy, "backoff", None)

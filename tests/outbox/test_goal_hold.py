@@ -67,3 +67,21 @@ def test_click_time_is_kept_with_the_row(tracker: ConversionTracker, clock: Fake
     (row,) = tracker.store.find("ord_5")
     assert row.consent is not None
     assert row.consent["click_captured_at"] == click.captured_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_5615_answer_waits_exactly_until_the_known_goal_age(
+    ms: EmulatorHandle, tmp_path: Path, clock: FakeClock
+) -> None:
+    # Microsoft still thinks the goal is new (its clock, its rules); we know it was created 2h05m ago.
+    ms.add_goal("Skewed", created_hours_ago=1)
+    tracker = make_tracker(ms, tmp_path, clock)
+    try:
+        tracker.goal_registry.record(tracker.account, "Skewed", clock() - timedelta(hours=2, minutes=5))
+        record(tracker, clock, 1, conversion_name="Skewed")
+        assert tracker.flush().retried == 1
+        status = tracker.status("ord_1")
+        assert status.last_error_code is not None
+        assert status.last_error_code.startswith("5615")
+        assert status.next_attempt_at == clock() + timedelta(seconds=60)  # not the 30-minute default
+    finally:
+        tracker.close()
