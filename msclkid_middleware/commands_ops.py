@@ -304,7 +304,11 @@ def send_test(
             _send_now(tracker, event_id)
         final = tracker.status(event_id)
         click.echo(f"outcome: {final.state}")
-        if final.last_error_code or final.last_error_message:
+        if final.state == "pending" and final.last_error_code:
+            # Not sent (held for a young goal, or a transient failure to retry): say why and when.
+            click.echo(f"waiting: {final.last_error_code}: {final.last_error_message or ''}")
+            click.echo(f"next attempt: {final.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC" if final.next_attempt_at else "")
+        elif final.last_error_code or final.last_error_message:
             click.echo(f"PartialErrors: {final.last_error_code or '-'}: {final.last_error_message or ''}")
         else:
             click.echo("PartialErrors: none")

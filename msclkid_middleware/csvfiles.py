@@ -481,7 +481,9 @@ class _Batch:
     """
 
     def __init__(self, store: Any) -> None:
-        self.path: str | None = getattr(store, "path", None) if type(store).__name__ == "SqliteOutbox" else None
+        from .outbox.sqlite import SqliteOutbox  # stdlib only; other stores commit per row
+
+        self.path: str | None = store.path if isinstance(store, SqliteOutbox) else None
         self.connection: sqlite3.Connection | None = None
         self.pending = 0
 

@@ -197,6 +197,16 @@ def test_send_test_prints_the_rejection(env: Path, ms: EmulatorHandle) -> None:
     assert "click" in again.output
 
 
+def test_send_test_for_a_goal_younger_than_two_hours_is_held(env: Path, ms: EmulatorHandle) -> None:
+    assert run("goals", "create", "Brand new", "--currency", "USD").exit_code == 0
+    result = run("send-test", "--click-id", click_id(9), "--goal", "Brand new")
+    assert result.exit_code == 0, result.output
+    assert "outcome: pending" in result.output
+    assert "waiting: goal_too_new" in result.output
+    assert "next attempt: " in result.output
+    assert ms.received("offline") == []
+
+
 # -- report ----------------------------------------------------------------------------------------------------
 
 
