@@ -58,7 +58,8 @@ def cli() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
     try:
-        cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="msclkid", standalone_mode=False)
+        # Without standalone mode click *returns* the code of a ``click.exceptions.Exit`` raised by a command.
+        result = cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="msclkid", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
@@ -69,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 def run() -> None:  # pragma: no cover - console-script shim

@@ -425,6 +425,8 @@ def test_validate_checks_without_recording(env: Path, ms: EmulatorHandle, monkey
         store.close()
     good = _crm_file(env / "good.csv", rows[:1])
     assert run("validate", str(good)).exit_code == 0
+    assert main(["validate", str(source)]) == 1
+    assert main(["validate", str(good)]) == 0
 
 
 # -- goals -----------------------------------------------------------------------------------------------------
@@ -537,6 +539,8 @@ def test_reconcile_puts_microsofts_reasons_beside_our_counts(strict: EmulatorHan
     assert purchase["microsoft_success"] == 4  # ord_1, the manual upload of ord_2, ord_3 and its retract
     assert data["daily"][0]["success"] >= 8
     assert run("reconcile", "--max-unattributed", "1").exit_code == 0
+    assert main(["reconcile", "--max-unattributed", "0.5"]) == RECONCILE_ALERT_EXIT  # main() returns the code too
+    assert main(["reconcile", "--max-unattributed", "1"]) == 0
     rows = list(
         csv.reader(
             run("reconcile", "--format", "csv", "--goal", "Paused goal", "--max-unattributed", "1").output.splitlines()
