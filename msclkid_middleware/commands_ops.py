@@ -441,6 +441,7 @@ _csv_options = [
     click.option(
         "--rejected", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Rejected-rows file."
     ),
+    click.option("--encoding", default="utf-8-sig", show_default=True, help="The file's text encoding."),
 ]
 
 
@@ -458,6 +459,7 @@ def _run_import(
     time_zone: str,
     goal: str | None,
     rejected: Path | None,
+    encoding: str,
 ) -> Any:
     from .csvfiles import count_lines, import_file
 
@@ -468,6 +470,7 @@ def _run_import(
         "time_zone": time_zone,
         "default_goal": goal,
         "rejected_path": rejected,
+        "encoding": encoding,
     }
     try:
         lines = count_lines(file)
@@ -491,11 +494,17 @@ def _run_import(
 @_store_option
 @_with_csv_options
 def import_csv(
-    store_url: str | None, file: Path, maps: tuple[str, ...], time_zone: str, goal: str | None, rejected: Path | None
+    store_url: str | None,
+    file: Path,
+    maps: tuple[str, ...],
+    time_zone: str,
+    goal: str | None,
+    rejected: Path | None,
+    encoding: str,
 ) -> None:
     """Record conversions from a CRM export (docs/operations.md: columns); re-running a file is a no-op."""
     with _opened(store_url) as tracker:
-        result = _run_import(tracker, tracker.goals, file, maps, time_zone, goal, rejected)
+        result = _run_import(tracker, tracker.goals, file, maps, time_zone, goal, rejected, encoding)
     click.echo(
         f"{result.rows} row(s): {result.recorded} recorded, {result.existing} already recorded,"
         f" {result.rejected} rejected"
@@ -507,12 +516,18 @@ def import_csv(
 @_store_option
 @_with_csv_options
 def validate(
-    store_url: str | None, file: Path, maps: tuple[str, ...], time_zone: str, goal: str | None, rejected: Path | None
+    store_url: str | None,
+    file: Path,
+    maps: tuple[str, ...],
+    time_zone: str,
+    goal: str | None,
+    rejected: Path | None,
+    encoding: str,
 ) -> None:
     """Check a CRM export like import-csv would, without recording anything."""
     with _opened(store_url, microsoft=False, uet=False) as tracker:
         goals = tracker.goals
-    result = _run_import(None, goals, file, maps, time_zone, goal, rejected)
+    result = _run_import(None, goals, file, maps, time_zone, goal, rejected, encoding)
     click.echo(f"{result.rows} row(s): {result.valid} valid, {result.rejected} invalid")
     _show_rejects(result)
 

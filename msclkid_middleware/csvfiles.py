@@ -512,11 +512,22 @@ class _Batch:
             self.connection.close()
 
 
-def _read_rows(handle: TextIO) -> Iterator[tuple[int, list[str]]]:
+def _read_rows(handle: TextIO, path: Path) -> Iterator[tuple[int, list[str]]]:
     reader = csv.reader(handle)
-    for cells in reader:
-        if cells and any(c.strip() for c in cells):
-            yield reader.line_num, cells
+    try:
+        for cells in reader:
+            if cells and any(c.strip() for c in cells):
+                yield reader.line_num, cells
+    except csv.Error as exc:
+        # A structurally broken file (NUL bytes, an unterminated quote, a giant field) cannot be read on.
+        raise ConfigError(
+            f"{path}: line {reader.line_num + 1} is not valid CSV ({exc}); nothing after it was read"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{path} is not valid {handle.encoding} text; export the file as UTF-8"
+            " or give --encoding (for example cp1252)"
+        ) from None
 
 
 def import_file(
@@ -530,6 +541,7 @@ def import_file(
     rejected_path: Path | None = None,
     now: datetime | None = None,
     on_row: Callable[[int], None] | None = None,
+    encoding: str = "utf-8-sig",
 ) -> ImportResult:
     """Validate every row of ``path`` and, with a ``tracker``, record the valid ones (``tracker=None``: validate).
 
@@ -547,11 +559,13 @@ def import_file(
     rejected_handle: TextIO | None = None
     rejected_writer: Any = None
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")
+        handle = path.open(newline="", encoding=encoding)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except LookupError:
+        raise ConfigError(f"unknown encoding {encoding!r}") from None
     with handle, _Batch(tracker.store if tracker is not None else None) as batch:
-        rows = _read_rows(handle)
+        rows = _read_rows(handle, path)
         first = next(rows, None)
         if first is None:
             raise ConfigError(f"{path} is empty: the first row must name the columns")

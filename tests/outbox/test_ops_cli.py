@@ -429,6 +429,28 @@ def test_validate_checks_without_recording(env: Path, ms: EmulatorHandle, monkey
     assert main(["validate", str(good)]) == 0
 
 
+def test_broken_files_are_refused_with_a_reason(env: Path, ms: EmulatorHandle) -> None:
+    when = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
+    latin = env / "latin.csv"
+    text = f"order_id,goal,time,msclkid\nL1,Purchase,{when},{click_id(1)}\nL2,Caf\xe9,{when},bad id\n"
+    latin.write_bytes(text.encode("latin-1"))
+    result = run("import-csv", str(latin))
+    assert result.exit_code == 1
+    assert "is not valid utf-8-sig text" in result.output
+    assert "--encoding" in result.output
+    decoded = run("validate", str(latin), "--encoding", "cp1252")
+    assert "2 row(s): 1 valid, 1 invalid" in decoded.output
+    huge = env / "huge.csv"
+    huge.write_bytes(b'order_id,goal,time\nN1,Purchase,"' + b"9" * 200_000 + b'"\n')  # over csv's field limit
+    broken = run("validate", str(huge))
+    assert broken.exit_code == 1
+    assert "not valid CSV" in broken.output
+    empty = env / "empty.csv"
+    empty.write_text("")
+    assert "is empty" in run("validate", str(empty)).output
+    assert run("validate", str(latin), "--encoding", "klingon").exit_code == 1
+
+
 # -- goals -----------------------------------------------------------------------------------------------------
 
 
