@@ -488,6 +488,8 @@ def _run_import(
             return import_file(file, on_row=progress, **kwargs)
     except MsclkidError as exc:
         raise _fail(exc) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {exc.filename or 'a file'}: {exc.strerror}") from None
 
 
 @click.command("import-csv")

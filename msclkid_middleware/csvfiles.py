@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError, MsclkidError, ValidationError
+from .errors import ConfigError, MsclkidError, StoreError, ValidationError
 from .models import Click, OfflineConversion, UserIdentifiers, parse_time
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -603,6 +603,9 @@ def import_file(
                     status = tracker.record_offline(**row.record_kwargs(), connection=batch.connection)
                     counts["recorded" if status.created else "existing"] += 1
                     batch.written()
+            except StoreError:
+                # The outbox itself failed (full, disk, lock): stop; committed batches stay, a re-run adds the rest.
+                raise
             except (MsclkidError, ValueError) as exc:
                 # str() of our errors never holds the value itself (personal data), only field and rule.
                 reason = str(exc) if isinstance(exc, MsclkidError) else f"invalid value: {type(exc).__name__}"

@@ -20,6 +20,8 @@ from click.testing import CliRunner
 from msclkid_middleware.cli import cli, main
 from msclkid_middleware.commands_ops import RECONCILE_ALERT_EXIT
 from msclkid_middleware.config import Settings
+from msclkid_middleware.csvfiles import import_file
+from msclkid_middleware.errors import OutboxFull
 from msclkid_middleware.models import Click
 from msclkid_middleware.outbox import open_store
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
@@ -449,6 +451,25 @@ def test_broken_files_are_refused_with_a_reason(env: Path, ms: EmulatorHandle) -
     empty.write_text("")
     assert "is empty" in run("validate", str(empty)).output
     assert run("validate", str(latin), "--encoding", "klingon").exit_code == 1
+    unwritable = run("validate", str(latin), "--encoding", "cp1252", "--rejected", str(env / "no" / "such" / "dir.csv"))
+    assert unwritable.exit_code == 1
+    assert "cannot write" in unwritable.output
+
+
+def test_import_stops_when_the_outbox_is_full(env: Path, ms: EmulatorHandle) -> None:
+    when = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
+    source = _crm_file(
+        env / "many.csv", [[f"F{n}", "Purchase", when, "1", "USD", click_id(n), "", ""] for n in range(5)]
+    )
+    clock = FakeClock()
+    tracker = make_tracker(ms, env, clock, microsoft=False, max_pending=3)
+    try:
+        with pytest.raises(OutboxFull):
+            import_file(source, tracker=tracker)
+        # Rows of the failed batch were rolled back; nothing half-written.
+        assert [r.event_id for r in tracker.store.scan()] == []
+    finally:
+        tracker.close()
 
 
 # -- goals -----------------------------------------------------------------------------------------------------
