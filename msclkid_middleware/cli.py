@@ -22,6 +22,15 @@ _COMMANDS: dict[str, str] = {
     "flush": "msclkid_middleware.commands:flush",
     "status": "msclkid_middleware.commands:status",
     "retry-dead": "msclkid_middleware.commands:retry_dead",
+    "auth": "msclkid_middleware.commands_ops:auth",
+    "send-test": "msclkid_middleware.commands_ops:send_test",
+    "report": "msclkid_middleware.commands_ops:report",
+    "export-csv": "msclkid_middleware.commands_ops:export_csv",
+    "import-csv": "msclkid_middleware.commands_ops:import_csv",
+    "validate": "msclkid_middleware.commands_ops:validate",
+    "goals": "msclkid_middleware.commands_ops:goals",
+    "reconcile": "msclkid_middleware.commands_ops:reconcile_command",
+    "uet": "msclkid_middleware.commands_ops:uet",
 }
 
 
@@ -49,7 +58,8 @@ def cli() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
     try:
-        cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="msclkid", standalone_mode=False)
+        # Without standalone mode click *returns* the code of a ``click.exceptions.Exit`` raised by a command.
+        result = cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="msclkid", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
@@ -60,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 def run() -> None:  # pragma: no cover - console-script shim

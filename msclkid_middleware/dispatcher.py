@@ -23,12 +23,12 @@ from typing import Any, Protocol
 from . import faultpoints
 from .errors import ConfigError, MicrosoftError, MsclkidError, ReconsentRequired, StoreError
 from .microsoft.results import ItemResult, UetEventResult, UetIssue
-from .microsoft.retry import RetryDecision, RetryPolicy
+from .microsoft.retry import GOAL_MIN_AGE, WAIT_FOR_GOAL_CODE, RetryDecision, RetryPolicy
 from .models import parse_time
 from .outbox.base import CAMPAIGN_KINDS, Kind, OutboxRow, OutboxStore, Outcome, iter_chunks
 from .redact import shorten
 
-__all__ = ["DispatchReport", "Dispatcher", "Metrics", "default_owner", "utcnow"]
+__all__ = ["GOAL_TOO_NEW", "DispatchReport", "Dispatcher", "GoalAges", "Metrics", "default_owner", "utcnow"]
 
 logger = logging.getLogger("msclkid_middleware.dispatcher")
 
@@ -114,6 +114,12 @@ class _TokenProvider(Protocol):
     def force_refresh(self) -> Any: ...
 
 
+class GoalAges(Protocol):
+    """When a goal becomes old enough for uploads (``goal_ages.GoalRegistry``); ``None``: unknown."""
+
+    def ready_at(self, account: str, name: str) -> datetime | None: ...
+
+
 class Dispatcher:
     """Drains an :class:`~msclkid_middleware.outbox.OutboxStore` into Microsoft.
 
@@ -121,6 +127,7 @@ class Dispatcher:
     ``uet``: a ``UetClient``.  A kind whose client is ``None`` is never claimed, so a process without
     credentials can share the outbox with one that has them.  ``token_provider`` (defaults to
     ``campaign.token_provider``) is probed to resume accounts paused by ``ReconsentRequired``.
+    ``goal_ages`` (optional) holds offline rows of a goal younger than two hours until it is old enough.
     """
 
     def __init__(
@@ -138,6 +145,7 @@ class Dispatcher:
         token_provider: _TokenProvider | None = None,
         probe_interval: float = DEFAULT_PROBE_INTERVAL,
         metrics: Metrics | None = None,
+        goal_ages: GoalAges | None = None,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
@@ -153,6 +161,7 @@ class Dispatcher:
         self.token_provider = token_provider or getattr(campaign, "token_provider", None)
         self.probe_interval = probe_interval
         self.metrics = metrics or Metrics()
+        self.goal_ages = goal_ages
         self._next_probe: datetime | None = None
         # One step at a time per dispatcher: flush() and the background thread share the clients,
         # and a client (one requests.Session) is meant for one thread at a time.
@@ -289,6 +298,7 @@ class Dispatcher:
         sent early and rejected.  The wait does not count as an attempt.
         """
         outcomes = []
+        ready_cache: dict[tuple[str, str], datetime | None] = {}
         for row in rows:
             token = row.lease_token or ""
             if row.expires_at is not None and row.expires_at <= now:
@@ -310,7 +320,35 @@ class Dispatcher:
                         refund_attempt=True,
                     )
                 )
+                continue
+            ready = self._goal_ready(row, ready_cache)
+            if ready is not None and ready > now:
+                # Sent now, Microsoft may answer 5615 or accept and silently not apply it: hold, do not drop.
+                self.metrics.add("held", reason="goal_too_new")
+                outcomes.append(
+                    Outcome(
+                        row.id,
+                        token,
+                        "pending",
+                        next_attempt_at=ready + _FUTURE_MARGIN,
+                        error_code=GOAL_TOO_NEW,
+                        error_message=f"goal {row.conversion_name!r} is younger than 2 hours; held until"
+                        f" {ready:%Y-%m-%d %H:%M} UTC (Microsoft may not apply conversions sent earlier)",
+                        refund_attempt=True,
+                    )
+                )
         return outcomes
+
+    def _goal_ready(self, row: OutboxRow, cache: dict[tuple[str, str], datetime | None]) -> datetime | None:
+        if self.goal_ages is None or row.kind not in _GOAL_KINDS or not row.conversion_name:
+            return None
+        key = (row.account, row.conversion_name)
+        if key not in cache:
+            try:
+                cache[key] = self.goal_ages.ready_at(*key)
+            except StoreError:
+                cache[key] = None  # unknown age: send, and let a 5615 answer decide
+        return cache[key]
 
     def _pause(self, row: OutboxRow, code: str, message: str) -> Outcome:
         return Outcome(
@@ -400,9 +438,27 @@ class Dispatcher:
         # The clients already refresh an expired access token once and retry, so a 109/401 reaching
         # us has been through a refresh.
         decision: RetryDecision = self.retry_policy.classify(
-            error_or_result, row.attempts, elapsed=elapsed, refreshed=True
+            error_or_result,
+            row.attempts,
+            elapsed=elapsed,
+            refreshed=True,
+            goal_age=self._goal_age(error_or_result, row),
         )
         return decision
+
+    def _goal_age(self, error_or_result: object, row: OutboxRow) -> float | None:
+        """For a 5615 answer: the goal's age in seconds when known, so the retry waits exactly until it is 2 h old."""
+        if self.goal_ages is None or getattr(error_or_result, "code", None) != WAIT_FOR_GOAL_CODE:
+            return None
+        if not row.conversion_name:
+            return None
+        try:
+            ready = self.goal_ages.ready_at(row.account, row.conversion_name)
+        except StoreError:
+            return None
+        if ready is None:
+            return None
+        return GOAL_MIN_AGE - (ready - self.clock()).total_seconds()
 
     def _backoff(self, attempt: int) -> float:
         backoff = getattr(self.retry_policy, "backoff", None)
@@ -487,6 +543,11 @@ class Dispatcher:
         logger.info("token refresh succeeded: resumed %d paused rows", resumed)
         return resumed
 
+
+#: ``last_error_code`` of a row held back because its goal is younger than two hours.
+GOAL_TOO_NEW = "goal_too_new"
+#: Kinds that name an offline conversion goal.
+_GOAL_KINDS = frozenset({"offline", "offline_adjustment"})
 
 _RECONSENT_MESSAGE = "re-consent needed: the refresh token was refused; run `msclkid auth`"
 

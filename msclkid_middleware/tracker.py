@@ -24,6 +24,7 @@ from .config import Settings
 from .consent import Consent
 from .dispatcher import Dispatcher, DispatchReport, Metrics, utcnow
 from .errors import AdjustmentError, ConfigError, StoreError, UnknownEvent, UnknownGoal, ValidationError
+from .goal_ages import GoalRegistry
 from .models import (
     OFFLINE_MAX_AGE,
     UET_MAX_AGE,
@@ -39,17 +40,20 @@ from .models import (
     UetPageType,
     UetUserData,
     UserIdentifiers,
+    format_time,
 )
 from .outbox import Kind, NewRow, OutboxRow, OutboxStore, State, open_store
 from .outbox.sqlite import Durability
 from .redact import RedactingFilter
 from .worker import BackgroundWorker, ErrorCallback, run_until_signalled
 
-__all__ = ["ConversionTracker", "EventStatus", "offline_key"]
+__all__ = ["UET_TOKEN_PREFIX", "ConversionTracker", "EventStatus", "offline_key"]
 
 logger = logging.getLogger("msclkid_middleware.tracker")
 
 ClickLike = Click | str | None
+#: Token-table name prefix of a UET CAPI token stored by ``msclkid uet token`` (``uet:<tag ID>``).
+UET_TOKEN_PREFIX = "uet:"  # noqa: S105 - a key prefix, not a secret
 #: A syntactically valid click ID used only to run the model's structural checks on a row whose
 #: identifiers consent removed; it never reaches the payload.
 _PLACEHOLDER_CLICK = "0" * 32
@@ -198,6 +202,8 @@ class ConversionTracker:
         self._lease_seconds = lease_seconds
         self.uet_tag_id = uet_tag_id or self.settings.uet_tag_id
         self.metrics_registry = Metrics()
+        #: Goal creation times (``msclkid goals create``): conversions for younger goals are held 2 hours.
+        self.goal_registry = GoalRegistry(self.store)
         # Secrets are redacted by value in every record our loggers emit, including tokens that
         # rotate later (the token store teaches the filter each new one).
         self.redactor = RedactingFilter(self.settings.secrets())
@@ -241,6 +247,7 @@ class ConversionTracker:
             batch_size=self._batch_size,
             lease_seconds=self._lease_seconds,
             metrics=self.metrics_registry,
+            goal_ages=self.goal_registry,
         )
 
     def _campaign_client(self, microsoft: Any) -> Any:
@@ -256,7 +263,7 @@ class ConversionTracker:
                 )
             return microsoft
         s = self.settings
-        if not s.microsoft_configured:
+        if not s.microsoft_configured and not self._stored_refresh_token():
             return None
         from .microsoft import CampaignManagementClient, RefreshTokenProvider
         from .outbox.tokens import OutboxTokenStore
@@ -282,12 +289,33 @@ class ConversionTracker:
                 )
             return uet
         s = self.settings
-        if not s.uet_configured:
+        stored_name = f"{UET_TOKEN_PREFIX}{s.uet_tag_id}" if s.uet_tag_id else None
+        token = s.uet_api_token or self._stored_secret(stored_name)
+        if not (s.uet_tag_id and token):
             return None
         from .microsoft import UetClient
 
-        assert s.uet_api_token  # noqa: S101 - uet_configured
-        return UetClient(api_url=s.uet_api_url, api_token=s.uet_api_token)
+        return UetClient(api_url=s.uet_api_url, api_token=token)
+
+    def _stored_refresh_token(self) -> bool:
+        """A refresh token stored by ``msclkid auth`` stands in for ``MSADS_REFRESH_TOKEN``."""
+        s = self.settings
+        if not all((s.developer_token, s.client_id, s.customer_id, s.account_id)):
+            return False
+        return self._stored_secret("microsoft") is not None
+
+    def _stored_secret(self, name: str | None) -> str | None:
+        """A secret from the store's token table (``msclkid auth``, ``msclkid uet token``); the redactor learns it."""
+        if name is None:
+            return None
+        try:
+            record = self.store.load_token(name)
+        except StoreError:
+            return None
+        if record is None or not record.refresh_token:
+            return None
+        self.redactor.add(record.refresh_token)
+        return record.refresh_token
 
     def __repr__(self) -> str:
         return f"ConversionTracker(store={self.store.url!r}, kinds={self.dispatcher.kinds!r})"
@@ -385,7 +413,7 @@ class ConversionTracker:
             idempotency_key=key,
             payload=wire,
             conversion_name=conversion.conversion_name,
-            consent=_snapshot(snapshot, dropped),
+            consent=_snapshot(snapshot, dropped, click=click if snapshot.granted else None),
             expires_at=conversion.conversion_time + OFFLINE_MAX_AGE,
             **_suppression(snapshot, has_match_key=matchable),
         )
@@ -810,8 +838,12 @@ def _denied_drop(consent: Consent, *, msclkid: str | None, identifiers: bool) ->
     return tuple(dropped)
 
 
-def _snapshot(consent: Consent, dropped: tuple[str, ...]) -> dict[str, Any]:
+def _snapshot(consent: Consent, dropped: tuple[str, ...], *, click: object = None) -> dict[str, Any]:
     snap: dict[str, Any] = {"state": consent.state, "basis": consent.basis}
+    if isinstance(click, Click):
+        # Provenance of what was captured under this consent; the report uses the click time to warn about
+        # conversions uploaded less than an hour after their click (Microsoft advises waiting an hour).
+        snap["click_captured_at"] = format_time(click.captured_at)
     if dropped:
         snap["dropped"] = list(dropped)
         snap["reason"] = f"consent denied ({consent.basis})"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Request, Response
@@ -24,6 +25,7 @@ _STYLE = (
     "code{font-size:12px;white-space:pre-wrap;word-break:break-all}"
 )
 _LIMIT = 200
+_GOAL_MIN_AGE = timedelta(hours=2)
 
 
 def _e(value: object) -> str:
@@ -59,6 +61,17 @@ def render(emulator: Emulator, request: Request) -> Response:
         f"<td><code>{_e(r.tracking_id)}</code></td></tr>"
         for r in reversed(emulator.requests()[-50:])
     )
+    now = emulator.world.clock()
+    with emulator.world.lock:
+        goal_list = sorted(emulator.world.goals.values(), key=lambda g: (g.account_id, g.id))
+    goals = "".join(
+        f"<tr><td>{g.id}</td><td>{_e(g.account_id)}</td><td>{_e(g.name)}</td><td>{_e(g.type)}</td><td>{_e(g.status)}</td>"
+        f"<td>{_e(g.currency or 'no value')}</td><td>{g.conversion_window_minutes}</td>"
+        f"<td>{'on' if g.enhanced else 'off'}</td>"
+        f"<td>{(now - g.created_at).total_seconds() / 3600:.1f} h"
+        f"{' (uploads get 5615)' if now - g.created_at < _GOAL_MIN_AGE else ''}</td></tr>"
+        for g in goal_list
+    )
     page = (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<meta http-equiv=refresh content='{int(refresh)}'><title>msclkid emulator</title>"
@@ -68,6 +81,8 @@ def render(emulator: Emulator, request: Request) -> Response:
         "<a href='/_emulator/state'>/_emulator/state</a>.</p>"
         "<h2>Totals</h2><table><tr><th>kind</th><th>account / tag</th><th>accepted</th><th>rejected</th>"
         f"<th>duplicate</th></tr>{summary or '<tr><td colspan=5>nothing received yet</td></tr>'}</table>"
+        "<h2>Conversion goals</h2><table><tr><th>id</th><th>account</th><th>name</th><th>type</th><th>status</th>"
+        f"<th>currency</th><th>window (min)</th><th>enhanced</th><th>age</th></tr>{goals}</table>"
         "<h2>Received items</h2><table><tr><th>#</th><th>time</th><th>kind</th><th>account / tag</th><th>index</th>"
         "<th>outcome</th><th>code</th><th>notes</th><th>payload</th><th>TrackingId</th></tr>"
         f"{''.join(rows)}</table><h2>Requests</h2><table><tr><th>#</th><th>time</th><th>request</th><th>status</th>"

@@ -23,6 +23,7 @@ __all__ = ["dispatch", "goal_to_wire"]
 _TYPES = ("Url", "Duration", "PagesViewedPerVisit", "Event", "AppInstall", "OfflineConversion", "InStoreTransaction")
 _MAX_REPORT_DAYS = 7
 _MAX_GOAL_IDS = 20
+_CHANNELS = ("Unknown", "CampaignManagementAPI", "BulkAPI", "WebUpload")
 
 
 def goal_to_wire(goal: Goal) -> dict[str, Any]:
@@ -221,7 +222,12 @@ def _report_by_goals(world: World, account: Account, ctx: CallContext, body: Map
     goal_ids = body.get("GoalIds")
     if not isinstance(goal_ids, list) or not goal_ids or len(goal_ids) > _MAX_GOAL_IDS:
         return api_fault(ctx, 201, details="GoalIds must hold 1 to 20 goal IDs.")
-    rows = _report_rows(world, account, start, end)
+    channels = body.get("UploadChannelFilter")
+    wanted = {c.strip() for c in channels.split(",")} if isinstance(channels, str) and channels.strip() else None
+    if wanted is not None and not wanted <= set(_CHANNELS):
+        return ad_api_fault(ctx, 201, 400, f"UploadChannelFilter must be flags of {', '.join(_CHANNELS)}.")
+    # Everything the emulator receives arrives through the Campaign Management API.
+    rows = _report_rows(world, account, start, end) if wanted is None or "CampaignManagementAPI" in wanted else []
     summaries: list[dict[str, Any] | None] = []
     errors: list[dict[str, Any]] = []
     for index, goal_id in enumerate(goal_ids):
@@ -311,6 +317,8 @@ def _auth_key(world: World, account: Account, ctx: CallContext, body: Mapping[st
                 "PartialErrors": [batch_error(0, 201, "UetTagId", f"UET tag {tag_id} was not found.")],
             }
         )
+    if world.config.uet_auth_key_shape == "guide":
+        return json_response({"TagAuthKey": {"AuthKey": tag.token}, "PartialErrors": []})
     return json_response({"UetTagAuthKey": tag.token, "PartialErrors": []})
 
 

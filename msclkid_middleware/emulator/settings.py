@@ -70,6 +70,9 @@ class EmulatorConfig:
     click_id_pattern: str = DEFAULT_CLICK_ID_PATTERN
     #: Diagnostics: count accepted conversions for click IDs nobody registered as ``NoMatchingClickFound``.
     strict_click_matching: bool = False
+    #: ``UetTagAuthKey/Query`` answer: ``"service"`` ``{"UetTagAuthKey": "..."}`` (service reference, REST SDK)
+    #: or ``"guide"`` ``{"TagAuthKey": {"AuthKey": "..."}}`` (the CAPI guide); Microsoft documents both.
+    uet_auth_key_shape: Literal["service", "guide"] = "service"
     #: Clock skew tolerated before a time counts as "in the future".
     future_tolerance_seconds: float = 60.0
     uet_future_tolerance_seconds: float = 300.0
@@ -85,6 +88,8 @@ class EmulatorConfig:
             raise ConfigError("unknown_goal must be 'reject' or 'accept'", setting="unknown_goal")
         if self.empty_partial_errors not in ("list", "null", "absent"):
             raise ConfigError("empty_partial_errors must be 'list', 'null' or 'absent'", setting="empty_partial_errors")
+        if self.uet_auth_key_shape not in ("service", "guide"):
+            raise ConfigError("uet_auth_key_shape must be 'service' or 'guide'", setting="uet_auth_key_shape")
         if self.access_token_lifetime < 1:
             raise ConfigError("access_token_lifetime must be >= 1 second", setting="access_token_lifetime")
         if not 1 <= self.max_batch_items <= 100_000:

@@ -267,6 +267,18 @@ class OutboxStore(Protocol):
         """Rows grouped by kind, conversion name, state and last error code."""
         ...
 
+    def scan(
+        self, *, since: datetime | None = None, kinds: Collection[Kind] | None = None, page_size: int = 1000
+    ) -> Iterator[OutboxRow]:
+        """Every row (created at or after ``since``, of ``kinds``; ``None``: all) in id order.
+
+        For reports and exports: rows are read in pages of ``page_size`` by key (``id > last id``), so
+        no transaction or cursor stays open while the caller works between pages and writers are
+        never blocked.  A row that changes during the scan is seen in whichever state it had when
+        its page was read.
+        """
+        ...
+
     def open_count(self) -> int:
         """Rows in an open state (what ``max_pending`` bounds)."""
         ...

@@ -420,6 +420,28 @@ class SqliteOutbox:
         )
         return [StateCount(r["kind"], r["conversion_name"], r["state"], r["last_error_code"], r["n"]) for r in rows]
 
+    def scan(
+        self, *, since: datetime | None = None, kinds: Collection[Kind] | None = None, page_size: int = 1000
+    ) -> Iterator[OutboxRow]:
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        sql = "SELECT * FROM outbox WHERE id > ?"
+        params: list[Any] = []
+        if since is not None:
+            sql += " AND created_at >= ?"
+            params.append(to_timestamp(since))
+        if kinds is not None:
+            sql += f" AND kind IN {_in([k for k in kinds if k in KINDS] or ['-'])}"
+        sql += " ORDER BY id LIMIT ?"
+        last = 0
+        while True:
+            page = self._read(sql, [last, *params, page_size])
+            for r in page:
+                yield _row(r)
+            if len(page) < page_size:
+                return
+            last = page[-1]["id"]
+
     def open_count(self) -> int:
         return int(self._read("SELECT value FROM outbox_meta WHERE name = 'open_rows'")[0][0])
 

@@ -237,3 +237,35 @@ def test_goal_endpoints_check_headers(ms: EmulatorHandle) -> None:
     headers = cm_headers(ms)
     del headers["CustomerAccountId"]
     assert post(ms, "ConversionGoals/QueryByIds", {}, headers).json()["Errors"][0]["Code"] == 1009
+
+
+def test_uet_tag_auth_key_in_the_capi_guides_shape() -> None:
+    with run_emulator(uet_auth_key_shape="guide") as ms:
+        body = post(ms, "UetTagAuthKey/Query", {"TagId": int(ms.env["UET_TAG_ID"])}).json()
+        assert body == {"TagAuthKey": {"AuthKey": ms.env["UET_API_TOKEN"]}, "PartialErrors": []}
+
+
+def test_upload_channel_filter(ms: EmulatorHandle) -> None:
+    headers = cm_headers(ms)
+    apply_offline(ms, [conversion(MicrosoftClickId="5" * 32)], headers)
+    now = datetime.now(UTC)
+    body = {"StartDateUtc": wire_time(now - timedelta(days=1)), "EndDateUtc": wire_time(now), "GoalIds": ["1001"]}
+
+    def success(channel: str | None) -> str:
+        answer = post(ms, "OfflineConversionReport/QueryByGoalIds", {**body, "UploadChannelFilter": channel}, headers)
+        return str(answer.json()["OfflineGoalConversionSummaries"][0]["OverallSuccessCount"])
+
+    assert success(None) == "1"
+    assert success("CampaignManagementAPI") == "1"
+    assert success("WebUpload, BulkAPI") == "0"  # everything the emulator got came through the API
+    bad = post(ms, "OfflineConversionReport/QueryByGoalIds", {**body, "UploadChannelFilter": "Fax"}, headers)
+    assert bad.status_code == 400
+
+
+def test_dashboard_lists_goals_and_their_age(ms: EmulatorHandle) -> None:
+    post(ms, "ConversionGoals", {"ConversionGoals": [goal("<b>New</b>")]})
+    page = requests.get(f"{ms.url}/", timeout=5).text
+    assert "Conversion goals" in page
+    assert "&lt;b&gt;New&lt;/b&gt;" in page
+    assert "(uploads get 5615)" in page
+    assert "24.0 h" in page  # the default goals were created a day ago
