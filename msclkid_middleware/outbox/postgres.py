@@ -706,6 +706,33 @@ class PostgresOutbox:
         )
         return [StateCount(r["kind"], r["conversion_name"], r["state"], r["last_error_code"], r["n"]) for r in rows]
 
+    def scan(
+        self, *, since: datetime | None = None, kinds: Collection[Kind] | None = None, page_size: int = 1000
+    ) -> Iterator[OutboxRow]:
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        query = "SELECT * FROM {s}.msclkid_outbox WHERE id > %s"
+        params: list[Any] = []
+        if since is not None:
+            query += " AND created_at >= %s"
+            params.append(_aware(since))
+        if kinds is not None:
+            wanted = [k for k in kinds if k in KINDS]
+            if not wanted:
+                return
+            query += " AND kind = ANY(%s)"
+            params.append(wanted)
+        # Keyset pages, each its own short read: no transaction or server cursor is held between pages.
+        query += " ORDER BY id LIMIT %s"
+        last = 0
+        while True:
+            page = self._fetch(query, [last, *params, page_size])
+            for r in page:
+                yield _row(r)
+            if len(page) < page_size:
+                return
+            last = page[-1]["id"]
+
     def open_count(self) -> int:
         rows = self._fetch("SELECT COALESCE(sum(n), 0) AS n FROM {s}.msclkid_outbox_open")
         return int(rows[0]["n"])
