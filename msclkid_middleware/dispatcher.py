@@ -373,6 +373,11 @@ class Dispatcher:
             # A configuration gap (no UET token for this tag): keep the rows, back off, say why.
             logger.error("cannot send %s rows for %s: %s", kind, account, exc)
             return [self._failure(row, exc) for row in rows]
+        except Exception as exc:
+            # A custom client's own bug must not leave the claimed rows in flight until their lease runs out
+            # (and again after every re-claim): settle them as a failed request, with the exception as reason.
+            logger.error("%s client raised %s for %s rows of %s", kind, type(exc).__name__, len(rows), account)
+            return [self._failure(row, exc) for row in rows]
         tracking = result.tracking_ids[0] if result.tracking_ids else None
         return [self._item_outcome(row, item, tracking) for row, item in zip(rows, result.items, strict=True)]
 
@@ -410,7 +415,7 @@ class Dispatcher:
         self.metrics.add("rejected", reason=code)
         return Outcome(row.id, row.lease_token or "", "rejected", error_code=code, error_message=message)
 
-    def _failure(self, row: OutboxRow, exc: MicrosoftError | ConfigError) -> Outcome:
+    def _failure(self, row: OutboxRow, exc: Exception) -> Outcome:
         """A whole request failed: retry when the policy says so, else back off until attempts run out.
 
         A terminal whole-request fault (bad developer token, wrong account, missing UET token) is about
@@ -422,8 +427,10 @@ class Dispatcher:
             code = _code(exc.code, exc.error_code) if exc.code is not None or exc.error_code else _status(exc)
             message = exc.message
             tracking = exc.tracking_id
-        else:
+        elif isinstance(exc, ConfigError):
             code, message, tracking = "config_error", str(exc), None
+        else:
+            code, message, tracking = "client_error", f"{type(exc).__name__}: {exc}", None
         decision = self._classify(exc, row)
         if decision.action not in _RETRY_ACTIONS:
             if decision.reason.startswith("gave up"):
