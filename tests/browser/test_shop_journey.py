@@ -115,6 +115,8 @@ def buy(page: Page, quantity: str = "2") -> str:
 
 
 def pushed_uet_event(page: Page, name: str) -> dict[str, Any]:
+    # shop.js is deferred: on a loaded machine the confirmation's selector can appear before it has run.
+    page.wait_for_function("(name) => Array.isArray(window.uetq) && window.uetq.includes(name)", arg=name)
     queue = page.evaluate("() => window.uetq")
     index = queue.index(name)
     assert queue[index - 1] == "event"
