@@ -34,6 +34,25 @@ REPO = Path(__file__).resolve().parents[2]
 STORES = ("sqlite",)
 
 
+#: The fault soak's table rows of this session (printed in the terminal summary).
+SOAK_ROWS = pytest.StashKey[list[Any]]()
+
+
+@pytest.fixture
+def soak_rows(request: pytest.FixtureRequest) -> list[Any]:
+    rows: list[Any] = request.config.stash.setdefault(SOAK_ROWS, [])
+    return rows
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    rows = config.stash.get(SOAK_ROWS, [])
+    if rows:
+        from .soak import format_table
+
+        terminalreporter.write_sep("=", f"fault soak: {EVENTS} events per scenario")
+        terminalreporter.write_line(format_table([r.row() for r in rows]))
+
+
 @pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
