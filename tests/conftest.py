@@ -220,6 +220,11 @@ def secret_canary(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     }
     for name in quiet:
         logging.getLogger(name).setLevel(logging.DEBUG)
+    # pytest's own capture handlers keep seeing what they saw before (the old root level): formatting
+    # every DEBUG record for them would make the whole suite slow, and tests would see new records.
+    raised = [(h, h.level) for h in root.handlers if h is not canary.handler and h.level < saved_level]
+    for handler, _ in raised:
+        handler.setLevel(saved_level)
     try:
         yield canary
     finally:
@@ -227,6 +232,8 @@ def secret_canary(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
         root.setLevel(saved_level)
         for name, level in quiet.items():
             logging.getLogger(name).setLevel(level)
+        for handler, level in raised:
+            handler.setLevel(level)
     canary.verify()
 
 

@@ -44,7 +44,22 @@ def soak_rows(request: pytest.FixtureRequest) -> list[Any]:
     return rows
 
 
+#: Crash-recovery measurements of this session: (fault point, seconds after the lease expired).
+RECOVERY = pytest.StashKey[list[tuple[str, float]]]()
+
+
+@pytest.fixture
+def recovery_log(request: pytest.FixtureRequest) -> list[tuple[str, float]]:
+    log: list[tuple[str, float]] = request.config.stash.setdefault(RECOVERY, [])
+    return log
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    recovery = config.stash.get(RECOVERY, [])
+    if recovery:
+        terminalreporter.write_sep("=", "crash recovery: first resend after the dead worker's lease expired")
+        for point, lag in recovery:
+            terminalreporter.write_line(f"{point:<20} {lag:6.2f} s")
     rows = config.stash.get(SOAK_ROWS, [])
     if rows:
         from .soak import format_table

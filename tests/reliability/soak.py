@@ -13,7 +13,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,8 +66,10 @@ HEADER = ("scenario", "events", "delivered", "rejected", "dead", "lost", "duplic
 def format_table(rows: list[tuple[Any, ...]]) -> str:
     table = [tuple(str(c) for c in HEADER), *(tuple(str(c) for c in r) for r in rows)]
     widths = [max(len(r[i]) for r in table) for i in range(len(HEADER))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-             for r in table]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in table
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -94,10 +96,8 @@ def blackhole_url() -> Iterator[str]:
         for _ in range(3):
             filler = socket.socket()
             filler.setblocking(False)
-            try:
+            with suppress(BlockingIOError):
                 filler.connect(("127.0.0.1", port))
-            except BlockingIOError:
-                pass
             fillers.append(filler)
         time.sleep(0.05)
         yield f"http://127.0.0.1:{port}"
@@ -149,7 +149,8 @@ def run_soak(
             currency="USD",
             click=click_id(n),
         )
-        assert status.created and status.state == "pending"
+        assert status.created
+        assert status.state == "pending"
         row = tracker.store.find(f"ord_{n}")[0]
         recorded[status.event_id] = (status.idempotency_key, dict(row.payload))
 
@@ -216,7 +217,9 @@ def reconcile(
             result.reasons[f"{row.state}:{row.last_error_code}"] += 1
             if row.state == "rejected":
                 result.rejected += 1
-                assert not accepted and items and items[-1].outcome == "rejected"
+                assert not accepted
+                assert items
+                assert items[-1].outcome == "rejected"
             else:
                 result.dead += 1
         else:

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-
 from typing import Any
 
 import pytest
@@ -100,7 +99,7 @@ def _reconcile(ms: EmulatorHandle, keys: dict[str, tuple[str, str]], crashes_per
     ],
 )
 def test_worker_killed_at_fault_point_recovers_within_lease(
-    ms: EmulatorHandle, store_url: str, fault: str, resent: int, secret_canary: Any
+    ms: EmulatorHandle, store_url: str, fault: str, resent: int, secret_canary: Any, recovery_log: list[Any]
 ) -> None:
     tracker = make_tracker(ms, store_url)
     keys: dict[str, tuple[str, str]] = {}
@@ -126,11 +125,15 @@ def test_worker_killed_at_fault_point_recovers_within_lease(
     secret_canary.check(out + err, "worker output")
 
     orphan_keys = {keys[r.event_id][1] for r in orphaned}
-    resent_at = min(i.received_at for i in ms.received("offline") if _key(i.payload) in orphan_keys and (
-        resent == 0 or i.outcome == "duplicate"))
+    resent_at = min(
+        i.received_at
+        for i in ms.received("offline")
+        if _key(i.payload) in orphan_keys and (resent == 0 or i.outcome == "duplicate")
+    )
     lag = (resent_at - lease_expiry).total_seconds()
     assert lag >= -0.05, "an orphaned row was taken before its lease expired"
     assert lag <= POLL + STARTUP_ALLOWANCE, f"recovery took {lag:.2f} s after the lease expired"
+    recovery_log.append((fault, lag))
     assert done - killed_at <= LEASE + POLL + STARTUP_ALLOWANCE + 5.0
 
     per_key = _reconcile(ms, keys, crashes_per_key=1)
@@ -171,7 +174,7 @@ def test_recording_process_killed_inside_its_transaction_loses_no_acknowledged_e
     assert [e for e, c in created.items() if c == "0"] == acknowledged  # duplicates, not second rows
 
     drained = worker(ms, store_url, "--drain")
-    out, err = drained.communicate(timeout=60)
+    _out, err = drained.communicate(timeout=60)
     assert drained.returncode == 0, err
     received = ms.received("offline")
     assert len(received) == EVENTS

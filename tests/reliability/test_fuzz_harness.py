@@ -23,7 +23,8 @@ HARNESSES = ("fuzz_cookie", "fuzz_tcf")
 
 def _load(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"reliability_{name}", REPO / "fuzz" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -32,7 +33,8 @@ def _load(name: str) -> ModuleType:
 @pytest.mark.parametrize("name", HARNESSES)
 def test_harness_replays_corpus_and_random_inputs(name: str) -> None:
     harness = _load(name)
-    assert harness.CORPUS.is_dir() and any(harness.CORPUS.iterdir())
+    assert harness.CORPUS.is_dir()
+    assert any(harness.CORPUS.iterdir())
     assert harness.replay(EXAMPLES, seed=1) >= EXAMPLES
 
 

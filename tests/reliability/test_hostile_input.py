@@ -90,8 +90,23 @@ QUERIES = st.one_of(
 def mutated_token(draw: st.DrawFn) -> str:
     """A genuine token changed by one hostile edit (never the identity)."""
     token = genuine(draw(VALID_IDS), draw(st.floats(T0 - 100 * 86400, T0 + 1000)))
-    op = draw(st.sampled_from(["flip", "truncate", "extend", "separator", "non-ascii", "case", "swap", "huge",
-                               "other-key", "other-salt", "prefix"]))
+    op = draw(
+        st.sampled_from(
+            [
+                "flip",
+                "truncate",
+                "extend",
+                "separator",
+                "non-ascii",
+                "case",
+                "swap",
+                "huge",
+                "other-key",
+                "other-salt",
+                "prefix",
+            ]
+        )
+    )
     if op == "flip":
         i = draw(st.integers(0, len(token) - 1))
         alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
@@ -225,7 +240,8 @@ def check_headers(headers: list[tuple[str, str]]) -> list[str]:
     """No CR/LF anywhere; every cookie of ours has the S1 attributes.  Returns our Set-Cookie values."""
     ours = []
     for name, value in headers:
-        assert "\r" not in name + value and "\n" not in name + value
+        assert "\r" not in name + value
+        assert "\n" not in name + value
         if name.lower() == "set-cookie" and value.startswith(NAME + "="):
             ours.append(value)
             assert len(value) <= 4093
@@ -233,7 +249,8 @@ def check_headers(headers: list[tuple[str, str]]) -> list[str]:
             lowered = {a.split("=")[0].lower(): a.partition("=")[2] for a in attrs}
             assert {"secure", "httponly", "path", "samesite", "max-age"} <= set(lowered), value
             assert "domain" not in lowered  # __Host- prefix: host-only
-            assert lowered["path"] == "/" and lowered["samesite"] == "Lax"
+            assert lowered["path"] == "/"
+            assert lowered["samesite"] == "Lax"
             assert 0 <= int(lowered["max-age"]) <= MAX_COOKIE_AGE
     return ours
 
@@ -267,7 +284,8 @@ def test_hostile_requests_never_break_the_response_or_forge_a_click(
     env = environ(path, query, header, gpc)
     status, headers, body = run(mw, env)
 
-    assert status == "200 OK" and body == b"app body"
+    assert status == "200 OK"
+    assert body == b"app body"
     ours = check_headers(headers)
     assert [h for h in headers if not (h[0] == "Set-Cookie" and h[1].startswith(NAME + "="))] == APP_HEADERS
     assert not any(k.lower() == "location" for k, _ in headers)
@@ -281,18 +299,22 @@ def test_hostile_requests_never_break_the_response_or_forge_a_click(
         if click.source == "cookie":
             assert click.msclkid in genuine_ids, "a forged or mutated cookie was accepted"
         elif click.source == "url":
-            assert click.msclkid == click_id_from_query(query or "", max_length=mw.max_query_length,
-                                                        max_fields=mw.max_query_fields)
+            assert click.msclkid == click_id_from_query(
+                query or "", max_length=mw.max_query_length, max_fields=mw.max_query_fields
+            )
         elif click.source == "uet":
-            assert header is not None and click.msclkid in header
+            assert header is not None
+            assert click.msclkid in header
     for value in ours:
         if "Max-Age=0" in value:
             continue  # a deletion is always allowed
-        assert consent is not None and consent.granted
+        assert consent is not None
+        assert consent.granted
         if gpc == "1" and policy != "gpc-ignored":
             raise AssertionError("a cookie was set although Sec-GPC: 1")
         loaded = _codec.decode(value.split(";")[0].split("=", 1)[1])
-        assert loaded is not None and is_valid_click_id(loaded.msclkid)
+        assert loaded is not None
+        assert is_valid_click_id(loaded.msclkid)
         assert loaded.msclkid == (click.msclkid if click else None)
 
 
@@ -373,13 +395,18 @@ _bodies = st.one_of(
     gpc=GPC,
 )
 def test_capture_endpoint_survives_hostile_bodies(
-    body: tuple[str, bytes], length: str, origin: str, method: str, cookie: tuple[str | None, set[str]],
-    gpc: str | None
+    body: tuple[str, bytes], length: str, origin: str, method: str, cookie: tuple[str | None, set[str]], gpc: str | None
 ) -> None:
     content_type, data = body
     stream = CountingInput(data + b"TRAILING-BYTES-NOT-OURS")
-    lengths = {"exact": str(len(data)), "missing": None, "negative": "-1", "junk": "12abc",
-               "longer": str(len(data) + 10), "huge": "99999999"}
+    lengths = {
+        "exact": str(len(data)),
+        "missing": None,
+        "negative": "-1",
+        "junk": "12abc",
+        "longer": str(len(data) + 10),
+        "huge": "99999999",
+    }
     origins = {
         "same": {"HTTP_ORIGIN": "https://shop.test"},
         "cross": {"HTTP_ORIGIN": "https://evil.example"},
@@ -389,8 +416,12 @@ def test_capture_endpoint_survives_hostile_bodies(
         "fetch-cross": {"HTTP_SEC_FETCH_SITE": "cross-site", "HTTP_ORIGIN": "https://shop.test"},
         "bad": {"HTTP_ORIGIN": "https://shop.test/\r\n"},
     }
-    extra: dict[str, Any] = {"REQUEST_METHOD": method, "CONTENT_TYPE": content_type, "wsgi.input": stream,
-                             **origins[origin]}
+    extra: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "CONTENT_TYPE": content_type,
+        "wsgi.input": stream,
+        **origins[origin],
+    }
     if lengths[length] is not None:
         extra["CONTENT_LENGTH"] = lengths[length]
     seen: list[dict[str, Any]] = []
@@ -404,13 +435,16 @@ def test_capture_endpoint_survives_hostile_bodies(
     declared = len(data) if length == "exact" else len(data) + 10 if length == "longer" else 0
     assert stream.max_read <= max(declared, 4097)  # never beyond the declared length or the cap
     if method != "POST" or origin in ("cross", "none", "null", "fetch-cross", "bad"):
-        assert code in (403, 405) and not ours
+        assert code in (403, 405)
+        assert not ours
     for value in ours:
         if "Max-Age=0" in value:
             continue
-        assert code == 204 and gpc != "1"
+        assert code == 204
+        assert gpc != "1"
         loaded = _codec.decode(value.split(";")[0].split("=", 1)[1])
-        assert loaded is not None and is_valid_click_id(loaded.msclkid)
+        assert loaded is not None
+        assert is_valid_click_id(loaded.msclkid)
 
 
 def test_uet_cookie_ids_come_only_from_the_uet_cookie() -> None:

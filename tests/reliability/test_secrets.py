@@ -96,7 +96,9 @@ def test_cli_output_carries_no_secret(store_url: str, secret_canary: Any, monkey
 def test_the_canary_notices_a_leak(secret_canary: Any) -> None:
     logger = logging.getLogger("reliability.leaky")
     canary = type(secret_canary)()
-    canary.handler.records.append(logger.makeRecord("x", logging.ERROR, __file__, 1, "token=%s", (canary.uet_token,), None))
+    canary.handler.records.append(
+        logger.makeRecord("x", logging.ERROR, __file__, 1, "token=%s", (canary.uet_token,), None)
+    )
     with pytest.raises(AssertionError, match="leaked into a log record"):
         canary.verify()
     url_encoded = type(secret_canary)()
