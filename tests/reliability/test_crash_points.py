@@ -34,7 +34,7 @@ BATCH = 50
 LEASE = 2.0
 POLL = 0.2
 #: Starting a Python process that imports the package, on a loaded 2-core CI machine.
-STARTUP_ALLOWANCE = 3.0
+STARTUP_ALLOWANCE = 5.0
 
 
 def _env(ms: EmulatorHandle, store_url: str, fault: str | None) -> dict[str, str]:
