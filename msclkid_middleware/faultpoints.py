@@ -43,8 +43,8 @@ def hit(name: str) -> None:
     if not wanted:
         return
     point, _, nth = wanted.partition("@")
-    if point not in POINTS:  # a typo in a test must not silently never fire
-        raise ValueError(f"unknown fault point {point!r}; use one of {', '.join(POINTS)}")
+    # An unknown name stays inert: a stray variable must never break production (the crash tests
+    # assert the SIGKILL, so a typo there fails loudly anyway).
     if point != name:
         return
     with _lock:
