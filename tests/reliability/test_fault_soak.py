@@ -119,8 +119,8 @@ def test_fault_scenario_loses_nothing(
         assert result.rejected == 0, result.reasons
     if "read timeout" in scenario or scenario == "random mix":
         assert result.duplicates > 0  # the lost responses really happened, and were absorbed by Microsoft
-    else:
-        assert result.duplicates == 0
+    # Elsewhere a duplicate needs a read timeout the machine caused itself (rare; accounted per event).
+    assert result.duplicates <= result.lost_responses
 
 
 @pytest.mark.parametrize("scenario", list(NETWORK))
