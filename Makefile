@@ -30,10 +30,12 @@ pytest: $(STAMP)
 # The reliability suite at its long size (docs/reliability.md); the fast size runs in `make test`.
 SOAK_EVENTS ?= 20000
 SOAK_EXAMPLES ?= 100000
+SOAK_CRASH_ROUNDS ?= 5
 SOAK_REPORT ?= $(CURDIR)/soak-report.tsv
 soak: $(STAMP)
 	rm -f $(SOAK_REPORT)
 	MSCLKID_SOAK_EVENTS=$(SOAK_EVENTS) MSCLKID_SOAK_EXAMPLES=$(SOAK_EXAMPLES) MSCLKID_SOAK_REPORT=$(SOAK_REPORT) \
+		MSCLKID_SOAK_CRASH_ROUNDS=$(SOAK_CRASH_ROUNDS) \
 		$(VENV)/bin/pytest tests/reliability -m reliability -q --timeout=0 -p no:cacheprovider
 
 # Coverage-guided fuzzing (Atheris, installed into the venv on first use) for FUZZ_TIME seconds per harness.

@@ -4,6 +4,7 @@ Sizes come from the environment so ``make test`` runs the fast size and ``make s
 
 - ``MSCLKID_SOAK_EVENTS``: events per fault scenario (default 1,000);
 - ``MSCLKID_SOAK_EXAMPLES``: Hypothesis examples per hostile-input property (default 1,000);
+- ``MSCLKID_SOAK_CRASH_ROUNDS``: how often each worker crash point is repeated (default 1);
 - ``MSCLKID_SOAK_REPORT``: a file the fault soak appends its table rows to (``make soak`` prints it).
 
 ``store_url`` is parametrised by backend; every storage-fault and crash test runs against each store
@@ -27,6 +28,7 @@ from msclkid_middleware.tracker import ConversionTracker, EventStatus
 
 EVENTS = int(os.environ.get("MSCLKID_SOAK_EVENTS", "1000"))
 EXAMPLES = int(os.environ.get("MSCLKID_SOAK_EXAMPLES", "1000"))
+CRASH_ROUNDS = int(os.environ.get("MSCLKID_SOAK_CRASH_ROUNDS", "1"))
 REPORT = os.environ.get("MSCLKID_SOAK_REPORT")
 REPO = Path(__file__).resolve().parents[2]
 

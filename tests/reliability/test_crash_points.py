@@ -25,7 +25,7 @@ from msclkid_middleware import faultpoints
 from msclkid_middleware.outbox import open_store
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
 
-from .conftest import REPO, make_tracker, record
+from .conftest import CRASH_ROUNDS, REPO, make_tracker, record
 
 pytestmark = pytest.mark.reliability
 
@@ -98,8 +98,15 @@ def _reconcile(ms: EmulatorHandle, keys: dict[str, tuple[str, str]], crashes_per
         pytest.param("settle_txn", BATCH, id="while-recording"),
     ],
 )
+@pytest.mark.parametrize("round_", range(CRASH_ROUNDS))
 def test_worker_killed_at_fault_point_recovers_within_lease(
-    ms: EmulatorHandle, store_url: str, fault: str, resent: int, secret_canary: Any, recovery_log: list[Any]
+    ms: EmulatorHandle,
+    store_url: str,
+    fault: str,
+    resent: int,
+    round_: int,
+    secret_canary: Any,
+    recovery_log: list[Any],
 ) -> None:
     tracker = make_tracker(ms, store_url)
     keys: dict[str, tuple[str, str]] = {}
