@@ -3,7 +3,8 @@
 ``secret_canary`` (autouse, S6): every test runs with unique fake secrets seeded into the emulator's
 credentials (developer token, client secret, UET token, initial refresh token), every logger at DEBUG,
 and afterwards asserts that no secret value, raw or URL-encoded, appears in any log record (message
-and exception text), the text or ``repr`` of any toolkit error, the ``repr`` of the toolkit's objects,
+and exception text), the text or ``repr`` of any toolkit error, the ``repr`` of the toolkit's objects
+(``Settings``, clients, token stores, tracker, middleware),
 any SQLite outbox row, CLI output (``CliRunner`` results, captured stdout/stderr).  The secrets
 checked are the seeded canaries, every access and refresh token an emulator issued during the test,
 and the secrets of every ``Settings`` built.  The cost is a few attribute patches per test and one
@@ -191,7 +192,12 @@ def secret_canary(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
         canary.emulators.append(self)
 
     monkeypatch.setattr(Emulator, "__init__", seeded_init)
-    _after_init(monkeypatch, Settings, canary.settings.append)
+
+    def settings_built(settings: Settings) -> None:
+        canary.settings.append(settings)
+        canary.objects.append(settings)
+
+    _after_init(monkeypatch, Settings, settings_built)
     _after_init(monkeypatch, MsclkidError, canary.errors.append)
     for cls in _tracked_classes():
         _after_init(monkeypatch, cls, canary.objects.append)
