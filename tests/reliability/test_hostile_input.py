@@ -116,11 +116,13 @@ def mutated_token(draw: st.DrawFn) -> str:
         return token[: draw(st.integers(0, len(token) - 1))]
     if op == "extend":
         return token + draw(st.text("Aa0-_.=", min_size=1, max_size=8))
+    # Insertions go inside the token: a space or ";" at either end is stripped by the Cookie header's own
+    # grammar, which leaves the genuine token (not a forgery).
     if op == "separator":
-        i = draw(st.integers(0, len(token)))
+        i = draw(st.integers(1, len(token) - 1))
         return token[:i] + draw(st.sampled_from([".", "..", ":", ";", "=", " "])) + token[i:]
     if op == "non-ascii":
-        i = draw(st.integers(0, len(token)))
+        i = draw(st.integers(1, len(token) - 1))
         return token[:i] + draw(st.sampled_from(["\u00e9", "\u00ff", "\x00", "\u2603"])) + token[i:]
     if op == "case":
         i = draw(st.integers(0, len(token) - 1).filter(lambda i: token[i].swapcase() != token[i]))
