@@ -4,10 +4,11 @@
 credentials (developer token, client secret, UET token, initial refresh token), every logger at DEBUG,
 and afterwards asserts that no secret value, raw or URL-encoded, appears in any log record (message
 and exception text), the text or ``repr`` of any toolkit error, the ``repr`` of the toolkit's objects
-(``Settings``, clients, token stores, tracker, middleware),
-any SQLite outbox row, CLI output (``CliRunner`` results, captured stdout/stderr).  The secrets
-checked are the seeded canaries, every access and refresh token an emulator issued during the test,
-and the secrets of every ``Settings`` built.  The cost is a few attribute patches per test and one
+(``Settings``, clients, token stores, tracker, middleware), any SQLite outbox row, or CLI output
+(``CliRunner`` results, captured stdout/stderr).  The secrets checked are the seeded canaries, every
+access and refresh token an emulator issued during the test, and the secrets of every ``Settings``
+built.  A test that shows a value on purpose (a probe command printing its settings) says so with
+``@pytest.mark.secret_canary_allow("value")``.  The cost is a few attribute patches per test and one
 scan at the end.
 """
 
@@ -65,6 +66,8 @@ class SecretCanary:
         self.uet_token = f"CANARY-uet-{tag}"
         self.refresh_token = f"rt-1-CANARY{tag}"
         self.extra: set[str] = set()
+        #: Values a test shows on purpose (``@pytest.mark.secret_canary_allow("value", ...)``).
+        self.allowed: set[str] = set()
         self.emulators: list[Emulator] = []
         self.settings: list[Settings] = []
         self.errors: list[BaseException] = []
@@ -87,7 +90,7 @@ class SecretCanary:
             values.update(v for v in (config.developer_token, config.client_secret, config.uet_token) if v)
         for settings in self.settings:
             values.update(settings.secrets())
-        return {v for v in values if len(v) >= _MIN_SECRET}
+        return {v for v in values if len(v) >= _MIN_SECRET} - self.allowed
 
     def needles(self) -> set[str]:
         return {n for v in self.secret_values() for n in (v, quote(v, safe=""), quote_plus(v))}
@@ -172,6 +175,8 @@ def _after_init(monkeypatch: pytest.MonkeyPatch, cls: type, then: Callable[[Any]
 @pytest.fixture(autouse=True)
 def secret_canary(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretCanary]:
     canary = SecretCanary()
+    for marker in request.node.iter_markers("secret_canary_allow"):
+        canary.allowed.update(marker.args)
     request.node.stash[_CANARY_KEY] = canary
     defaults = {f.name: f.default for f in dataclasses.fields(EmulatorConfig)}
     emulator_init = Emulator.__init__

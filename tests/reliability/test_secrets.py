@@ -105,3 +105,10 @@ def test_the_canary_notices_a_leak(secret_canary: Any) -> None:
     url_encoded.add("secret with spaces/and+plus")
     with pytest.raises(AssertionError, match="leaked into CLI"):
         url_encoded.check("?s=secret%20with%20spaces%2Fand%2Bplus", "CLI output")
+
+
+@pytest.mark.secret_canary_allow("shown-on-purpose-value")
+def test_a_test_may_show_a_value_on_purpose(secret_canary: Any) -> None:
+    secret_canary.add("shown-on-purpose-value")
+    print("shown-on-purpose-value")  # a probe that prints its settings, say
+    secret_canary.check("shown-on-purpose-value", "stdout")
