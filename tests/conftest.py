@@ -74,6 +74,8 @@ class SecretCanary:
         self.objects: list[object] = []
         self.store_paths: set[str] = set()
         self.texts: list[tuple[str, str]] = []
+        self.cookies_checked = 0
+        self.cookie_problems: list[str] = []
         self.handler = _Collect()
 
     def add(self, *values: str | None) -> None:
@@ -102,6 +104,7 @@ class SecretCanary:
                 raise AssertionError(f"a secret ({needle[:6]}...) leaked into {where}")
 
     def verify(self) -> None:
+        assert self.cookie_problems == [], f"Set-Cookie headers break S1: {self.cookie_problems}"
         needles = self.needles()
         sources: list[tuple[str, str]] = list(self.texts)
         sources.append(("a log record", "\n".join(_record_text(r) for r in self.handler.records)))
@@ -118,6 +121,36 @@ class SecretCanary:
             for needle in needles:
                 if needle in text:
                     raise AssertionError(f"a secret ({needle[:6]}...) leaked into {where}")
+
+
+#: RFC 6265bis: browsers cap cookie lifetimes at 400 days.
+_MAX_COOKIE_AGE = 400 * 24 * 3600
+_COOKIES_CHECKED = pytest.StashKey[list[int]]()
+
+
+def cookie_violations(header: str) -> list[str]:
+    """S1: what is wrong with one ``Set-Cookie`` value the toolkit emitted (empty: nothing)."""
+    problems = []
+    if "\r" in header or "\n" in header:
+        problems.append("CR/LF")
+    if len(header) > 4093:
+        problems.append("longer than 4,093 bytes")
+    name = header.split("=", 1)[0]
+    attrs = {a.strip().split("=", 1)[0].lower(): a.strip().partition("=")[2] for a in header.split(";")[1:]}
+    if attrs.get("path") != "/":
+        problems.append("Path is not /")
+    if "httponly" not in attrs:
+        problems.append("no HttpOnly")
+    if attrs.get("samesite") not in ("Lax", "Strict"):
+        problems.append("SameSite not Lax/Strict")
+    age = attrs.get("max-age", "")
+    if not age.isdigit() or int(age) > _MAX_COOKIE_AGE:
+        problems.append("Max-Age missing or above 400 days")
+    if name.startswith("__Host-") and ("secure" not in attrs or "domain" in attrs):
+        problems.append("__Host- cookie without Secure or with Domain")
+    if name.startswith("__Secure-") and "secure" not in attrs:
+        problems.append("__Secure- cookie without Secure")
+    return problems
 
 
 def _dump_outbox(path: str) -> str:
@@ -210,6 +243,21 @@ def secret_canary(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
 
     _after_init(monkeypatch, SqliteOutbox, lambda store: canary.store_paths.add(store.path))
 
+    from msclkid_middleware.cookie import ClickCookie
+
+    def checked(method: Callable[..., str | None]) -> Callable[..., str | None]:
+        def wrapper(self: ClickCookie, *args: Any) -> str | None:
+            header = method(self, *args)
+            if header is not None:
+                canary.cookies_checked += 1
+                canary.cookie_problems.extend(f"{p}: {header[:40]}" for p in cookie_violations(header))
+            return header
+
+        return wrapper
+
+    monkeypatch.setattr(ClickCookie, "set_cookie", checked(ClickCookie.set_cookie))
+    monkeypatch.setattr(ClickCookie, "delete_cookie", checked(ClickCookie.delete_cookie))
+
     invoke = click.testing.CliRunner.invoke
 
     def scanned_invoke(self: click.testing.CliRunner, *args: Any, **kwargs: Any) -> click.testing.Result:
@@ -245,7 +293,16 @@ def secret_canary(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
             logging.getLogger(name).setLevel(level)
         for handler, level in raised:
             handler.setLevel(level)
+        request.config.stash.setdefault(_COOKIES_CHECKED, []).append(canary.cookies_checked)
     canary.verify()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    counts = config.stash.get(_COOKIES_CHECKED, [])
+    if counts:
+        terminalreporter.write_line(
+            f"secrets canary: {len(counts)} tests scanned; S1: {sum(counts)} Set-Cookie headers checked"
+        )
 
 
 @pytest.hookimpl(wrapper=True)
