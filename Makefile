@@ -28,6 +28,29 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(VENV)/bin/pytest
 
+# The reliability suite at its long size (docs/reliability.md); the fast size runs in `make test`.
+SOAK_EVENTS ?= 20000
+SOAK_EXAMPLES ?= 100000
+SOAK_CRASH_ROUNDS ?= 5
+SOAK_REPORT ?= $(CURDIR)/soak-report.tsv
+soak: $(STAMP)
+	rm -f $(SOAK_REPORT)
+	MSCLKID_SOAK_EVENTS=$(SOAK_EVENTS) MSCLKID_SOAK_EXAMPLES=$(SOAK_EXAMPLES) MSCLKID_SOAK_REPORT=$(SOAK_REPORT) \
+		MSCLKID_SOAK_CRASH_ROUNDS=$(SOAK_CRASH_ROUNDS) \
+		$(VENV)/bin/pytest tests/reliability -m reliability -q --timeout=0 -p no:cacheprovider
+
+# Coverage-guided fuzzing (Atheris, installed into the venv on first use) for FUZZ_TIME seconds per harness.
+# New inputs go to .fuzz/, never into the committed seed corpora.  Without Atheris: the plain-Python replay.
+FUZZ_TIME ?= 60
+FUZZ_PY ?= $(PY)
+fuzz: $(STAMP)
+	@$(FUZZ_PY) -c "import atheris" 2>/dev/null || $(FUZZ_PY) -m pip install -q atheris || { \
+		echo "atheris could not be installed here: running the plain-Python replay instead"; \
+		$(FUZZ_PY) fuzz/fuzz_cookie.py --replay 100000 && $(FUZZ_PY) fuzz/fuzz_tcf.py --replay 100000; exit $$?; }
+	mkdir -p .fuzz/cookie .fuzz/tcf
+	$(FUZZ_PY) fuzz/fuzz_cookie.py .fuzz/cookie fuzz/corpus_cookie -max_total_time=$(FUZZ_TIME) -artifact_prefix=.fuzz/
+	$(FUZZ_PY) fuzz/fuzz_tcf.py .fuzz/tcf fuzz/corpus_tcf -max_total_time=$(FUZZ_TIME) -artifact_prefix=.fuzz/
+
 bench: $(STAMP)
 	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 

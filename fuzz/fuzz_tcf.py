@@ -1,7 +1,8 @@
 """Coverage-guided fuzzing of the TCF decoder and the consent policy with Atheris.
 
-    pip install atheris
+    make fuzz                                  # both harnesses, FUZZ_TIME seconds each
     python fuzz/fuzz_tcf.py fuzz/corpus_tcf -max_total_time=1800
+    python fuzz/fuzz_tcf.py --replay 10000     # no Atheris: the corpus plus seeded random inputs
 
 Invariants checked on every input: ``tcf.decode`` returns a ``TCString`` or raises
 ``TcfDecodeError`` (never anything else); ``microsoft_allowed`` returns a bool and agrees with the
@@ -11,8 +12,10 @@ and never raise.  ``check_one`` has no Atheris dependency, so the test suite run
 
 from __future__ import annotations
 
+import random
 import sys
 from pathlib import Path
+from typing import Any
 
 # Run from a checkout without installing: make the package next to this directory importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -60,10 +63,54 @@ def _check_decode(value: str | bytes) -> None:
         raise AssertionError("microsoft_allowed disagrees with the decoded string")
 
 
+CORPUS = Path(__file__).resolve().parent / "corpus_tcf"
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+
+
+def replay(count: int, seed: int = 0) -> int:
+    """Without Atheris: every corpus file, its truncations and bit flips, then ``count`` random inputs."""
+    inputs = []
+    rng = random.Random(seed)  # noqa: S311 - test input, not security
+    for path in sorted(CORPUS.iterdir()) if CORPUS.is_dir() else []:
+        data = path.read_bytes()
+        inputs.append(data)
+        inputs.extend(data[:cut] for cut in range(1, len(data), 7))
+        for _ in range(8):
+            flipped = bytearray(data)
+            i = rng.randrange(1, len(flipped)) if len(flipped) > 1 else 0
+            flipped[i] = rng.choice(_B64)
+            inputs.append(bytes(flipped))
+    for _ in range(count):
+        size = rng.choice((2, 10, 40, 80, 300))
+        alphabet = _B64 if rng.random() < 0.7 else bytes(range(256))
+        inputs.append(bytes([rng.randrange(256)]) + bytes(rng.choice(alphabet) for _ in range(size)))
+    for data in inputs:
+        check_one(data)
+    return len(inputs)
+
+
+def _instrument(atheris: Any, prefixes: tuple[str, ...]) -> None:
+    """Coverage for the code under test only: ``instrument_all`` would patch every loaded function
+    (the standard library included), which takes minutes on a small machine."""
+    import gc
+    import types
+
+    for obj in gc.get_objects():
+        if isinstance(obj, types.FunctionType) and (obj.__module__ or "").startswith(prefixes):
+            try:
+                atheris.instrument_func(obj)
+            except Exception:  # noqa: S112 - an odd function stays uninstrumented; the run goes on
+                continue
+
+
 def main(argv: list[str]) -> None:
+    if len(argv) > 1 and argv[1] == "--replay":
+        ran = replay(int(argv[2]) if len(argv) > 2 else 10_000)
+        print(f"fuzz_tcf: replayed {ran} inputs, 0 failures")
+        return
     import atheris  # type: ignore[import-not-found, import-untyped, unused-ignore]
 
-    atheris.instrument_all()
+    _instrument(atheris, ("msclkid_middleware",))
     atheris.Setup(argv, check_one)
     atheris.Fuzz()
 

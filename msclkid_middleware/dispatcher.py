@@ -356,7 +356,10 @@ class Dispatcher:
         )
 
     def _send(self, kind: Kind, account: str, rows: Sequence[OutboxRow]) -> list[Outcome]:
-        payloads = [dict(r.payload) for r in rows]
+        payloads = []
+        for row in rows:
+            payloads.append(dict(row.payload))
+            faultpoints.hit("building_batch")
         try:
             if kind == "uet":
                 results = list(self.uet.send_events(account, payloads))

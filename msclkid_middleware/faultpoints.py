@@ -14,8 +14,24 @@ import threading
 __all__ = ["ENV_VAR", "POINTS", "hit"]
 
 ENV_VAR = "MSCLKID_FAULT_POINT"
-#: Where the dispatcher and store call :func:`hit`.
-POINTS = ("after_claim", "after_send", "after_settle")
+#: Where the dispatcher and store call :func:`hit`:
+#:
+#: - ``after_claim``: the claim transaction has committed, nothing is sent yet;
+#: - ``building_batch``: the request body is being built from the claimed rows;
+#: - ``after_send``: Microsoft answered, the outcomes are not recorded yet;
+#: - ``settle_txn``: inside the transaction that records outcomes (before its COMMIT);
+#: - ``after_settle``: the outcomes are committed;
+#: - ``enqueue_txn``: inside ``record_*``'s outbox transaction (before its COMMIT);
+#: - ``token_write``: inside the refresh-token write (before its COMMIT).
+POINTS = (
+    "after_claim",
+    "building_batch",
+    "after_send",
+    "settle_txn",
+    "after_settle",
+    "enqueue_txn",
+    "token_write",
+)
 
 _hits: dict[str, int] = {}
 _lock = threading.Lock()
@@ -27,6 +43,8 @@ def hit(name: str) -> None:
     if not wanted:
         return
     point, _, nth = wanted.partition("@")
+    # An unknown name stays inert: a stray variable must never break production (the crash tests
+    # assert the SIGKILL, so a typo there fails loudly anyway).
     if point != name:
         return
     with _lock:

@@ -16,7 +16,15 @@ from .settings import EmulatorConfig, load_config_file
 __all__ = ["EmulatorServer", "emulator_command"]
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _Handler(WSGIRequestHandler):
+    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+        # A dropped connection (the ``drop`` fault) can leave the unread request body in the read
+        # buffer; served on, it would be parsed as the next request line and logged as "Bad request
+        # syntax ('grant_type=refresh_token&client_secret=...')", secrets included.  End the connection.
+        self.close_connection = True
+
+
+class _QuietHandler(_Handler):
     """No per-request access log: tests and benchmarks would drown in it; the dashboard shows requests."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -29,7 +37,7 @@ class EmulatorServer:
     def __init__(self, emulator: Emulator, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True) -> None:
         self.emulator = emulator
         self._server: BaseWSGIServer = make_server(
-            host, port, emulator, threaded=True, request_handler=_QuietHandler if quiet else WSGIRequestHandler
+            host, port, emulator, threaded=True, request_handler=_QuietHandler if quiet else _Handler
         )
         self._thread: threading.Thread | None = None
 

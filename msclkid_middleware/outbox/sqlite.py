@@ -20,6 +20,7 @@ from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any, Literal
 
+from msclkid_middleware import faultpoints
 from msclkid_middleware.errors import ConfigError, OutboxFull, StoreError
 
 from .base import (
@@ -344,6 +345,7 @@ class SqliteOutbox:
         else:
             with self._write("enqueue") as conn:
                 result = self._enqueue_on(conn, row, ts)
+                faultpoints.hit("enqueue_txn")
         self._count("enqueued" if result.created else "duplicates")
         return result
 
@@ -530,6 +532,7 @@ class SqliteOutbox:
                     p,
                 )
                 applied += cur.rowcount
+            faultpoints.hit("settle_txn")
         if applied != len(params):
             self._count("stale_acks", len(params) - applied)
         return applied
@@ -633,6 +636,7 @@ class SqliteOutbox:
                 " WHERE (excluded.serial, excluded.issued_at) > (tokens.serial, tokens.issued_at)",
                 (name, record.refresh_token, ts, record.serial, _dumps(dict(record.data)), ts),
             )
+            faultpoints.hit("token_write")
         return cur.rowcount > 0
 
     @contextmanager
