@@ -37,6 +37,7 @@ def test_the_group_lists_exactly_the_msclkid_commands(make_app: AppFactory) -> N
     assert app.cli.get_command(None, "msclkid") is cli_group  # type: ignore[arg-type]
 
 
+@pytest.mark.secret_canary_allow("flask-secret")  # the probe prints the mapping it was given, secret included
 def test_commands_added_later_appear_and_receive_the_apps_config(
     make_app: AppFactory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
