@@ -36,12 +36,22 @@ _MIN_SECRET = 8
 
 
 class _Collect(logging.Handler):
-    def __init__(self) -> None:
+    """Keeps the records of one test; every ``_BATCH`` records are scanned and dropped, so a long
+    Hypothesis run holds bounded memory (a value cannot be logged before it exists, so the secrets
+    known at that point cover those records)."""
+
+    _BATCH = 5000
+
+    def __init__(self, scan: Callable[[list[logging.LogRecord]], None]) -> None:
         super().__init__(logging.DEBUG)
         self.records: list[logging.LogRecord] = []
+        self._scan = scan
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+        if len(self.records) >= self._BATCH:
+            batch, self.records = self.records, []
+            self._scan(batch)
 
 
 def _record_text(record: logging.LogRecord) -> str:
@@ -76,7 +86,17 @@ class SecretCanary:
         self.texts: list[tuple[str, str]] = []
         self.cookies_checked = 0
         self.cookie_problems: list[str] = []
-        self.handler = _Collect()
+        self.leaks: list[str] = []
+        self.handler = _Collect(self._scan_records)
+
+    def _scan_records(self, records: list[logging.LogRecord]) -> None:
+        text = "\n".join(_record_text(r) for r in records)
+        self.leaks.extend(f"a secret ({n[:6]}...) leaked into a log record" for n in self.needles() if n in text)
+
+    def clear(self) -> None:
+        """Drop everything collected (the test is over; the session must not keep it)."""
+        for collected in (self.emulators, self.settings, self.errors, self.objects, self.texts, self.handler.records):
+            collected.clear()
 
     def add(self, *values: str | None) -> None:
         """Register more secret values (a test's own credentials)."""
@@ -105,6 +125,8 @@ class SecretCanary:
 
     def verify(self) -> None:
         assert self.cookie_problems == [], f"Set-Cookie headers break S1: {self.cookie_problems}"
+        if self.leaks:
+            raise AssertionError(self.leaks[0])
         needles = self.needles()
         sources: list[tuple[str, str]] = list(self.texts)
         sources.append(("a log record", "\n".join(_record_text(r) for r in self.handler.records)))
@@ -294,7 +316,11 @@ def secret_canary(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
         for handler, level in raised:
             handler.setLevel(level)
         request.config.stash.setdefault(_COOKIES_CHECKED, []).append(canary.cookies_checked)
-    canary.verify()
+    try:
+        canary.verify()
+    finally:
+        canary.clear()
+        del request.node.stash[_CANARY_KEY]
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
