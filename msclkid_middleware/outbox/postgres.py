@@ -42,6 +42,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from msclkid_middleware import faultpoints
 from msclkid_middleware.errors import ConfigError, OutboxFull, StoreError
 from msclkid_middleware.models import Click
 
@@ -661,8 +662,15 @@ class PostgresOutbox:
                 self._count("store_errors")
                 raise _error(exc, "enqueue") from exc
         else:
-            result = self._run("enqueue", lambda conn: self._enqueue_on(conn, params))
+            result = self._run("enqueue", lambda conn: self._enqueue_hit(self._enqueue_on(conn, params)))
         self._count("enqueued" if result.created else "duplicates")
+        return result
+
+    @staticmethod
+    def _enqueue_hit(result: EnqueueResult) -> EnqueueResult:
+        # The enqueue is one autocommitted statement: the crash point fires after its commit, before the
+        # caller hears of it (a re-record after restart is then a deduplicated no-op).
+        faultpoints.hit("enqueue_txn")
         return result
 
     def _enqueue_on(self, conn: psycopg.Connection[Any], params: Mapping[str, Any]) -> EnqueueResult:
@@ -797,7 +805,9 @@ class PostgresOutbox:
                     self.db.q("SELECT id FROM {s}.msclkid_outbox WHERE id = ANY(%s) ORDER BY id FOR UPDATE"),
                     (params["ids"],),
                 )
-                return max(conn.execute(self.db.q(_SETTLE), params).rowcount, 0)
+                applied = max(conn.execute(self.db.q(_SETTLE), params).rowcount, 0)
+                faultpoints.hit("settle_txn")
+                return applied
 
         applied = self._run("settle", run)
         if applied != len(outcomes):
@@ -891,6 +901,7 @@ class PostgresOutbox:
             " WHERE (excluded.serial, excluded.issued_at) > (t.serial, t.issued_at)",
             params,
         )
+        faultpoints.hit("token_write")  # one autocommitted statement: after its commit
         return count > 0
 
     @contextmanager
