@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ import pytest
 from msclkid_middleware import faultpoints
 from msclkid_middleware.outbox import open_store
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
+from tests.pg_helpers import Schemas, require_postgres, schema_fixture, session_schemas
 
 from .conftest import CRASH_ROUNDS, REPO, make_tracker, record
 
@@ -230,3 +232,39 @@ def test_fault_points_are_inert_unless_enabled(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv(faultpoints.ENV_VAR, "no_such_point")
     for point in faultpoints.POINTS:
         faultpoints.hit(point)  # an unknown name never fires
+
+
+@pytest.fixture(scope="module")
+def pg_schemas() -> Iterator[Schemas]:
+    yield from session_schemas()
+
+
+@pytest.fixture
+def pg_store_url(pg_schemas: Schemas) -> Iterator[str]:
+    require_postgres()
+    for schema in schema_fixture(pg_schemas):
+        yield pg_schemas.store_url(schema, pool_max_size=4)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("fault", "resent"),
+    [
+        pytest.param("after_claim", 0, id="after-claim-commit"),
+        pytest.param("building_batch@7", 0, id="while-building-batch"),
+        pytest.param("after_send", BATCH, id="after-send-before-record"),
+        pytest.param("settle_txn", BATCH, id="while-recording"),
+    ],
+)
+def test_postgres_worker_killed_at_fault_point_recovers_within_lease(
+    ms: EmulatorHandle,
+    pg_store_url: str,
+    fault: str,
+    resent: int,
+    secret_canary: Any,
+    recovery_log: list[Any],
+) -> None:
+    """The same crash matrix on the PostgreSQL store (its claims, leases and fenced settles)."""
+    test_worker_killed_at_fault_point_recovers_within_lease(
+        ms, pg_store_url, fault, resent, 0, secret_canary, recovery_log
+    )
