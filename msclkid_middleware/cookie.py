@@ -80,15 +80,16 @@ class LoadedCookie:
     stale_key: bool
 
 
-class _ClickSigner(TimestampSigner):
-    """A TimestampSigner for one key, with an injectable clock and the derived key cached.
+class _TimedSigner(TimestampSigner):
+    """A TimestampSigner for one key and salt, with an injectable clock and the derived key cached.
 
     itsdangerous derives the HMAC key from (secret, salt) on every call; with one key per
-    signer the derivation is done once, here.
+    signer the derivation is done once, here.  The click cookie and the visitor cookie use it
+    with their own salts.
     """
 
-    def __init__(self, secret_key: str | bytes, clock: Callable[[], float]) -> None:
-        super().__init__(secret_key, salt=COOKIE_SALT, key_derivation="hmac", digest_method=hashlib.sha256)
+    def __init__(self, secret_key: str | bytes, clock: Callable[[], float], salt: bytes = COOKIE_SALT) -> None:
+        super().__init__(secret_key, salt=salt, key_derivation="hmac", digest_method=hashlib.sha256)
         self._clock = clock
         self._derived = TimestampSigner.derive_key(self)
 
@@ -102,6 +103,51 @@ class _ClickSigner(TimestampSigner):
     def sign_at(self, value: bytes, timestamp: int) -> bytes:
         """Sign ``value`` as if at ``timestamp`` (the click's capture time)."""
         return Signer.sign(self, value + self.sep + base64_encode(int_to_bytes(timestamp)))
+
+
+def _verify_token(
+    token: str | None,
+    signers: tuple[_TimedSigner, ...],
+    *,
+    max_length: int,
+    max_age: int,
+    clock: Callable[[], float],
+    clock_skew: float,
+) -> tuple[bytes, datetime, int] | None:
+    """``(payload, signed_at, key index)`` of a token one of ``signers`` (newest first) signed, else ``None``.
+
+    ``None`` when absent, too long, not canonical, tampered, expired or dated further ahead than
+    ``clock_skew``.
+    """
+    if not token or len(token) > max_length or _TOKEN.fullmatch(token) is None:
+        # Only tokens in the alphabet we emit: itsdangerous' base64 decoding silently drops
+        # non-ASCII characters, which would make a decorated copy of a token verify.
+        return None
+    parts = token.split(".")
+    if len(parts) != 4:
+        return None
+    for part in parts[2:]:
+        # Canonical base64 only: a changed unused low bit in the last character decodes to the
+        # same bytes, so without this check one cookie would have several valid spellings.
+        allowed = _LAST_CHAR.get(len(part) % 4)
+        if not part or allowed is None or (allowed and part[-1] not in allowed):
+            return None
+    for index, signer in enumerate(signers):
+        try:
+            value, signed_at = signer.unsign(token, max_age=max_age, return_timestamp=True)
+        except SignatureExpired as exc:
+            # Raised only after the signature verified.  Dated in the future within the skew
+            # allowance: another host's clock runs ahead, accept.  Too old or too new: absent.
+            if exc.date_signed is None or not isinstance(exc.payload, bytes):
+                return None
+            ahead = exc.date_signed.timestamp() - clock()
+            if not 0 < ahead <= clock_skew:
+                return None
+            value, signed_at = exc.payload, exc.date_signed
+        except BadData:
+            continue  # not this key (or garbage): try the next one
+        return value, signed_at, index
+    return None
 
 
 def _as_keys(secret_keys: str | bytes | Iterable[str | bytes] | None) -> tuple[str | bytes, ...]:
@@ -196,7 +242,7 @@ class ClickCookie:
         self.clock_skew = clock_skew
         self._clock = clock
         # Newest first: the common case (a cookie signed with the current key) costs one HMAC.
-        self._signers = tuple(_ClickSigner(key, clock) for key in reversed(keys))
+        self._signers = tuple(_TimedSigner(key, clock) for key in reversed(keys))
         parts = ["Path=/"]
         if domain is not None:
             parts.append(f"Domain={domain}")
@@ -225,35 +271,13 @@ class ClickCookie:
 
     def decode(self, token: str | None) -> LoadedCookie | None:
         """Verify ``token``; ``None`` when it is absent, tampered, expired, too new or unparsable."""
-        if not token or len(token) > 512 or _TOKEN.fullmatch(token) is None:
-            # Only tokens in the alphabet we emit: itsdangerous' base64 decoding silently drops
-            # non-ASCII characters, which would make a decorated copy of a token verify.
+        verified = _verify_token(
+            token, self._signers, max_length=512, max_age=self.max_age, clock=self._clock, clock_skew=self.clock_skew
+        )
+        if verified is None:
             return None
-        parts = token.split(".")
-        if len(parts) != 4:
-            return None
-        for part in parts[2:]:
-            # Canonical base64 only: a changed unused low bit in the last character decodes to the
-            # same bytes, so without this check one cookie would have several valid spellings.
-            allowed = _LAST_CHAR.get(len(part) % 4)
-            if not part or allowed is None or (allowed and part[-1] not in allowed):
-                return None
-        for index, signer in enumerate(self._signers):
-            try:
-                value, signed_at = signer.unsign(token, max_age=self.max_age, return_timestamp=True)
-            except SignatureExpired as exc:
-                # Raised only after the signature verified.  Dated in the future within the skew
-                # allowance: another host's clock runs ahead, accept.  Too old or too new: absent.
-                if exc.date_signed is None or not isinstance(exc.payload, bytes):
-                    return None
-                ahead = exc.date_signed.timestamp() - self._clock()
-                if not 0 < ahead <= self.clock_skew:
-                    return None
-                value, signed_at = exc.payload, exc.date_signed
-            except BadData:
-                continue  # not this key (or garbage): try the next one
-            return self._parse(value, signed_at, stale_key=index > 0)
-        return None
+        value, signed_at, index = verified
+        return self._parse(value, signed_at, stale_key=index > 0)
 
     @staticmethod
     def _parse(value: bytes, signed_at: datetime, *, stale_key: bool) -> LoadedCookie | None:

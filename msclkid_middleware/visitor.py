@@ -15,17 +15,13 @@ as a visitor token, nor the reverse)::
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from itsdangerous import BadData, SignatureExpired, Signer, TimestampSigner
-from itsdangerous.encoding import base64_encode, int_to_bytes
-
-from .cookie import _COOKIE_NAME, _DOMAIN, _LAST_CHAR, _TOKEN, MAX_MAX_AGE, SameSite, _as_keys
+from .cookie import _COOKIE_NAME, _DOMAIN, MAX_MAX_AGE, SameSite, _as_keys, _TimedSigner, _verify_token
 from .errors import ConfigError
 
 __all__ = [
@@ -82,24 +78,6 @@ class LoadedVisitor:
     stale_key: bool
 
 
-class _VisitorSigner(TimestampSigner):
-    """One key, the derived HMAC key cached, an injectable clock (as the click cookie's signer)."""
-
-    def __init__(self, secret_key: str | bytes, clock: Callable[[], float]) -> None:
-        super().__init__(secret_key, salt=VISITOR_SALT, key_derivation="hmac", digest_method=hashlib.sha256)
-        self._clock = clock
-        self._derived = TimestampSigner.derive_key(self)
-
-    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        return self._derived
-
-    def get_timestamp(self) -> int:
-        return int(self._clock())
-
-    def sign_at(self, value: bytes, timestamp: int) -> bytes:
-        return Signer.sign(self, value + self.sep + base64_encode(int_to_bytes(timestamp)))
-
-
 class VisitorCookie:
     """Encode, verify and emit the signed visitor-ID cookie (attributes checked once, here)."""
 
@@ -141,7 +119,7 @@ class VisitorCookie:
         self.max_age = max_age
         self.clock_skew = clock_skew
         self._clock = clock
-        self._signers = tuple(_VisitorSigner(key, clock) for key in reversed(keys))
+        self._signers = tuple(_TimedSigner(key, clock, VISITOR_SALT) for key in reversed(keys))
         parts = ["Path=/"]
         if domain is not None:
             parts.append(f"Domain={domain}")
@@ -165,36 +143,20 @@ class VisitorCookie:
 
     def decode(self, token: str | None) -> LoadedVisitor | None:
         """Verify ``token``; ``None`` when absent, tampered, expired, too new or unparsable."""
-        if not token or len(token) > 256 or _TOKEN.fullmatch(token) is None:
+        verified = _verify_token(
+            token, self._signers, max_length=256, max_age=self.max_age, clock=self._clock, clock_skew=self.clock_skew
+        )
+        if verified is None:
             return None
-        parts = token.split(".")
-        if len(parts) != 4:
+        value, signed_at, index = verified
+        version, _, raw = value.partition(b".")
+        try:
+            visitor_id = raw.decode("ascii")
+        except UnicodeDecodeError:
             return None
-        for part in parts[2:]:
-            allowed = _LAST_CHAR.get(len(part) % 4)
-            if not part or allowed is None or (allowed and part[-1] not in allowed):
-                return None
-        for index, signer in enumerate(self._signers):
-            try:
-                value, signed_at = signer.unsign(token, max_age=self.max_age, return_timestamp=True)
-            except SignatureExpired as exc:
-                if exc.date_signed is None or not isinstance(exc.payload, bytes):
-                    return None
-                ahead = exc.date_signed.timestamp() - self._clock()
-                if not 0 < ahead <= self.clock_skew:
-                    return None
-                value, signed_at = exc.payload, exc.date_signed
-            except BadData:
-                continue
-            version, _, raw = value.partition(b".")
-            try:
-                visitor_id = raw.decode("ascii")
-            except UnicodeDecodeError:
-                return None
-            if version != _VERSION or not is_anonymous_id(visitor_id):
-                return None
-            return LoadedVisitor(visitor_id, int(signed_at.timestamp()), index > 0)
-        return None
+        if version != _VERSION or not is_anonymous_id(visitor_id):
+            return None
+        return LoadedVisitor(visitor_id, int(signed_at.timestamp()), index > 0)
 
     def set_cookie(self, visitor_id: str, timestamp: int | float) -> str:
         """The ``Set-Cookie`` value storing ``visitor_id`` for ``max_age`` from ``timestamp``."""
