@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench soak fuzz clean
+.PHONY: demo test lint typecheck pytest bench soak fuzz clean lock audit
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,3 +56,12 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+
+# S9 supply chain: requirements.lock pins the runtime dependencies (and the postgres/phone extras) with hashes.
+lock: $(STAMP)
+	$(PY) tools/lock.py
+
+# Needs PyPI's (or OSV's) vulnerability service; --strict fails when any package could not be audited.
+audit: $(STAMP)
+	$(PY) -m pip install -q pip-audit
+	$(VENV)/bin/pip-audit --strict --require-hashes --disable-pip -r requirements.lock
