@@ -28,6 +28,7 @@ from typing import Any
 # Run from a checkout without installing: make the package next to this directory importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from fuzz._harness import run
 from msclkid_middleware import ConsentPolicy, MsclkidMiddleware, get_click
 from msclkid_middleware.cookie import ClickCookie, LoadedCookie
 
@@ -166,30 +167,8 @@ def replay(count: int, seed: int = 0) -> int:
     return len(inputs)
 
 
-def _instrument(atheris: Any, prefixes: tuple[str, ...]) -> None:
-    """Coverage for the code under test only: ``instrument_all`` would patch every loaded function
-    (the standard library included), which takes minutes on a small machine."""
-    import gc
-    import types
-
-    for obj in gc.get_objects():
-        if isinstance(obj, types.FunctionType) and (obj.__module__ or "").startswith(prefixes):
-            try:
-                atheris.instrument_func(obj)
-            except Exception:  # noqa: S112 - an odd function stays uninstrumented; the run goes on
-                continue
-
-
 def main(argv: list[str]) -> None:
-    if len(argv) > 1 and argv[1] == "--replay":
-        ran = replay(int(argv[2]) if len(argv) > 2 else 10_000)
-        print(f"fuzz_cookie: replayed {ran} inputs, 0 failures")
-        return
-    import atheris  # type: ignore[import-not-found, import-untyped, unused-ignore]
-
-    _instrument(atheris, ("msclkid_middleware", "itsdangerous"))
-    atheris.Setup(argv, check_one)
-    atheris.Fuzz()
+    run("fuzz_cookie", argv, check_one, replay, ("msclkid_middleware", "itsdangerous"))
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ from __future__ import annotations
 import random
 import sys
 from pathlib import Path
-from typing import Any
 
 # Run from a checkout without installing: make the package next to this directory importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from fuzz._harness import run
 from msclkid_middleware.consent import ConsentPolicy
 from msclkid_middleware.errors import TcfDecodeError
 from msclkid_middleware.tcf import TCString, decode, microsoft_allowed
@@ -89,30 +89,8 @@ def replay(count: int, seed: int = 0) -> int:
     return len(inputs)
 
 
-def _instrument(atheris: Any, prefixes: tuple[str, ...]) -> None:
-    """Coverage for the code under test only: ``instrument_all`` would patch every loaded function
-    (the standard library included), which takes minutes on a small machine."""
-    import gc
-    import types
-
-    for obj in gc.get_objects():
-        if isinstance(obj, types.FunctionType) and (obj.__module__ or "").startswith(prefixes):
-            try:
-                atheris.instrument_func(obj)
-            except Exception:  # noqa: S112 - an odd function stays uninstrumented; the run goes on
-                continue
-
-
 def main(argv: list[str]) -> None:
-    if len(argv) > 1 and argv[1] == "--replay":
-        ran = replay(int(argv[2]) if len(argv) > 2 else 10_000)
-        print(f"fuzz_tcf: replayed {ran} inputs, 0 failures")
-        return
-    import atheris  # type: ignore[import-not-found, import-untyped, unused-ignore]
-
-    _instrument(atheris, ("msclkid_middleware",))
-    atheris.Setup(argv, check_one)
-    atheris.Fuzz()
+    run("fuzz_tcf", argv, check_one, replay, ("msclkid_middleware",))
 
 
 if __name__ == "__main__":
