@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from msclkid_middleware.consent import Consent
-from msclkid_middleware.identity import hash_email, hash_phone
-from msclkid_middleware.models import OfflineConversion, UetEvent, UetUserData, UserIdentifiers
+from msclkid_middleware.capture.consent import Consent
+from msclkid_middleware.conversions import OfflineConversion, UetEvent, UetUserData, UserIdentifiers
+from msclkid_middleware.conversions.identity import hash_email, hash_phone
 
 _EMAILS = [f"Customer.{i}+shop@Example{i % 7}.com" for i in range(1000)]
 _PHONES = [f"+1 (425) 555-{i:04d}" for i in range(1000)]

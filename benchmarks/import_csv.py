@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from msclkid_middleware.config import Settings
-from msclkid_middleware.csvfiles import import_file
-from msclkid_middleware.tracker import ConversionTracker
+from msclkid_middleware.dispatch.tracker import ConversionTracker
+from msclkid_middleware.ops.csvfiles import import_file
 
 
 def write_file(path: Path, n: int) -> None:

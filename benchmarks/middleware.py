@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from msclkid_middleware import ConsentPolicy, MsclkidMiddleware, get_click
-from msclkid_middleware.cookie import ClickCookie
+from msclkid_middleware.capture.cookie import ClickCookie
 
 SECRET = "benchmark-secret"
 HEX = "b4458f42c1b214060f81e89d7a9da3bb"

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from msclkid_middleware.config import Settings
-from msclkid_middleware.models import OfflineConversion
+from msclkid_middleware.conversions import OfflineConversion
+from msclkid_middleware.dispatch.tracker import ConversionTracker
 from msclkid_middleware.testing import run_emulator
-from msclkid_middleware.tracker import ConversionTracker
 
 
 def click(n: int) -> str:

@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from msclkid_middleware import ConsentPolicy, MsclkidMiddleware
+from msclkid_middleware.capture.pageview import PageView
 from msclkid_middleware.config import Settings
+from msclkid_middleware.dispatch.page_loads import PageLoadRecorder
+from msclkid_middleware.dispatch.tracker import ConversionTracker
 from msclkid_middleware.middleware import get_page_load_id
-from msclkid_middleware.pageview import PageView
-from msclkid_middleware.tracker import ConversionTracker
-from msclkid_middleware.uet_pages import PageLoadRecorder
 
 SECRET = "benchmark-secret"
 HEX = "b4458f42c1b214060f81e89d7a9da3bb"

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fuzz._harness import run
 from msclkid_middleware import ConsentPolicy, MsclkidMiddleware, get_click
-from msclkid_middleware.cookie import ClickCookie, LoadedCookie
+from msclkid_middleware.capture.cookie import ClickCookie, LoadedCookie
 
 T0 = 1_790_000_000
 KEYS = ["fuzz-old-key", "fuzz-new-key"]

@@ -20,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fuzz._harness import run
-from msclkid_middleware.consent import ConsentPolicy
+from msclkid_middleware.capture.consent import ConsentPolicy
+from msclkid_middleware.capture.tcf import TCString, decode, microsoft_allowed
 from msclkid_middleware.errors import TcfDecodeError
-from msclkid_middleware.tcf import TCString, decode, microsoft_allowed
 
 _POLICIES = (
     ConsentPolicy(),

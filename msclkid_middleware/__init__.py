@@ -10,17 +10,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .consent import Consent as Consent
-from .consent import ConsentPolicy as ConsentPolicy
-from .errors import ConfigError as ConfigError
-from .errors import MsclkidError as MsclkidError
-from .errors import ValidationError as ValidationError
-from .middleware import MsclkidMiddleware as MsclkidMiddleware
-from .middleware import get_anonymous_id as get_anonymous_id
-from .middleware import get_click as get_click
-from .middleware import get_consent as get_consent
-from .middleware import get_page_load_id as get_page_load_id
-from .models import Click as Click
+from msclkid_middleware.capture.clickid import Click as Click
+from msclkid_middleware.capture.consent import Consent as Consent
+from msclkid_middleware.capture.consent import ConsentPolicy as ConsentPolicy
+from msclkid_middleware.errors import ConfigError as ConfigError
+from msclkid_middleware.errors import MsclkidError as MsclkidError
+from msclkid_middleware.errors import ValidationError as ValidationError
+from msclkid_middleware.middleware import MsclkidMiddleware as MsclkidMiddleware
+from msclkid_middleware.middleware import get_anonymous_id as get_anonymous_id
+from msclkid_middleware.middleware import get_click as get_click
+from msclkid_middleware.middleware import get_consent as get_consent
+from msclkid_middleware.middleware import get_page_load_id as get_page_load_id
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -41,7 +41,7 @@ __all__ = [
 
 #: Public names living in modules that are imported on first use.
 _LAZY: dict[str, str] = {
-    "ConversionTracker": ".tracker",
+    "ConversionTracker": "msclkid_middleware.dispatch.tracker",
 }
 
 

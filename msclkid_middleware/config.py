@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import ConfigError
+from msclkid_middleware.errors import ConfigError
 
 __all__ = [
     "DEFAULT_API_URL",

@@ -23,18 +23,18 @@ from flask import Flask, current_app, g, has_request_context, request
 from flask.cli import ScriptInfo
 from markupsafe import Markup, escape
 
-from .cli import _LazyGroup
-from .commands import ENVIRON_META_KEY
-from .config import DEFAULT_STORE_FILENAME, Settings
-from .errors import ConfigError
-from .middleware import MsclkidMiddleware, get_click, get_consent
+from msclkid_middleware.cli import _LazyGroup
+from msclkid_middleware.cli.commands import ENVIRON_META_KEY
+from msclkid_middleware.config import DEFAULT_STORE_FILENAME, Settings
+from msclkid_middleware.errors import ConfigError
+from msclkid_middleware.middleware import MsclkidMiddleware, get_click, get_consent
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .consent import Consent
-    from .models import Click
-    from .pageview import PageView
-    from .tracker import ConversionTracker
-    from .uet_pages import PageLoadRecorder
+    from msclkid_middleware.capture.clickid import Click
+    from msclkid_middleware.capture.consent import Consent
+    from msclkid_middleware.capture.pageview import PageView
+    from msclkid_middleware.dispatch.page_loads import PageLoadRecorder
+    from msclkid_middleware.dispatch.tracker import ConversionTracker
 
 __all__ = [
     "CONFIG_DEFAULTS",
@@ -170,13 +170,13 @@ class MsclkidState:
 
     @property
     def tracker(self) -> ConversionTracker:
-        """The app's :class:`~msclkid_middleware.tracker.ConversionTracker` (built on first use)."""
+        """The app's :class:`~msclkid_middleware.dispatch.tracker.ConversionTracker` (built on first use)."""
         tracker = self._tracker
         if tracker is not None:
             return tracker
         with self._lock:
             if self._tracker is None:
-                from .tracker import ConversionTracker
+                from msclkid_middleware.dispatch.tracker import ConversionTracker
 
                 if self.store_url.startswith("sqlite:") and self.settings.store_url is None:
                     os.makedirs(self.instance_path, exist_ok=True)
@@ -311,7 +311,7 @@ class _PageLoads:
     def recorder(self) -> PageLoadRecorder | None:
         recorder = self._recorder
         if recorder is None and self.state is not None:
-            from .uet_pages import PageLoadRecorder
+            from msclkid_middleware.dispatch.page_loads import PageLoadRecorder
 
             with self._lock:
                 if self._recorder is None:
@@ -409,7 +409,7 @@ def msclkid_page_tags(
     """
     if not has_request_context():
         return Markup("")
-    from .uet_pages import render_page_tags
+    from msclkid_middleware.dispatch.page_loads import render_page_tags
 
     state = Msclkid.state()
     middleware = state.middleware

@@ -30,19 +30,19 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import parse_qsl, quote
 from wsgiref.util import request_uri
 
-from .clickid import (
+from msclkid_middleware.capture.clickid import (
     DEFAULT_MAX_FIELDS,
     DEFAULT_MAX_QUERY_LENGTH,
     UET_COOKIE_NAME,
+    Click,
+    ClickSource,
     click_id_from_query,
     click_id_from_uet_cookie,
     is_valid_click_id,
 )
-from .consent import Consent
-from .cookie import DEFAULT_CLOCK_SKEW, ClickCookie, LoadedCookie, SameSite
-from .errors import ConfigError
-from .models import Click, ClickSource
-from .pageview import (
+from msclkid_middleware.capture.consent import Consent
+from msclkid_middleware.capture.cookie import DEFAULT_CLOCK_SKEW, ClickCookie, LoadedCookie, SameSite
+from msclkid_middleware.capture.pageview import (
     DEFAULT_BOT_PATTERN,
     AnonymousIdSource,
     PageView,
@@ -54,8 +54,7 @@ from .pageview import (
     is_document_request,
     is_html_document,
 )
-from .redact import shorten
-from .visitor import (
+from msclkid_middleware.capture.visitor import (
     DEFAULT_VISITOR_MAX_AGE,
     UET_VISITOR_COOKIE,
     VISITOR_REFRESH_AFTER,
@@ -63,10 +62,12 @@ from .visitor import (
     VisitorCookie,
     uet_visitor_id,
 )
+from msclkid_middleware.errors import ConfigError
+from msclkid_middleware.redact import shorten
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import Settings
-    from .profiles import ProfileStore
+    from msclkid_middleware.capture.profiles import ProfileStore
+    from msclkid_middleware.config import Settings
 
 __all__ = [
     "MAX_CAPTURE_BODY",
@@ -104,7 +105,7 @@ _URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 
 
 class ConsentDecider(Protocol):
-    """What the middleware needs from a consent policy (:class:`~msclkid_middleware.consent.ConsentPolicy`)."""
+    """What the middleware needs from a consent policy (:class:`~msclkid_middleware.capture.consent.ConsentPolicy`)."""
 
     def decide(self, environ: Mapping[str, Any], cookies: Mapping[str, str] | None = None) -> Consent: ...
 
@@ -497,7 +498,7 @@ class MsclkidMiddleware:
         self._tracking = on_page_view is not None or self.visitor_cookie is not None
         self._visitor_marker = (self.visitor_cookie.name + "=") if self.visitor_cookie is not None else "\0"
         if consent is None:
-            from .consent import ConsentPolicy
+            from msclkid_middleware.capture.consent import ConsentPolicy
 
             consent = ConsentPolicy()
         if not callable(getattr(consent, "decide", None)):
@@ -546,7 +547,7 @@ class MsclkidMiddleware:
         if settings.cookie_name != "__Host-msclkid":
             options["cookie_name"] = settings.cookie_name
         if "consent" not in overrides:
-            from .consent import ConsentPolicy
+            from msclkid_middleware.capture.consent import ConsentPolicy
 
             options["consent"] = ConsentPolicy.from_settings(settings)
         options.update(overrides)
@@ -1104,7 +1105,7 @@ def get_page_load_id(environ: Mapping[str, Any]) -> str | None:
 
 
 def set_page_title(environ: Mapping[str, Any], title: str | None) -> None:
-    """Tell the middleware this page's title, for the :class:`~msclkid_middleware.pageview.PageView` (``pageTitle``)."""
+    """Tell the middleware this page's title, for the page view's ``pageTitle``."""
     state = _state_of(environ)
     if state is not None and (title is None or isinstance(title, str)):
         state.title = title[:512] if title else None

@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from .emulator import Emulator, EmulatorConfig, EmulatorServer
-from .emulator.faults import FaultRule
-from .emulator.state import Account, Goal, ReceivedItem, RequestRecord, TokenRecord, UetTag
-from .emulator.world import utcnow
+from msclkid_middleware.emulator import Emulator, EmulatorConfig, EmulatorServer
+from msclkid_middleware.emulator.faults import FaultRule
+from msclkid_middleware.emulator.state import Account, Goal, ReceivedItem, RequestRecord, TokenRecord, UetTag
+from msclkid_middleware.emulator.world import utcnow
 
 __all__ = ["EmulatorHandle", "make_click_cookie", "run_emulator"]
 
@@ -158,7 +158,7 @@ def make_click_cookie(
         environ["HTTP_COOKIE"] = make_click_cookie("f894f652ea334e739002f7167ab8f8e3", ["secret"])
         name, _, value = make_click_cookie(click_id, keys).partition("=")   # client.set_cookie(name, value)
     """
-    from .cookie import ClickCookie
+    from msclkid_middleware.capture.cookie import ClickCookie
 
     when = time.time() if captured_at is None else captured_at
     # Secure and name rules are the middleware's; a plain-http development name needs secure=False.

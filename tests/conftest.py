@@ -192,17 +192,12 @@ def _dump_outbox(path: str) -> str:
 
 
 def _tracked_classes() -> list[type]:
-    from msclkid_middleware.microsoft import (
-        CampaignManagementClient,
-        FileTokenStore,
-        RefreshTokenProvider,
-        StoredToken,
-        UetClient,
-    )
+    from msclkid_middleware.dispatch.tracker import ConversionTracker
+    from msclkid_middleware.microsoft import CampaignManagementClient, RefreshTokenProvider, UetClient
     from msclkid_middleware.middleware import MsclkidMiddleware
     from msclkid_middleware.outbox.base import TokenRecord
     from msclkid_middleware.outbox.tokens import OutboxTokenStore
-    from msclkid_middleware.tracker import ConversionTracker
+    from msclkid_middleware.tokens import FileTokenStore, StoredToken
 
     return [
         CampaignManagementClient,
@@ -265,7 +260,7 @@ def secret_canary(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
 
     _after_init(monkeypatch, SqliteOutbox, lambda store: canary.store_paths.add(store.path))
 
-    from msclkid_middleware.cookie import ClickCookie
+    from msclkid_middleware.capture.cookie import ClickCookie
 
     def checked(method: Callable[..., str | None]) -> Callable[..., str | None]:
         def wrapper(self: ClickCookie, *args: Any) -> str | None:

@@ -1,6 +1,6 @@
 """A TC string encoder for tests: builds TCF v2 strings field by field, written from the IAB spec.
 
-It is deliberately independent of ``msclkid_middleware.tcf`` (no shared helpers), so round trips
+It is deliberately independent of ``msclkid_middleware.capture.tcf`` (no shared helpers), so round trips
 check the decoder against a second reading of the format.  ``TCSpec`` holds every core field with
 a valid default (policy version 4, Purpose 1 and Microsoft's vendor 1126 consented), so a test
 changes only the field it is about: ``TCSpec(purposes_consent=(2,)).encode()``.

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from msclkid_middleware.clickid import (
+from msclkid_middleware.capture.clickid import (
     DEFAULT_MAX_FIELDS,
     DEFAULT_MAX_QUERY_LENGTH,
     click_id_from_query,

@@ -18,14 +18,14 @@ from hypothesis import strategies as st
 from werkzeug.http import parse_cookie
 
 import msclkid_middleware
-from msclkid_middleware.config import Settings
-from msclkid_middleware.consent import (
+from msclkid_middleware.capture.consent import (
     DEFAULT_DENIED_VALUES,
     DEFAULT_GRANTED_VALUES,
     Consent,
     ConsentBasis,
     ConsentPolicy,
 )
+from msclkid_middleware.config import Settings
 from msclkid_middleware.errors import ConfigError
 from tests.tcf_encoder import Restriction, TCSpec
 
@@ -218,9 +218,9 @@ def test_resolver_precedence(answer: bool | None, gpc: str | None, cookie: str |
 
 def test_raising_resolver_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     policy = ConsentPolicy(resolver=_raise, default="granted")
-    with caplog.at_level(logging.DEBUG, logger="msclkid_middleware.consent"):
+    with caplog.at_level(logging.DEBUG, logger="msclkid_middleware.capture.consent"):
         assert policy.decide(environ()) == D("resolver")
-    records = [r for r in caplog.records if r.name == "msclkid_middleware.consent"]
+    records = [r for r in caplog.records if r.name == "msclkid_middleware.capture.consent"]
     assert len(records) == 1
     assert records[0].levelno == logging.ERROR
     assert records[0].exc_info is not None
@@ -232,7 +232,7 @@ def test_resolver_wrong_type_is_logged(caplog: pytest.LogCaptureFixture) -> None
         return 42
 
     policy = ConsentPolicy(resolver=resolver)
-    with caplog.at_level(logging.ERROR, logger="msclkid_middleware.consent"):
+    with caplog.at_level(logging.ERROR, logger="msclkid_middleware.capture.consent"):
         assert policy.decide(environ()) == D("resolver")
     assert "returned int" in caplog.text
 
@@ -335,7 +335,7 @@ def test_broken_cookie_mapping_denies() -> None:
 
 
 def test_broken_environ_denies(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="msclkid_middleware.consent"):
+    with caplog.at_level(logging.ERROR, logger="msclkid_middleware.capture.consent"):
         assert ConsentPolicy().decide(ExplodingEnviron()) == D("default")
     assert "consent decision failed" in caplog.text
 
@@ -355,7 +355,7 @@ def test_non_string_values_in_cookie_mapping_are_absent() -> None:
 
 def test_tc_string_value_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     secretish = "CPxSECRETVALUE" + "A" * 40
-    with caplog.at_level(logging.DEBUG, logger="msclkid_middleware.consent"):
+    with caplog.at_level(logging.DEBUG, logger="msclkid_middleware.capture.consent"):
         ConsentPolicy().decide(environ(cookie=tcf(secretish)))
         ConsentPolicy().decide_reported(environ(), tc_string=secretish)
     assert caplog.records, "a rejected TC string is logged (at DEBUG), without its value"
@@ -520,7 +520,7 @@ def test_docs_examples_run(block: str) -> None:
 def test_pure_modules_load_nothing_until_a_policy_is_built() -> None:
     root = Path(__file__).resolve().parent.parent
     code = (
-        "import sys, msclkid_middleware.consent as c, msclkid_middleware.tcf;"
+        "import sys, msclkid_middleware.capture.consent as c, msclkid_middleware.capture.tcf;"
         "before = sorted(m for m in sys.modules if m.split('.')[0] in ('werkzeug', 'requests', 'flask'));"
         "c.ConsentPolicy();"
         "print(before, 'werkzeug.http' in sys.modules)"

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 
-from msclkid_middleware.cookie import (
+from msclkid_middleware.capture.cookie import (
     DEFAULT_MAX_AGE,
     MAX_SET_COOKIE_LENGTH,
     ClickCookie,
@@ -106,7 +106,7 @@ def test_other_salt_and_flask_style_tokens_are_rejected() -> None:
 def test_sha1_signature_with_same_key_is_rejected() -> None:
     from itsdangerous import TimestampSigner
 
-    from msclkid_middleware.cookie import COOKIE_SALT
+    from msclkid_middleware.capture.cookie import COOKIE_SALT
 
     sha1 = TimestampSigner("k", salt=COOKIE_SALT, key_derivation="hmac").sign(b"1." + HEX.encode()).decode()
     assert codec(["k"], Clock()).decode(sha1) is None

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from msclkid_middleware import MsclkidMiddleware
-from msclkid_middleware.consent import ConsentPolicy
-from msclkid_middleware.cookie import ClickCookie
+from msclkid_middleware.capture.consent import ConsentPolicy
+from msclkid_middleware.capture.cookie import ClickCookie
+from msclkid_middleware.capture.profiles import MemoryProfileStore
 from msclkid_middleware.middleware import MAX_CAPTURE_BODY
-from msclkid_middleware.profiles import MemoryProfileStore
 from tests.tcf_encoder import TCSpec
 from tests.wsgi_helpers import HEX, HEX2, T0, Clock, Result, UntouchableInput, call, make_environ
 

@@ -12,9 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from msclkid_middleware import identity
+from msclkid_middleware.conversions import identity
+from msclkid_middleware.conversions.identity import (
+    hash_email,
+    hash_phone,
+    is_sha256_hex,
+    normalize_email,
+    normalize_phone,
+)
 from msclkid_middleware.errors import InvalidIdentifier
-from msclkid_middleware.identity import hash_email, hash_phone, is_sha256_hex, normalize_email, normalize_phone
 
 # Microsoft's published vectors (UET CAPI guide, "Hashed identifiers").
 JOHN_HASH = "ec81f3ac7b2b19675bab9d54cf416f9f18cff87c97da5cca82c0f0891bc40602"

@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from msclkid_middleware import MsclkidMiddleware, get_click, get_consent
+from msclkid_middleware.capture.clickid import Click
+from msclkid_middleware.capture.consent import Consent, ConsentPolicy
+from msclkid_middleware.capture.cookie import DEFAULT_MAX_AGE, ClickCookie
+from msclkid_middleware.capture.profiles import MemoryProfileStore
 from msclkid_middleware.config import Settings
-from msclkid_middleware.consent import Consent, ConsentPolicy
-from msclkid_middleware.cookie import DEFAULT_MAX_AGE, ClickCookie
 from msclkid_middleware.errors import ConfigError, StoreError
 from msclkid_middleware.middleware import STATE_KEY
-from msclkid_middleware.models import Click
-from msclkid_middleware.profiles import MemoryProfileStore
 from tests.wsgi_helpers import HEX, HEX2, T0, Clock, Result, UntouchableInput, call, make_environ
 
 SECRET = "s3cret-key-for-tests"
@@ -568,7 +568,7 @@ def test_profile_fallback_click_on_phone_purchase_on_laptop() -> None:
 
 
 def test_profile_keeps_newest_and_cookie_click_is_saved_once(tmp_path: Any) -> None:
-    from msclkid_middleware.profiles import SqliteProfileStore
+    from msclkid_middleware.capture.profiles import SqliteProfileStore
 
     store = SqliteProfileStore(str(tmp_path / "profiles.sqlite3"))
     writes: list[str] = []
@@ -699,7 +699,7 @@ def test_locked_sqlite_profile_store_does_not_affect_the_response(
 ) -> None:
     import sqlite3
 
-    from msclkid_middleware.profiles import SqliteProfileStore
+    from msclkid_middleware.capture.profiles import SqliteProfileStore
 
     path = str(tmp_path / "locked.sqlite3")
     store = SqliteProfileStore(path, busy_timeout=0.05)

@@ -11,7 +11,7 @@ import requests
 from werkzeug.serving import make_server
 
 from msclkid_middleware import MsclkidMiddleware, get_click, get_consent
-from msclkid_middleware.consent import ConsentPolicy
+from msclkid_middleware.capture.consent import ConsentPolicy
 
 HEX = "b4458f42c1b214060f81e89d7a9da3bb"
 

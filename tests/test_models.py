@@ -12,13 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from msclkid_middleware import models
-from msclkid_middleware.consent import Consent
-from msclkid_middleware.errors import InvalidClickId, InvalidIdentifier, TimeWindowError, ValidationError
-from msclkid_middleware.identity import hash_email, hash_phone
-from msclkid_middleware.models import (
+from msclkid_middleware.capture.clickid import Click
+from msclkid_middleware.capture.consent import Consent
+from msclkid_middleware.conversions import (
     CURRENCY_CODES,
-    Click,
     OfflineConversion,
     OfflineConversionAdjustment,
     OnlineConversionAdjustment,
@@ -29,8 +26,11 @@ from msclkid_middleware.models import (
     UetUserData,
     UserIdentifiers,
     format_time,
+    models,
     parse_time,
 )
+from msclkid_middleware.conversions.identity import hash_email, hash_phone
+from msclkid_middleware.errors import InvalidClickId, InvalidIdentifier, TimeWindowError, ValidationError
 
 CLICK = "f894f652ea334e739002f7167ab8f8e3"
 EMAIL = "Jane.Doe+shop@Contoso.com"

@@ -14,12 +14,18 @@ from typing import Any
 import pytest
 
 from msclkid_middleware import ConsentPolicy, MsclkidMiddleware
-from msclkid_middleware.cookie import ClickCookie
+from msclkid_middleware.capture.cookie import ClickCookie
+from msclkid_middleware.capture.pageview import (
+    DEFAULT_BOT_PATTERN,
+    PageView,
+    compile_bot_pattern,
+    is_asset_path,
+    is_bot,
+)
+from msclkid_middleware.capture.visitor import DEFAULT_VISITOR_MAX_AGE, VisitorCookie, uet_visitor_id
+from msclkid_middleware.dispatch.page_loads import render_page_tags
 from msclkid_middleware.errors import ConfigError
 from msclkid_middleware.middleware import get_anonymous_id, get_click, get_page_load_id, set_page_title
-from msclkid_middleware.pageview import DEFAULT_BOT_PATTERN, PageView, compile_bot_pattern, is_asset_path, is_bot
-from msclkid_middleware.uet_pages import render_page_tags
-from msclkid_middleware.visitor import DEFAULT_VISITOR_MAX_AGE, VisitorCookie, uet_visitor_id
 from tests.wsgi_helpers import HEX, T0, Clock, call, make_environ
 
 KEYS = ["old-key-0123456789", "new-key-0123456789"]
@@ -558,8 +564,10 @@ def test_asset_paths() -> None:
 
 def test_middleware_and_recorder_import_no_outbox_or_http_stack() -> None:
     code = (
-        "import sys, msclkid_middleware.middleware, msclkid_middleware.pageview, msclkid_middleware.uet_pages;"
-        "bad = [m for m in sys.modules if m.startswith(('msclkid_middleware.outbox', 'msclkid_middleware.tracker',"
+        "import sys, msclkid_middleware.middleware, msclkid_middleware.capture.pageview,"
+        " msclkid_middleware.dispatch.page_loads;"
+        "bad = [m for m in sys.modules if m.startswith(('msclkid_middleware.outbox',"
+        " 'msclkid_middleware.dispatch.tracker',"
         " 'requests', 'sqlite3'))];"
         "print(','.join(bad))"
     )

@@ -17,15 +17,15 @@ import pytest
 from werkzeug.test import Client
 
 from msclkid_middleware import ConsentPolicy, MsclkidMiddleware
+from msclkid_middleware.capture.clickid import Click
+from msclkid_middleware.capture.consent import Consent
+from msclkid_middleware.capture.pageview import PageView
 from msclkid_middleware.config import Settings
-from msclkid_middleware.consent import Consent
+from msclkid_middleware.dispatch.page_loads import PageLoadRecorder, page_load_event_id
+from msclkid_middleware.dispatch.tracker import ConversionTracker
 from msclkid_middleware.errors import ConfigError
 from msclkid_middleware.middleware import get_page_load_id
-from msclkid_middleware.models import Click
-from msclkid_middleware.pageview import PageView
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
-from msclkid_middleware.tracker import ConversionTracker
-from msclkid_middleware.uet_pages import PageLoadRecorder, page_load_event_id
 from tests.wsgi_helpers import HEX, call, make_environ
 
 KEYS = ["recorder-test-key-0123456789"]

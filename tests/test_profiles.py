@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from msclkid_middleware.capture.clickid import Click
+from msclkid_middleware.capture.profiles import MemoryProfileStore, ProfileStore, SqliteProfileStore
 from msclkid_middleware.errors import ConfigError, StoreError
-from msclkid_middleware.models import Click
-from msclkid_middleware.profiles import MemoryProfileStore, ProfileStore, SqliteProfileStore
 from tests.pg_helpers import Schemas, schema_fixture, session_schemas
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -35,7 +35,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProfileSto
     elif request.param == "sqlite":
         yield SqliteProfileStore(str(tmp_path / "profiles.sqlite3"))
     else:
-        from msclkid_middleware.profiles import PostgresProfileStore
+        from msclkid_middleware.capture.profiles import PostgresProfileStore
 
         schemas: Schemas = request.getfixturevalue("pg_schemas")
         for schema in schema_fixture(schemas):
@@ -158,8 +158,8 @@ def test_sqlite_store_across_processes(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parent.parent
     code = (
         "import sys; from datetime import datetime, UTC;"
-        "from msclkid_middleware.profiles import SqliteProfileStore;"
-        "from msclkid_middleware.models import Click;"
+        "from msclkid_middleware.capture.profiles import SqliteProfileStore;"
+        "from msclkid_middleware.conversions import Click;"
         "SqliteProfileStore(sys.argv[1]).put('v', Click('fromchild', datetime(2026, 11, 2, tzinfo=UTC)))"
     )
     subprocess.run([sys.executable, "-c", code, path], check=True, env={"PYTHONPATH": str(repo)})

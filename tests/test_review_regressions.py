@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from msclkid_middleware.profiles import MemoryProfileStore
+from msclkid_middleware.capture.profiles import MemoryProfileStore
 from tests.test_middleware import middleware, seen
 from tests.wsgi_helpers import HEX, T0, Clock, call, make_environ
 
@@ -34,8 +34,8 @@ def test_money_as_decimal_is_accepted_and_sent_as_a_double() -> None:
 
     import pytest
 
+    from msclkid_middleware.conversions import OfflineConversion, OfflineConversionAdjustment
     from msclkid_middleware.errors import ValidationError
-    from msclkid_middleware.models import OfflineConversion, OfflineConversionAdjustment
 
     when = datetime.now(UTC) - timedelta(hours=1)
     wire = OfflineConversion(
@@ -62,8 +62,8 @@ def test_tracker_rejects_a_client_that_is_not_one_at_construction(tmp_path: obje
     """``microsoft=True`` used to fail at the first flush with an AttributeError and rows left in flight."""
     import pytest
 
+    from msclkid_middleware.dispatch.tracker import ConversionTracker
     from msclkid_middleware.errors import ConfigError
-    from msclkid_middleware.tracker import ConversionTracker
 
     url = f"sqlite:///{tmp_path}/outbox.sqlite3"
     for options in ({"microsoft": True}, {"uet": "token"}, {"microsoft": object()}):
@@ -88,7 +88,7 @@ def test_a_custom_client_that_raises_does_not_leave_rows_in_flight(tmp_path: obj
     """A client's own bug (not a MicrosoftError) used to escape flush() with the claimed rows left in flight."""
     from datetime import timedelta
 
-    from msclkid_middleware.tracker import ConversionTracker
+    from msclkid_middleware.dispatch.tracker import ConversionTracker
 
     class BrokenClient:
         account_id = "2000001"

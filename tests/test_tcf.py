@@ -12,8 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from msclkid_middleware.errors import TcfDecodeError
-from msclkid_middleware.tcf import (
+from msclkid_middleware.capture.tcf import (
     MAX_TC_STRING_LENGTH,
     MICROSOFT_VENDOR_ID,
     TCString,
@@ -21,6 +20,7 @@ from msclkid_middleware.tcf import (
     decode,
     microsoft_allowed,
 )
+from msclkid_middleware.errors import TcfDecodeError
 from tests.tcf_encoder import (
     Restriction,
     TCSpec,

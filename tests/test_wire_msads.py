@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.warnings import PydanticDeprecatedSince20
 
-from msclkid_middleware.models import (
+from msclkid_middleware.conversions import (
     CURRENCY_CODES,
     OfflineConversion,
     OfflineConversionAdjustment,

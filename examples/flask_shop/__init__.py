@@ -30,9 +30,9 @@ from typing import Any
 from flask import Flask, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
+from msclkid_middleware.conversions.identity import normalize_email, normalize_phone
 from msclkid_middleware.errors import AdjustmentError, MsclkidError, ValidationError
 from msclkid_middleware.flask import Msclkid, current_click, current_consent
-from msclkid_middleware.identity import normalize_email, normalize_phone
 
 __all__ = ["CONSENT_COOKIE", "PRODUCTS", "create_app", "msclkid"]
 

@@ -6,11 +6,11 @@ Importing this package starts nothing; see :func:`msclkid_middleware.testing.run
 
 from __future__ import annotations
 
-from .app import Emulator
-from .faults import FaultRule
-from .server import EmulatorServer
-from .settings import EmulatorConfig, load_config_file
-from .state import Goal, ReceivedItem, RequestRecord, TokenRecord, UetTag
+from msclkid_middleware.emulator.app import Emulator
+from msclkid_middleware.emulator.faults import FaultRule
+from msclkid_middleware.emulator.server import EmulatorServer
+from msclkid_middleware.emulator.settings import EmulatorConfig, load_config_file
+from msclkid_middleware.emulator.state import Goal, ReceivedItem, RequestRecord, TokenRecord, UetTag
 
 __all__ = [
     "Emulator",

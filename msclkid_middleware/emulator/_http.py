@@ -9,7 +9,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from .faults import FaultRule
+from msclkid_middleware.emulator.faults import FaultRule
 
 __all__ = ["CallContext", "json_response", "read_json"]
 

@@ -22,13 +22,13 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from . import campaign, control, dashboard, goals, oauth, uet
-from ._http import CallContext, json_response
-from .codes import CODES
-from .faults import FaultRule
-from .settings import EmulatorConfig
-from .state import Account, Goal, ReceivedItem, RequestRecord, TokenRecord, UetTag
-from .world import World, utcnow
+from msclkid_middleware.emulator import campaign, control, dashboard, goals, oauth, uet
+from msclkid_middleware.emulator._http import CallContext, json_response
+from msclkid_middleware.emulator.codes import CODES
+from msclkid_middleware.emulator.faults import FaultRule
+from msclkid_middleware.emulator.settings import EmulatorConfig
+from msclkid_middleware.emulator.state import Account, Goal, ReceivedItem, RequestRecord, TokenRecord, UetTag
+from msclkid_middleware.emulator.world import World, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

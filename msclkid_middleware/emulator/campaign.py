@@ -15,11 +15,11 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from ._http import BodyError, CallContext, json_response, read_json
-from ._time import iso, parse_datetime
-from .codes import CODES, CURRENCIES
-from .state import Account, Goal
-from .world import Conversion, World
+from msclkid_middleware.emulator._http import BodyError, CallContext, json_response, read_json
+from msclkid_middleware.emulator._time import iso, parse_datetime
+from msclkid_middleware.emulator.codes import CODES, CURRENCIES
+from msclkid_middleware.emulator.state import Account, Goal
+from msclkid_middleware.emulator.world import Conversion, World
 
 __all__ = ["ad_api_fault", "api_fault", "apply_endpoint", "batch_error", "check_headers"]
 

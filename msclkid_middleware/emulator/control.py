@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Request, Response
 
+from msclkid_middleware.emulator._http import json_response
 from msclkid_middleware.errors import ConfigError
 
-from ._http import json_response
-
 if TYPE_CHECKING:  # pragma: no cover
-    from .app import Emulator
+    from msclkid_middleware.emulator.app import Emulator
 
 __all__ = ["ControlError", "dispatch"]
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from werkzeug.wrappers import Request, Response
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .app import Emulator
+    from msclkid_middleware.emulator.app import Emulator
 
 __all__ = ["render"]
 

@@ -11,12 +11,12 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from ._http import BodyError, CallContext, json_response, read_json
-from ._time import parse_datetime
-from .campaign import ad_api_fault, api_fault, batch_error, check_headers
-from .codes import CURRENCIES
-from .state import Account, Goal
-from .world import World
+from msclkid_middleware.emulator._http import BodyError, CallContext, json_response, read_json
+from msclkid_middleware.emulator._time import parse_datetime
+from msclkid_middleware.emulator.campaign import ad_api_fault, api_fault, batch_error, check_headers
+from msclkid_middleware.emulator.codes import CURRENCIES
+from msclkid_middleware.emulator.state import Account, Goal
+from msclkid_middleware.emulator.world import World
 
 __all__ = ["dispatch", "goal_to_wire"]
 

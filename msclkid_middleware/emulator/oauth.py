@@ -14,9 +14,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from werkzeug.wrappers import Request, Response
 
-from ._http import CallContext, json_response
-from .settings import PRODUCTION_SCOPES
-from .world import World
+from msclkid_middleware.emulator._http import CallContext, json_response
+from msclkid_middleware.emulator.settings import PRODUCTION_SCOPES
+from msclkid_middleware.emulator.world import World
 
 __all__ = ["DEFAULT_SCOPE", "authorize", "token", "token_error"]
 

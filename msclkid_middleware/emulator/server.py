@@ -10,8 +10,8 @@ from typing import Any
 import click
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from .app import Emulator
-from .settings import EmulatorConfig, load_config_file
+from msclkid_middleware.emulator.app import Emulator
+from msclkid_middleware.emulator.settings import EmulatorConfig, load_config_file
 
 __all__ = ["EmulatorServer", "emulator_command"]
 

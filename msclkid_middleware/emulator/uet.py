@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 from werkzeug.wrappers import Request, Response
 
-from ._http import BodyError, CallContext, json_response, read_json
-from .codes import CURRENCIES
-from .world import Conversion, World
+from msclkid_middleware.emulator._http import BodyError, CallContext, json_response, read_json
+from msclkid_middleware.emulator.codes import CURRENCIES
+from msclkid_middleware.emulator.world import Conversion, World
 
 __all__ = ["MAX_DETAILS", "events_endpoint", "unauthorized"]
 

@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from msclkid_middleware.emulator._time import parse_datetime
+from msclkid_middleware.emulator.faults import FaultInjector, FaultRule
+from msclkid_middleware.emulator.settings import EmulatorConfig
+from msclkid_middleware.emulator.state import Account, Goal, Journal, ReceivedItem, RequestRecord, TokenRecord, UetTag
 from msclkid_middleware.errors import ConfigError
-
-from ._time import parse_datetime
-from .faults import FaultInjector, FaultRule
-from .settings import EmulatorConfig
-from .state import Account, Goal, Journal, ReceivedItem, RequestRecord, TokenRecord, UetTag
 
 __all__ = ["AccessGrant", "Conversion", "RefreshGrant", "World", "utcnow"]
 

@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from msclkid_middleware.errors import ApiFault, AuthenticationError, MicrosoftError, TransientError
-
-from .retry import REFRESH_CODES, TRANSIENT_CODES
+from msclkid_middleware.microsoft.retry import REFRESH_CODES, TRANSIENT_CODES
 
 __all__ = ["AUTH_CODES", "as_int", "batch_errors", "error_from_fault", "unwrap_fault"]
 

@@ -16,8 +16,7 @@ import requests
 import requests.auth
 
 from msclkid_middleware.errors import TransientError
-
-from .retry import parse_retry_after
+from msclkid_middleware.microsoft.retry import parse_retry_after
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -21,15 +21,21 @@ import requests
 
 from msclkid_middleware.config import DEFAULT_API_URL
 from msclkid_middleware.errors import AuthenticationError, ConfigError, TransientError
-
-from ._faults import as_int, batch_errors, error_from_fault, unwrap_fault
-from ._http import DEFAULT_TIMEOUT, BearerAuth, Timeout, build_session, json_body, network_error, retry_after
-from .results import ApplyResult, ItemResult
+from msclkid_middleware.microsoft._faults import as_int, batch_errors, error_from_fault, unwrap_fault
+from msclkid_middleware.microsoft._http import (
+    DEFAULT_TIMEOUT,
+    BearerAuth,
+    Timeout,
+    build_session,
+    json_body,
+    network_error,
+    retry_after,
+)
+from msclkid_middleware.microsoft.results import ApplyResult, ItemResult
 
 if TYPE_CHECKING:
     from msclkid_middleware.config import Settings
-
-    from .oauth import TokenStore
+    from msclkid_middleware.tokens import TokenStore
 
 __all__ = ["MAX_BATCH", "AccessTokenProvider", "CampaignManagementClient", "WireItem"]
 
@@ -125,7 +131,7 @@ class CampaignManagementClient:
                 setting="MSADS_DEVELOPER_TOKEN",
             )
         if token_provider is None:
-            from .oauth import RefreshTokenProvider
+            from msclkid_middleware.microsoft.oauth import RefreshTokenProvider
 
             token_provider = RefreshTokenProvider.from_settings(settings, token_store=token_store, session=session)
         return cls(

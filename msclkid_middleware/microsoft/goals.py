@@ -18,9 +18,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from msclkid_middleware.errors import ApiFault, ValidationError
-
-from ._faults import error_from_fault, unwrap_fault
-from .campaign import CampaignManagementClient
+from msclkid_middleware.microsoft._faults import error_from_fault, unwrap_fault
+from msclkid_middleware.microsoft.campaign import CampaignManagementClient
 
 __all__ = [
     "MAX_REPORT_DAYS",

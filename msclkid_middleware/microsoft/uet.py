@@ -28,10 +28,17 @@ import requests
 
 from msclkid_middleware.config import DEFAULT_UET_API_URL
 from msclkid_middleware.errors import ApiFault, AuthenticationError, ConfigError, TransientError
-
-from ._http import DEFAULT_TIMEOUT, BearerAuth, Timeout, build_session, json_body, network_error, retry_after
-from .campaign import MAX_BATCH, WireItem, _wire
-from .results import UetEventResult, UetIssue
+from msclkid_middleware.microsoft._http import (
+    DEFAULT_TIMEOUT,
+    BearerAuth,
+    Timeout,
+    build_session,
+    json_body,
+    network_error,
+    retry_after,
+)
+from msclkid_middleware.microsoft.campaign import MAX_BATCH, WireItem, _wire
+from msclkid_middleware.microsoft.results import UetEventResult, UetIssue
 
 if TYPE_CHECKING:
     from msclkid_middleware.config import Settings

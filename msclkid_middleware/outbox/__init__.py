@@ -10,8 +10,7 @@ import importlib
 from typing import Any
 
 from msclkid_middleware.errors import ConfigError
-
-from .base import (
+from msclkid_middleware.outbox.base import (
     CAMPAIGN_KINDS,
     KINDS,
     OPEN_STATES,
@@ -55,7 +54,7 @@ def open_store(url: str, **options: Any) -> OutboxStore:
     """
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
-        from .sqlite import SqliteOutbox
+        from msclkid_middleware.outbox.sqlite import SqliteOutbox
 
         return SqliteOutbox.from_url(url, **options)
     if scheme in ("postgresql", "postgres"):

@@ -43,10 +43,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from msclkid_middleware import faultpoints
+from msclkid_middleware.capture.clickid import Click
 from msclkid_middleware.errors import ConfigError, OutboxFull, StoreError
-from msclkid_middleware.models import Click
-
-from .base import (
+from msclkid_middleware.outbox.base import (
     KINDS,
     OPEN_STATES,
     PRIMARY_KINDS,
@@ -934,7 +933,7 @@ class PostgresOutbox:
 
 # -- profiles --------------------------------------------------------------------------------------
 class PostgresProfileStore:
-    """Server-side click profiles (:class:`~msclkid_middleware.profiles.ProfileStore`) on PostgreSQL.
+    """Server-side click profiles (:class:`~msclkid_middleware.capture.profiles.ProfileStore`) on PostgreSQL.
 
     ``PostgresProfileStore("postgresql://...?schema=msclkid")`` opens its own small pool (lazily,
     on first use); ``PostgresProfileStore(outbox)`` shares an open :class:`PostgresOutbox`'s pool and
@@ -983,7 +982,7 @@ class PostgresProfileStore:
         return Click(str(found[0]), found[1].astimezone(UTC), "profile")
 
     def put(self, visitor_id: str, click: Click) -> None:
-        from msclkid_middleware.profiles import _check_visitor_id
+        from msclkid_middleware.capture.profiles import _check_visitor_id
 
         _check_visitor_id(visitor_id)
         self._run(

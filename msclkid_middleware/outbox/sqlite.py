@@ -22,8 +22,7 @@ from typing import Any, Literal
 
 from msclkid_middleware import faultpoints
 from msclkid_middleware.errors import ConfigError, OutboxFull, StoreError
-
-from .base import (
+from msclkid_middleware.outbox.base import (
     KINDS,
     OPEN_STATES,
     PRIMARY_KINDS,

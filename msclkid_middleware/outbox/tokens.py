@@ -11,16 +11,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from msclkid_middleware.microsoft.oauth import StoredToken
+from msclkid_middleware.outbox.base import OutboxStore, TokenRecord, from_timestamp
 from msclkid_middleware.redact import RedactingFilter
-
-from .base import OutboxStore, TokenRecord, from_timestamp
+from msclkid_middleware.tokens import StoredToken
 
 __all__ = ["OutboxTokenStore"]
 
 
 class OutboxTokenStore:
-    """:class:`~msclkid_middleware.microsoft.oauth.TokenStore` on an outbox store's ``tokens`` table.
+    """:class:`~msclkid_middleware.tokens.TokenStore` on an outbox store's ``tokens`` table.
 
     ``save`` never regresses: a token is written only if it is newer by ``(serial, issued_at)``.
     ``lock()`` is the store's cross-process token lock, re-entrant within a thread.  ``redactor``

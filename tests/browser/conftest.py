@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from werkzeug.serving import make_server
 
-from msclkid_middleware.consent import ConsentPolicy
+from msclkid_middleware.capture.consent import ConsentPolicy
 from msclkid_middleware.middleware import MsclkidMiddleware, get_click
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from examples.flask_shop import create_app, msclkid
-from msclkid_middleware.identity import hash_email, hash_phone
+from msclkid_middleware.conversions.identity import hash_email, hash_phone
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
 
 if TYPE_CHECKING:

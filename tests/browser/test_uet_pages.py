@@ -22,13 +22,13 @@ from urllib.parse import parse_qs
 import pytest
 from werkzeug.serving import make_server
 
+from msclkid_middleware.capture.consent import ConsentPolicy
+from msclkid_middleware.capture.visitor import VisitorCookie
 from msclkid_middleware.config import Settings
-from msclkid_middleware.consent import ConsentPolicy
+from msclkid_middleware.dispatch.page_loads import PageLoadRecorder, render_page_tags
+from msclkid_middleware.dispatch.tracker import ConversionTracker
 from msclkid_middleware.middleware import MsclkidMiddleware, get_anonymous_id, get_click, get_consent
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
-from msclkid_middleware.tracker import ConversionTracker
-from msclkid_middleware.uet_pages import PageLoadRecorder, render_page_tags
-from msclkid_middleware.visitor import VisitorCookie
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

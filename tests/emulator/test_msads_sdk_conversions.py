@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from msclkid_middleware.identity import hash_email, hash_phone
+from msclkid_middleware.conversions.identity import hash_email, hash_phone
 from msclkid_middleware.testing import EmulatorHandle
 
 authorization = pytest.importorskip("bingads.authorization")

@@ -12,8 +12,8 @@ from flask import Flask, g, render_template_string
 from flask_helpers import CLICK, AppFactory
 from itsdangerous import BadSignature
 
+from msclkid_middleware.capture.cookie import ClickCookie
 from msclkid_middleware.config import Settings
-from msclkid_middleware.cookie import ClickCookie
 from msclkid_middleware.errors import ConfigError
 from msclkid_middleware.flask import CONFIG_DEFAULTS, EXTENSION_KEY, Msclkid, current_click, current_consent
 from msclkid_middleware.middleware import MsclkidMiddleware

@@ -13,10 +13,10 @@ from flask import render_template_string
 from flask.testing import FlaskClient
 from flask_helpers import AppFactory
 
+from msclkid_middleware.dispatch.page_loads import page_load_event_id
 from msclkid_middleware.errors import ConfigError
 from msclkid_middleware.flask import Msclkid
 from msclkid_middleware.testing import EmulatorHandle
-from msclkid_middleware.uet_pages import page_load_event_id
 
 CLICK = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 VID = "438fd44007ba11f086535bdba1bcc1a7"

@@ -136,7 +136,7 @@ RELOADER_APP = """
 import os
 from flask import Flask
 from msclkid_middleware.flask import Msclkid
-from msclkid_middleware.tracker import ConversionTracker
+from msclkid_middleware.dispatch.tracker import ConversionTracker
 
 _start = ConversionTracker.start
 

@@ -4,8 +4,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from msclkid_middleware.microsoft import CampaignManagementClient, MemoryTokenStore, RefreshTokenProvider, UetClient
+from msclkid_middleware.microsoft import CampaignManagementClient, RefreshTokenProvider, UetClient
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
+from msclkid_middleware.tokens import MemoryTokenStore
 
 
 @pytest.fixture

@@ -337,7 +337,7 @@ def test_105_gets_one_refresh_then_fails(ms: EmulatorHandle) -> None:
 
 def test_from_settings(ms: EmulatorHandle, tmp_path: Any) -> None:
     from msclkid_middleware.config import Settings
-    from msclkid_middleware.microsoft import FileTokenStore
+    from msclkid_middleware.tokens import FileTokenStore
 
     settings = Settings.from_env(ms.env)
     store = FileTokenStore(tmp_path / "token.json")

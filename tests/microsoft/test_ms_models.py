@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from ms_helpers import click_id
 
-from msclkid_middleware.microsoft import CampaignManagementClient, UetClient
-from msclkid_middleware.models import (
+from msclkid_middleware.conversions import (
     OfflineConversion,
     OfflineConversionAdjustment,
     OnlineConversionAdjustment,
@@ -15,6 +14,7 @@ from msclkid_middleware.models import (
     UetEvent,
     UetUserData,
 )
+from msclkid_middleware.microsoft import CampaignManagementClient, UetClient
 from msclkid_middleware.testing import EmulatorHandle
 
 

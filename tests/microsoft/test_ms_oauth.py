@@ -12,8 +12,9 @@ from conftest import make_provider
 
 from msclkid_middleware.config import ENVIRONMENTS
 from msclkid_middleware.errors import AuthenticationError, ReconsentRequired, StoreError, TransientError
-from msclkid_middleware.microsoft import FileTokenStore, MemoryTokenStore, RefreshTokenProvider, StoredToken
+from msclkid_middleware.microsoft import RefreshTokenProvider
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
+from msclkid_middleware.tokens import FileTokenStore, MemoryTokenStore, StoredToken
 
 
 class Clock:

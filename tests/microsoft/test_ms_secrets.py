@@ -11,9 +11,10 @@ from conftest import make_campaign, make_provider, make_uet
 from ms_helpers import offline_items, uet_events
 
 from msclkid_middleware.errors import MsclkidError
-from msclkid_middleware.microsoft import FileTokenStore, RefreshTokenProvider, StoredToken
+from msclkid_middleware.microsoft import RefreshTokenProvider
 from msclkid_middleware.microsoft._http import BearerAuth
 from msclkid_middleware.testing import run_emulator
+from msclkid_middleware.tokens import FileTokenStore, StoredToken
 
 
 def test_no_secret_in_logs_exceptions_or_reprs(

@@ -25,25 +25,20 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from msclkid_middleware.capture.consent import Consent
 from msclkid_middleware.config import Settings
-from msclkid_middleware.consent import Consent
-from msclkid_middleware.errors import ApiFault, AuthenticationError, ReconsentRequired, TransientError
-from msclkid_middleware.identity import hash_email
-from msclkid_middleware.microsoft import (
-    CampaignManagementClient,
-    MemoryTokenStore,
-    RefreshTokenProvider,
-    RetryPolicy,
-    UetClient,
-)
-from msclkid_middleware.models import (
+from msclkid_middleware.conversions import (
     OfflineConversion,
     OfflineConversionAdjustment,
     OnlineConversionAdjustment,
     UetEvent,
     UetUserData,
 )
-from msclkid_middleware.tracker import ConversionTracker
+from msclkid_middleware.conversions.identity import hash_email
+from msclkid_middleware.dispatch.tracker import ConversionTracker
+from msclkid_middleware.errors import ApiFault, AuthenticationError, ReconsentRequired, TransientError
+from msclkid_middleware.microsoft import CampaignManagementClient, RefreshTokenProvider, RetryPolicy, UetClient
+from msclkid_middleware.tokens import MemoryTokenStore
 
 # -- the stand-in -------------------------------------------------------------------------------------------------
 
@@ -534,7 +529,7 @@ def test_offline_request_path_headers_and_body(standin: StandIn, client: Campaig
 
 
 def test_enhanced_conversion_without_click(standin: StandIn, client: CampaignManagementClient) -> None:
-    from msclkid_middleware.models import UserIdentifiers
+    from msclkid_middleware.conversions import UserIdentifiers
 
     item = conversion(2, msclkid=None, identifiers=UserIdentifiers(email="John@Contoso.com", phone="+14255551234"))
     assert client.apply_offline_conversions([item])[0].accepted

@@ -9,8 +9,8 @@ import threading
 import time
 from pathlib import Path
 
-from msclkid_middleware.microsoft import FileTokenStore
 from msclkid_middleware.testing import run_emulator
+from msclkid_middleware.tokens import FileTokenStore
 
 REPO = Path(__file__).resolve().parents[2]
 PROCESSES = 8

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from msclkid_middleware.config import Settings
+from msclkid_middleware.dispatch.tracker import ConversionTracker, EventStatus
 from msclkid_middleware.microsoft import RetryPolicy
 from msclkid_middleware.outbox import NewRow, OutboxStore, open_store
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
-from msclkid_middleware.tracker import ConversionTracker, EventStatus
 from tests.pg_helpers import Schemas, schema_fixture, session_schemas
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from msclkid_middleware.csvfiles import (
+from msclkid_middleware.errors import ConfigError, ValidationError
+from msclkid_middleware.ops.csvfiles import (
     MAX_ROWS_PER_FILE,
     export_rows,
     parse_datetime_cell,
@@ -15,7 +16,6 @@ from msclkid_middleware.csvfiles import (
     read_export,
     safe_cell,
 )
-from msclkid_middleware.errors import ConfigError, ValidationError
 from msclkid_middleware.outbox import OutboxStore
 
 from .conftest import T0, new_row

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from msclkid_middleware.dispatcher import GOAL_TOO_NEW
-from msclkid_middleware.goal_ages import GOAL_MIN_AGE, GoalRegistry
-from msclkid_middleware.models import Click
+from msclkid_middleware.capture.clickid import Click
+from msclkid_middleware.dispatch.dispatcher import GOAL_TOO_NEW
+from msclkid_middleware.dispatch.goal_ages import GOAL_MIN_AGE, GoalRegistry
+from msclkid_middleware.dispatch.tracker import ConversionTracker
 from msclkid_middleware.outbox import OutboxStore
 from msclkid_middleware.testing import EmulatorHandle
-from msclkid_middleware.tracker import ConversionTracker
 
 from .conftest import T0, FakeClock, click_id, make_tracker, record
 

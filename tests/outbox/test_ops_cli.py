@@ -17,15 +17,15 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+from msclkid_middleware.capture.clickid import Click
 from msclkid_middleware.cli import cli, main
-from msclkid_middleware.commands_ops import RECONCILE_ALERT_EXIT
+from msclkid_middleware.cli.commands_ops import RECONCILE_ALERT_EXIT
 from msclkid_middleware.config import Settings
-from msclkid_middleware.csvfiles import import_file
+from msclkid_middleware.dispatch.tracker import ConversionTracker
 from msclkid_middleware.errors import OutboxFull
-from msclkid_middleware.models import Click
+from msclkid_middleware.ops.csvfiles import import_file
 from msclkid_middleware.outbox import open_store
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
-from msclkid_middleware.tracker import ConversionTracker
 
 from .conftest import FakeClock, click_id, make_tracker, record
 
@@ -718,7 +718,7 @@ def test_commands_read_the_hosts_settings_not_the_environment(
     """``flask msclkid ...`` hands the app config to the commands through ``ctx.meta``."""
     import click
 
-    from msclkid_middleware.commands import ENVIRON_META_KEY
+    from msclkid_middleware.cli.commands import ENVIRON_META_KEY
 
     for name in (*ms.env, "MSCLKID_STORE_URL", "MSADS_CONVERSION_GOALS"):
         monkeypatch.delenv(name, raising=False)

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from msclkid_middleware.goal_ages import GoalRegistry
+from msclkid_middleware.dispatch.goal_ages import GoalRegistry
 from msclkid_middleware.microsoft.goals import GoalConversionSummary
+from msclkid_middleware.ops.reports import build_report, reconcile, render_report
 from msclkid_middleware.outbox import OutboxStore, Outcome, TokenRecord
-from msclkid_middleware.reports import build_report, reconcile, render_report
 
 from .conftest import T0, new_row
 

@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
-from msclkid_middleware.consent import Consent
+from msclkid_middleware.capture.clickid import Click
+from msclkid_middleware.capture.consent import Consent
+from msclkid_middleware.conversions.identity import hash_email
+from msclkid_middleware.dispatch.tracker import ConversionTracker
 from msclkid_middleware.errors import (
     AdjustmentError,
     OutboxFull,
@@ -18,11 +21,8 @@ from msclkid_middleware.errors import (
     UnknownGoal,
     ValidationError,
 )
-from msclkid_middleware.identity import hash_email
 from msclkid_middleware.microsoft import RetryPolicy
-from msclkid_middleware.models import Click
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
-from msclkid_middleware.tracker import ConversionTracker
 
 from .conftest import FakeClock, click_id, make_tracker, record
 
@@ -402,8 +402,8 @@ def test_events_past_microsofts_window_go_dead(
 def test_reconsent_pauses_without_burning_attempts_and_a_refresh_resumes(
     ms: EmulatorHandle, tmp_path: Path, clock: FakeClock
 ) -> None:
-    from msclkid_middleware.microsoft import StoredToken
     from msclkid_middleware.outbox.tokens import OutboxTokenStore
+    from msclkid_middleware.tokens import StoredToken
 
     tracker = make_tracker(ms, tmp_path, clock)
     try:
@@ -600,7 +600,7 @@ def test_no_secret_reaches_the_logs_or_the_metrics(
             tracker.flush()
             stored = tracker.store.load_token("microsoft")
             assert stored is not None
-            logging.getLogger("msclkid_middleware.dispatcher").warning(
+            logging.getLogger("msclkid_middleware.dispatch.dispatcher").warning(
                 "a careless message with %s and %s", stored.refresh_token, stored.data.get("access_token")
             )
         secrets = [

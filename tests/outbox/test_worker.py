@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from msclkid_middleware.dispatch.tracker import ConversionTracker
 from msclkid_middleware.errors import StoreError
 from msclkid_middleware.testing import EmulatorHandle
-from msclkid_middleware.tracker import ConversionTracker
 
 from .conftest import FakeClock, make_tracker, record
 

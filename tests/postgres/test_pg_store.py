@@ -17,10 +17,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from msclkid_middleware.capture.clickid import Click
 from msclkid_middleware.config import Settings
+from msclkid_middleware.dispatch.tracker import ConversionTracker
 from msclkid_middleware.errors import ConfigError, StoreError, ValidationError
 from msclkid_middleware.microsoft import RetryPolicy
-from msclkid_middleware.models import Click
 from msclkid_middleware.outbox import OutboxStore, open_store
 from msclkid_middleware.outbox.postgres import (
     MIGRATIONS,
@@ -29,7 +30,6 @@ from msclkid_middleware.outbox.postgres import (
     parse_postgres_url,
 )
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
-from msclkid_middleware.tracker import ConversionTracker
 from tests.outbox.conftest import T0, FakeClock, click_id, new_row, record
 from tests.pg_helpers import POSTGRES_URL, Schemas, with_params
 
@@ -174,7 +174,7 @@ def test_naive_times_are_refused(store: PostgresOutbox) -> None:
 def test_the_driver_is_imported_only_for_postgres_urls(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from msclkid_middleware.tracker import ConversionTracker\n"
+        "from msclkid_middleware.dispatch.tracker import ConversionTracker\n"
         f"t = ConversionTracker(store_url='sqlite:///{tmp_path / 'o.db'}')\n"
         "t.close()\n"
         "assert 'psycopg' not in sys.modules and 'psycopg_pool' not in sys.modules, 'driver imported'\n"
@@ -402,7 +402,7 @@ def test_tracker_from_env_uses_postgres(ms: EmulatorHandle, pg_url: str, clock: 
 def test_two_web_hosts_share_click_profiles_through_postgres(pg_url: str) -> None:
     """A visitor clicks an ad on host A (phone) and buys on host B (laptop, no cookie)."""
     from msclkid_middleware import MsclkidMiddleware, get_click
-    from msclkid_middleware.consent import ConsentPolicy
+    from msclkid_middleware.capture.consent import ConsentPolicy
     from tests.wsgi_helpers import HEX, Clock, call, make_environ
 
     def shop(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:

@@ -31,9 +31,9 @@ import pytest
 from psycopg import sql
 
 from msclkid_middleware.config import Settings
+from msclkid_middleware.dispatch.tracker import ConversionTracker
 from msclkid_middleware.outbox import Outcome
 from msclkid_middleware.testing import EmulatorHandle
-from msclkid_middleware.tracker import ConversionTracker
 from tests.outbox.conftest import FakeClock, record
 from tests.pg_helpers import IN_CI, POSTGRES_URL, local_cluster, restart_server
 

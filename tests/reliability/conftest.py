@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from msclkid_middleware.config import Settings
+from msclkid_middleware.dispatch.tracker import ConversionTracker, EventStatus
 from msclkid_middleware.microsoft import RetryPolicy
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
-from msclkid_middleware.tracker import ConversionTracker, EventStatus
 
 EVENTS = int(os.environ.get("MSCLKID_SOAK_EVENTS", "1000"))
 EXAMPLES = int(os.environ.get("MSCLKID_SOAK_EXAMPLES", "1000"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from msclkid_middleware.tracker import ConversionTracker
+from msclkid_middleware.dispatch.tracker import ConversionTracker
 
 
 def record(first: int, count: int) -> None:

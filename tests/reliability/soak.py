@@ -20,8 +20,8 @@ from typing import Any
 
 import requests
 
+from msclkid_middleware.dispatch.tracker import ConversionTracker
 from msclkid_middleware.testing import EmulatorHandle
-from msclkid_middleware.tracker import ConversionTracker
 
 from .conftest import FakeClock, click_id
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from msclkid_middleware.dispatcher import Dispatcher
+from msclkid_middleware.dispatch.dispatcher import Dispatcher
 from msclkid_middleware.microsoft import CampaignManagementClient, RetryPolicy
 from msclkid_middleware.outbox import Outcome
 from msclkid_middleware.testing import EmulatorHandle

@@ -27,8 +27,8 @@ from tcf_encoder import Restriction, TCSpec
 from wsgi_helpers import T0, Clock, UntouchableInput
 
 from msclkid_middleware import ConsentPolicy, MsclkidMiddleware, get_click, get_consent
-from msclkid_middleware.clickid import click_id_from_query, click_id_from_uet_cookie, is_valid_click_id
-from msclkid_middleware.cookie import ClickCookie
+from msclkid_middleware.capture.clickid import click_id_from_query, click_id_from_uet_cookie, is_valid_click_id
+from msclkid_middleware.capture.cookie import ClickCookie
 
 from .conftest import EXAMPLES
 
@@ -337,7 +337,7 @@ def test_mutated_signed_cookies_are_treated_as_absent(token: str) -> None:
 @PROFILE
 @given(tc=TC_STRINGS, gpc=GPC, extra=st.text(LATIN1, max_size=30))
 def test_tcf_and_consent_cookies_decide_without_raising(tc: str, gpc: str | None, extra: str) -> None:
-    from msclkid_middleware.tcf import microsoft_allowed
+    from msclkid_middleware.capture.tcf import microsoft_allowed
 
     env = environ("/", "", f"euconsent-v2={tc}; site_consent={extra}", gpc)
     for policy in (ConsentPolicy(default="denied"), ConsentPolicy(default="denied", cookie_name="site_consent")):

@@ -24,11 +24,11 @@ import pytest
 from wsgi_helpers import Clock, call, make_environ
 
 from msclkid_middleware import ConsentPolicy, MsclkidMiddleware, get_click
+from msclkid_middleware.dispatch.tracker import ConversionTracker
 from msclkid_middleware.errors import OutboxFull, StoreError
 from msclkid_middleware.outbox import OutboxStore, open_store
 from msclkid_middleware.outbox.sqlite import SqliteOutbox
 from msclkid_middleware.testing import EmulatorHandle
-from msclkid_middleware.tracker import ConversionTracker
 
 from .conftest import click_id, make_tracker, record
 

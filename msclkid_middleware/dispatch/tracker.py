@@ -19,17 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from .clickid import validate_click_id
-from .config import Settings
-from .consent import Consent
-from .dispatcher import Dispatcher, DispatchReport, Metrics, utcnow
-from .errors import AdjustmentError, ConfigError, StoreError, UnknownEvent, UnknownGoal, ValidationError
-from .goal_ages import GoalRegistry
-from .models import (
+from msclkid_middleware.capture.clickid import Click, validate_click_id
+from msclkid_middleware.capture.consent import Consent
+from msclkid_middleware.config import Settings
+from msclkid_middleware.conversions import (
     OFFLINE_MAX_AGE,
     UET_MAX_AGE,
     AdjustmentType,
-    Click,
     OfflineConversion,
     OfflineConversionAdjustment,
     OnlineConversionAdjustment,
@@ -42,14 +38,24 @@ from .models import (
     UserIdentifiers,
     format_time,
 )
-from .outbox import Kind, NewRow, OutboxRow, OutboxStore, State, open_store
-from .outbox.sqlite import Durability
-from .redact import RedactingFilter
-from .worker import BackgroundWorker, ErrorCallback, run_until_signalled
+from msclkid_middleware.dispatch.dispatcher import Dispatcher, DispatchReport, Metrics, utcnow
+from msclkid_middleware.dispatch.goal_ages import GoalRegistry
+from msclkid_middleware.dispatch.worker import BackgroundWorker, ErrorCallback, run_until_signalled
+from msclkid_middleware.errors import (
+    AdjustmentError,
+    ConfigError,
+    StoreError,
+    UnknownEvent,
+    UnknownGoal,
+    ValidationError,
+)
+from msclkid_middleware.outbox import Kind, NewRow, OutboxRow, OutboxStore, State, open_store
+from msclkid_middleware.outbox.sqlite import Durability
+from msclkid_middleware.redact import RedactingFilter
 
 __all__ = ["UET_TOKEN_PREFIX", "ConversionTracker", "EventStatus", "offline_key"]
 
-logger = logging.getLogger("msclkid_middleware.tracker")
+logger = logging.getLogger("msclkid_middleware.dispatch.tracker")
 
 ClickLike = Click | str | None
 #: Token-table name prefix of a UET CAPI token stored by ``msclkid uet token`` (``uet:<tag ID>``).
@@ -61,9 +67,9 @@ _MAX_EVENT_ID = 255
 _UET_MATCH_KEYS = ("anonymous_id", "external_id", "msclkid", "email", "phone", "em", "ph")
 #: Loggers that may see Microsoft's answers; the tracker masks its secrets (by value) on all of them.
 _LOGGERS = (
-    "msclkid_middleware.tracker",
-    "msclkid_middleware.dispatcher",
-    "msclkid_middleware.worker",
+    "msclkid_middleware.dispatch.tracker",
+    "msclkid_middleware.dispatch.dispatcher",
+    "msclkid_middleware.dispatch.worker",
     "msclkid_middleware.microsoft.campaign",
     "msclkid_middleware.microsoft.uet",
     "msclkid_middleware.microsoft.oauth",
@@ -265,8 +271,8 @@ class ConversionTracker:
         s = self.settings
         if not s.microsoft_configured and not self._stored_refresh_token():
             return None
-        from .microsoft import CampaignManagementClient, RefreshTokenProvider
-        from .outbox.tokens import OutboxTokenStore
+        from msclkid_middleware.microsoft import CampaignManagementClient, RefreshTokenProvider
+        from msclkid_middleware.outbox.tokens import OutboxTokenStore
 
         tokens = OutboxTokenStore(self.store, redactor=self.redactor)
         provider = RefreshTokenProvider.from_settings(s, token_store=tokens)
@@ -293,7 +299,7 @@ class ConversionTracker:
         token = s.uet_api_token or self._stored_secret(stored_name)
         if not (s.uet_tag_id and token):
             return None
-        from .microsoft import UetClient
+        from msclkid_middleware.microsoft import UetClient
 
         return UetClient(api_url=s.uet_api_url, api_token=token)
 
@@ -362,7 +368,7 @@ class ConversionTracker:
     ) -> EventStatus:
         """Record an offline conversion (a sale or a qualified lead) for upload.
 
-        ``click`` is a :class:`~msclkid_middleware.models.Click`, a click-ID string or ``None``
+        ``click`` is a :class:`~msclkid_middleware.conversions.models.Click`, a click-ID string or ``None``
         (then ``email`` or ``phone`` is required: Microsoft matches on hashed identifiers alone).
         Raw email and phone are normalised and hashed here and never stored.  Recording the same
         ``event_id`` again returns the existing status without storing anything.  ``connection``:

@@ -7,7 +7,7 @@ The middleware imports no outbox; this module is the bridge (``docs/uet.md``)::
     application = MsclkidMiddleware(app, secret_keys=[...], on_page_view=recorder)
 
 The hook runs when the server closes the response, after the body was sent; it only puts the
-:class:`~msclkid_middleware.pageview.PageView` on an in-memory queue.  A thread of this recorder
+:class:`~msclkid_middleware.capture.pageview.PageView` on an in-memory queue.  A thread of this recorder
 turns each view into ``tracker.record_uet_event(event_type="pageLoad", ...)`` (one outbox row; the
 tracker's worker delivers it), so neither the response nor the server thread waits on the database
 or the network.  A full queue makes the hook record in the calling thread instead of dropping.
@@ -29,12 +29,12 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import ConfigError, ValidationError
-from .middleware import get_anonymous_id, get_consent, get_page_load_id, set_page_title
-from .pageview import PageView
+from msclkid_middleware.capture.pageview import PageView
+from msclkid_middleware.errors import ConfigError, ValidationError
+from msclkid_middleware.middleware import get_anonymous_id, get_consent, get_page_load_id, set_page_title
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .tracker import ConversionTracker
+    from msclkid_middleware.dispatch.tracker import ConversionTracker
 
 __all__ = [
     "DEFAULT_PIXEL_URL",
@@ -46,7 +46,7 @@ __all__ = [
     "render_page_tags",
 ]
 
-logger = logging.getLogger("msclkid_middleware.uet_pages")
+logger = logging.getLogger("msclkid_middleware.dispatch.page_loads")
 
 PageLoadMode = Literal["landing", "html"]
 _MODES = ("off", "landing", "html")

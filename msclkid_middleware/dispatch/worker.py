@@ -17,11 +17,11 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any
 
-from .dispatcher import Dispatcher, DispatchReport
+from msclkid_middleware.dispatch.dispatcher import Dispatcher, DispatchReport
 
 __all__ = ["BackgroundWorker", "ErrorCallback", "run_until_signalled"]
 
-logger = logging.getLogger("msclkid_middleware.worker")
+logger = logging.getLogger("msclkid_middleware.dispatch.worker")
 
 ErrorCallback = Callable[[BaseException], Any]
 

@@ -25,7 +25,7 @@ import hashlib
 import re
 import unicodedata
 
-from .errors import InvalidIdentifier
+from msclkid_middleware.errors import InvalidIdentifier
 
 __all__ = [
     "MAX_EMAIL_LENGTH",

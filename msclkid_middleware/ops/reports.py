@@ -18,14 +18,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from .dispatcher import GOAL_TOO_NEW
-from .goal_ages import GoalRegistry
-from .microsoft.goals import UNATTRIBUTED_HINTS
-from .models import OFFLINE_MAX_AGE, parse_time
+from msclkid_middleware.conversions import OFFLINE_MAX_AGE, parse_time
+from msclkid_middleware.dispatch.dispatcher import GOAL_TOO_NEW
+from msclkid_middleware.dispatch.goal_ages import GoalRegistry
+from msclkid_middleware.microsoft.goals import UNATTRIBUTED_HINTS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .microsoft.goals import DailyUploadSummary, GoalConversionSummary
-    from .outbox.base import OutboxRow, OutboxStore
+    from msclkid_middleware.microsoft.goals import DailyUploadSummary, GoalConversionSummary
+    from msclkid_middleware.outbox.base import OutboxRow, OutboxStore
 
 __all__ = [
     "CLICK_WAIT",
@@ -265,7 +265,7 @@ def render_report(report: Report, fmt: Format) -> str:
 
 
 def _safe(value: str) -> str:
-    from .csvfiles import safe_cell
+    from msclkid_middleware.ops.csvfiles import safe_cell
 
     return safe_cell(value)
 

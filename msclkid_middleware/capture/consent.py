@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from . import tcf
-from .errors import ConfigError, TcfDecodeError
-from .tcf import MICROSOFT_VENDOR_ID
+from msclkid_middleware.capture import tcf
+from msclkid_middleware.capture.tcf import MICROSOFT_VENDOR_ID
+from msclkid_middleware.errors import ConfigError, TcfDecodeError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import Settings
+    from msclkid_middleware.config import Settings
 
 __all__ = [
     "DEFAULT_DENIED_VALUES",
@@ -66,7 +66,7 @@ DEFAULT_GRANTED_VALUES: tuple[str, ...] = ("granted", "true", "1", "yes", "allow
 DEFAULT_DENIED_VALUES: tuple[str, ...] = ("denied", "false", "0", "no", "deny", "rejected")
 DEFAULT_TCF_COOKIE = "euconsent-v2"
 
-_log = logging.getLogger("msclkid_middleware.consent")
+_log = logging.getLogger("msclkid_middleware.capture.consent")
 
 # Decisions are immutable values; build each one once instead of on every request.
 _GRANTED: Mapping[str, Consent] = {basis: Consent("granted", basis) for basis in get_args(ConsentBasis)}
@@ -100,7 +100,7 @@ class ConsentPolicy:
     4. the site's consent cookie ``cookie_name``, matched case-insensitively against
        ``granted_values`` and ``denied_values`` (any other value is no opinion);
     5. a TCF v2 string, reported by the snippet or else read from the ``tcf_cookie_name`` cookie:
-       granted only when :func:`~msclkid_middleware.tcf.microsoft_allowed` says so; a present
+       granted only when :func:`~msclkid_middleware.capture.tcf.microsoft_allowed` says so; a present
        string that is invalid or does not allow Microsoft (vendor ``vendor_id``) means denied;
     6. ``default``: ``"granted"`` for opt-out regions, ``"denied"`` for opt-in ones (EEA/UK/CH).
 

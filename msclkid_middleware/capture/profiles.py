@@ -18,13 +18,13 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from .errors import ConfigError, StoreError
-from .models import Click
+from msclkid_middleware.capture.clickid import Click
+from msclkid_middleware.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
     import sqlite3
 
-    from .outbox.postgres import PostgresProfileStore as PostgresProfileStore
+    from msclkid_middleware.outbox.postgres import PostgresProfileStore as PostgresProfileStore
 
 # PostgresProfileStore stays out of __all__: ``import *`` must work without the postgres extra.
 __all__ = ["MemoryProfileStore", "ProfileStore", "SqliteProfileStore"]
@@ -32,7 +32,7 @@ __all__ = ["MemoryProfileStore", "ProfileStore", "SqliteProfileStore"]
 
 def __getattr__(name: str) -> object:
     if name == "PostgresProfileStore":
-        from .outbox.postgres import PostgresProfileStore
+        from msclkid_middleware.outbox.postgres import PostgresProfileStore
 
         return PostgresProfileStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

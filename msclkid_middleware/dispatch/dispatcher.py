@@ -20,17 +20,17 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from . import faultpoints
-from .errors import ConfigError, MicrosoftError, MsclkidError, ReconsentRequired, StoreError
-from .microsoft.results import ItemResult, UetEventResult, UetIssue
-from .microsoft.retry import GOAL_MIN_AGE, WAIT_FOR_GOAL_CODE, RetryDecision, RetryPolicy
-from .models import parse_time
-from .outbox.base import CAMPAIGN_KINDS, Kind, OutboxRow, OutboxStore, Outcome, iter_chunks
-from .redact import shorten
+from msclkid_middleware import faultpoints
+from msclkid_middleware.conversions import parse_time
+from msclkid_middleware.errors import ConfigError, MicrosoftError, MsclkidError, ReconsentRequired, StoreError
+from msclkid_middleware.microsoft.results import ItemResult, UetEventResult, UetIssue
+from msclkid_middleware.microsoft.retry import GOAL_MIN_AGE, WAIT_FOR_GOAL_CODE, RetryDecision, RetryPolicy
+from msclkid_middleware.outbox.base import CAMPAIGN_KINDS, Kind, OutboxRow, OutboxStore, Outcome, iter_chunks
+from msclkid_middleware.redact import shorten
 
 __all__ = ["GOAL_TOO_NEW", "DispatchReport", "Dispatcher", "GoalAges", "Metrics", "default_owner", "utcnow"]
 
-logger = logging.getLogger("msclkid_middleware.dispatcher")
+logger = logging.getLogger("msclkid_middleware.dispatch.dispatcher")
 
 #: Microsoft's hard limit for all three Apply operations and for UET CAPI.
 MAX_BATCH = 1000
@@ -199,6 +199,20 @@ class Dispatcher:
         if not rows:
             return DispatchReport(resumed=resumed, remaining=self.store.open_count())
         faultpoints.hit("after_claim")
+        return self._deliver(rows, now, should_stop, resumed=resumed)
+
+    def deliver(self, rows: Sequence[OutboxRow]) -> DispatchReport:
+        """Send rows this dispatcher has already claimed (``store.claim(owner=self.owner, ...)``) and settle them.
+
+        The same path as :meth:`step` after its claim: window checks, one request per kind and account,
+        every outcome recorded.  ``msclkid send-test`` uses it to deliver one chosen event now.
+        """
+        with self._step_lock:
+            return self._deliver(rows, self.clock(), None, resumed=0)
+
+    def _deliver(
+        self, rows: Sequence[OutboxRow], now: datetime, should_stop: Callable[[], bool] | None, *, resumed: int
+    ) -> DispatchReport:
         self.metrics.add("claimed", len(rows))
         counts: Counter[str] = Counter(claimed=len(rows), resumed=resumed)
         paused_accounts: set[str] = set()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from .errors import TcfDecodeError
+from msclkid_middleware.errors import TcfDecodeError
 
 __all__ = [
     "MAX_TC_STRING_LENGTH",

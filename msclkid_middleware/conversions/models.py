@@ -27,9 +27,10 @@ from decimal import Decimal
 from typing import Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
-from .consent import Consent
-from .errors import TimeWindowError, ValidationError
-from .identity import hash_email, hash_phone, is_sha256_hex
+from msclkid_middleware.capture.clickid import Click
+from msclkid_middleware.capture.consent import Consent
+from msclkid_middleware.conversions.identity import hash_email, hash_phone, is_sha256_hex
+from msclkid_middleware.errors import TimeWindowError, ValidationError
 
 __all__ = [
     "CLOCK_SKEW",
@@ -40,8 +41,6 @@ __all__ = [
     "UET_MAX_AGE",
     "UET_PAGE_TYPES",
     "AdjustmentType",
-    "Click",
-    "ClickSource",
     "OfflineConversion",
     "OfflineConversionAdjustment",
     "OnlineConversionAdjustment",
@@ -59,36 +58,6 @@ __all__ = [
 
 #: Where a click came from: the landing URL, the browser snippet, our own signed cookie,
 #: UET's ``_uetmsclkid`` cookie, or the server-side profile store.
-ClickSource = Literal["url", "snippet", "cookie", "uet_cookie", "profile"]
-_SOURCES = frozenset({"url", "snippet", "cookie", "uet_cookie", "profile"})
-
-
-@dataclass(frozen=True, slots=True)
-class Click:
-    """A Microsoft Ads click: its ``msclkid``, when we captured it (aware UTC) and from where."""
-
-    msclkid: str
-    captured_at: datetime
-    source: ClickSource = "url"
-
-    def __post_init__(self) -> None:
-        # Imported here so ``models`` and ``clickid`` can refer to each other without a cycle.
-        from .clickid import validate_click_id
-
-        validate_click_id(self.msclkid)
-        if not isinstance(self.captured_at, datetime) or self.captured_at.utcoffset() is None:
-            raise ValidationError("captured_at", "must be a timezone-aware datetime")
-        if self.captured_at.utcoffset():
-            object.__setattr__(self, "captured_at", self.captured_at.astimezone(UTC))
-        if self.source not in _SOURCES:
-            raise ValidationError("source", f"must be one of {sorted(_SOURCES)}")
-
-    @classmethod
-    def from_value(cls, msclkid: str, *, captured_at: datetime | None = None, source: ClickSource = "url") -> Click:
-        """A click from a bare ``msclkid`` (for example one stored by the shop), captured now unless told."""
-        return cls(msclkid, captured_at if captured_at is not None else datetime.now(UTC), source)
-
-
 # ---------------------------------------------------------------------------------------------
 # Shared rules
 # ---------------------------------------------------------------------------------------------
@@ -249,7 +218,7 @@ def _click_id(value: object) -> str | None:
     if isinstance(value, Click):
         return value.msclkid
     # Imported here so ``models`` and ``clickid`` can refer to each other without a cycle.
-    from .clickid import validate_click_id
+    from msclkid_middleware.capture.clickid import validate_click_id
 
     return validate_click_id(value)
 
@@ -1031,7 +1000,7 @@ class UetEvent:
     ``event_id`` must be stable across retries and equal to the browser tag's ``event_id`` for
     deduplication.  ``event_time`` is an aware datetime (sent as epoch seconds) within the last 7
     days.  ``event_source_url`` is required for ``pageLoad`` events.  ``ad_storage_consent`` is
-    ``"G"``/``"D"``; pass ``consent=`` (a :class:`~msclkid_middleware.consent.Consent` snapshot)
+    ``"G"``/``"D"``; pass ``consent=`` (a :class:`~msclkid_middleware.capture.consent.Consent` snapshot)
     to derive it.
     """
 

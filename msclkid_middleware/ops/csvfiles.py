@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError, MsclkidError, StoreError, ValidationError
-from .models import Click, OfflineConversion, UserIdentifiers, parse_time
+from msclkid_middleware.capture.clickid import Click
+from msclkid_middleware.conversions import OfflineConversion, UserIdentifiers, parse_time
+from msclkid_middleware.errors import ConfigError, MsclkidError, StoreError, ValidationError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .outbox.base import OutboxRow
-    from .tracker import ConversionTracker
+    from msclkid_middleware.dispatch.tracker import ConversionTracker
+    from msclkid_middleware.outbox.base import OutboxRow
 
 __all__ = [
     "ADJUSTMENT_COLUMNS",
@@ -481,7 +482,7 @@ class _Batch:
     """
 
     def __init__(self, store: Any) -> None:
-        from .outbox.sqlite import SqliteOutbox  # stdlib only; other stores commit per row
+        from msclkid_middleware.outbox.sqlite import SqliteOutbox  # stdlib only; other stores commit per row
 
         self.path: str | None = store.path if isinstance(store, SqliteOutbox) else None
         self.connection: sqlite3.Connection | None = None

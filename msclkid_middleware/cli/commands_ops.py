@@ -21,13 +21,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import click
 
-from .commands import PROGRESS_THRESHOLD, _store_option, _tracker
-from .errors import ConfigError, MicrosoftError, MsclkidError, ValidationError
+from msclkid_middleware.cli.commands import PROGRESS_THRESHOLD, _store_option, _tracker
+from msclkid_middleware.errors import ConfigError, MicrosoftError, MsclkidError, ValidationError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .microsoft.goals import ConversionGoal, GoalsClient
-    from .outbox.base import Kind
-    from .tracker import ConversionTracker
+    from msclkid_middleware.dispatch.tracker import ConversionTracker
+    from msclkid_middleware.microsoft.goals import ConversionGoal, GoalsClient
+    from msclkid_middleware.outbox.base import Kind
 
 __all__ = [
     "auth",
@@ -97,7 +97,7 @@ def _window_minutes(value: str) -> int:
 
 
 def _goals_client(tracker: ConversionTracker) -> GoalsClient:
-    from .microsoft.goals import GoalsClient
+    from msclkid_middleware.microsoft.goals import GoalsClient
 
     if tracker.campaign is None:
         raise click.ClickException(
@@ -198,8 +198,8 @@ def auth(
     timeout: float,
 ) -> None:
     """First OAuth consent: print Microsoft's sign-in URL, redeem the code, store the refresh token."""
-    from .microsoft import RefreshTokenProvider
-    from .outbox.tokens import OutboxTokenStore
+    from msclkid_middleware.microsoft import RefreshTokenProvider
+    from msclkid_middleware.outbox.tokens import OutboxTokenStore
 
     with _opened(store_url, microsoft=None if check else False, uet=False) as tracker:
         settings = tracker.settings
@@ -324,7 +324,7 @@ def _send_now(tracker: ConversionTracker, event_id: str) -> None:
 
     Uses the dispatcher's own send/settle steps, so the outcome is recorded exactly as the worker would.
     """
-    from .outbox.base import Outcome
+    from msclkid_middleware.outbox.base import Outcome
 
     dispatcher, store = tracker.dispatcher, tracker.store
     mine = list(store.find(event_id, kind="offline"))
@@ -339,11 +339,7 @@ def _send_now(tracker: ConversionTracker, event_id: str) -> None:
             store.settle([Outcome(r.id, r.lease_token or "", "pending", refund_attempt=True) for r in others], now=now)
         found = [r for r in rows if r.id == target]
         if found:
-            row = found[0]
-            outcomes = dispatcher._outside_window([row], now)
-            if not outcomes:
-                outcomes = dispatcher._send("offline", row.account, [row])
-            dispatcher._settle(outcomes)
+            dispatcher.deliver(found)
             return
         if not rows:
             return  # not due (held, or a worker holds its lease): the status shows where it is
@@ -359,7 +355,7 @@ def _send_now(tracker: ConversionTracker, event_id: str) -> None:
 @click.option("--format", "fmt", type=_FORMATS, default="table", show_default=True)
 def report(store_url: str | None, since: str | None, goal: str | None, fmt: str) -> None:
     """Per goal and state: delivered, rejected by code, pending, held, dead by reason, deduplicated; warnings."""
-    from .reports import build_report, render_report
+    from msclkid_middleware.ops.reports import build_report, render_report
 
     with _opened(store_url, microsoft=False, uet=False) as tracker:
         now = tracker.clock()
@@ -399,7 +395,7 @@ def export_csv(
     max_rows: int,
 ) -> None:
     """Write Microsoft's UI import file(s) for offline conversions or adjustments from the outbox."""
-    from .csvfiles import export_rows
+    from msclkid_middleware.ops.csvfiles import export_rows
 
     states = (*_EXPORT_STATES, "delivered") if include_delivered else _EXPORT_STATES
     output = output or Path(f"msclkid-{kind}.csv")
@@ -461,7 +457,7 @@ def _run_import(
     rejected: Path | None,
     encoding: str,
 ) -> Any:
-    from .csvfiles import count_lines, import_file
+    from msclkid_middleware.ops.csvfiles import count_lines, import_file
 
     kwargs: dict[str, Any] = {
         "tracker": tracker,
@@ -678,7 +674,7 @@ def create_goal(
     enhanced: bool | None,
 ) -> None:
     """Create an offline conversion goal (step 1 of the setup) and remember when, for the 2-hour wait."""
-    from .microsoft.goals import ConversionGoal
+    from msclkid_middleware.microsoft.goals import ConversionGoal
 
     matches = [c for c in _CATEGORIES if c.casefold() == category.replace("-", "").replace("_", "").casefold()]
     if not matches:
@@ -733,7 +729,7 @@ def create_goal(
 )
 def reconcile_command(store_url: str | None, since: str, goal: str | None, fmt: str, max_unattributed: float) -> None:
     """Microsoft's per-goal diagnostics (counted, not counted by reason) beside the outbox's own counts."""
-    from .reports import reconcile, render_reconciliation, sent_per_goal
+    from msclkid_middleware.ops.reports import reconcile, render_reconciliation, sent_per_goal
 
     with _opened(store_url, uet=False) as tracker:
         client = _goals_client(tracker)
@@ -772,8 +768,8 @@ def uet() -> None:
 @click.option("--tag-id", default=None, help="UET tag ID (default: UET_TAG_ID).")
 def uet_token(store_url: str | None, tag_id: str | None) -> None:
     """Fetch the UET CAPI token through the API (UetTagAuthKey/Query) and store it; it is never printed."""
-    from .outbox.base import TokenRecord
-    from .tracker import UET_TOKEN_PREFIX
+    from msclkid_middleware.dispatch.tracker import UET_TOKEN_PREFIX
+    from msclkid_middleware.outbox.base import TokenRecord
 
     with _opened(store_url, uet=False) as tracker:
         tag = tag_id or tracker.settings.uet_tag_id

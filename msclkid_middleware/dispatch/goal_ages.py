@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from .outbox.base import OutboxStore, TokenRecord
+from msclkid_middleware.outbox.base import OutboxStore, TokenRecord
 
 __all__ = ["GOAL_MIN_AGE", "GoalRecord", "GoalRegistry"]
 

@@ -1,4 +1,4 @@
-"""Microsoft click ID (msclkid) rules, shared by the middleware, the snippet endpoint and models.
+"""The Click value and the msclkid rules: capture produces Clicks, conversions/ imports them.
 
 Real IDs are 32 hex characters; Microsoft's own test value is ``Example-123``.  We accept
 ``[A-Za-z0-9_-]{1,64}`` after percent-decoding, never change case, and never echo a bad value.
@@ -7,15 +7,20 @@ Real IDs are 32 hex characters; Microsoft's own test value is ``Example-123``.  
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
 from urllib.parse import unquote_to_bytes
 
-from .errors import InvalidClickId
+from msclkid_middleware.errors import InvalidClickId, ValidationError
 
 __all__ = [
     "DEFAULT_MAX_FIELDS",
     "DEFAULT_MAX_QUERY_LENGTH",
     "MAX_CLICK_ID_LENGTH",
     "UET_COOKIE_NAME",
+    "Click",
+    "ClickSource",
     "click_id_from_query",
     "click_id_from_uet_cookie",
     "is_valid_click_id",
@@ -129,3 +134,32 @@ def click_id_from_uet_cookie(value: str | None) -> str | None:
     if match is not None:
         return match.group(1)
     return value if _VALID.fullmatch(value) is not None else None
+
+
+_SOURCES = frozenset({"url", "snippet", "cookie", "uet_cookie", "profile"})
+
+ClickSource = Literal["url", "snippet", "cookie", "uet_cookie", "profile"]
+_SOURCES = frozenset({"url", "snippet", "cookie", "uet_cookie", "profile"})
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """A Microsoft Ads click: its ``msclkid``, when we captured it (aware UTC) and from where."""
+
+    msclkid: str
+    captured_at: datetime
+    source: ClickSource = "url"
+
+    def __post_init__(self) -> None:
+        validate_click_id(self.msclkid)
+        if not isinstance(self.captured_at, datetime) or self.captured_at.utcoffset() is None:
+            raise ValidationError("captured_at", "must be a timezone-aware datetime")
+        if self.captured_at.utcoffset():
+            object.__setattr__(self, "captured_at", self.captured_at.astimezone(UTC))
+        if self.source not in _SOURCES:
+            raise ValidationError("source", f"must be one of {sorted(_SOURCES)}")
+
+    @classmethod
+    def from_value(cls, msclkid: str, *, captured_at: datetime | None = None, source: ClickSource = "url") -> Click:
+        """A click from a bare ``msclkid`` (for example one stored by the shop), captured now unless told."""
+        return cls(msclkid, captured_at if captured_at is not None else datetime.now(UTC), source)

@@ -21,8 +21,16 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .cookie import _COOKIE_NAME, _DOMAIN, MAX_MAX_AGE, SameSite, _as_keys, _TimedSigner, _verify_token
-from .errors import ConfigError
+from msclkid_middleware.capture.cookie import (
+    _COOKIE_NAME,
+    _DOMAIN,
+    MAX_MAX_AGE,
+    SameSite,
+    _as_keys,
+    _TimedSigner,
+    _verify_token,
+)
+from msclkid_middleware.errors import ConfigError
 
 __all__ = [
     "DEFAULT_VISITOR_MAX_AGE",

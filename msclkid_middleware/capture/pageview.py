@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from .consent import Consent
-from .errors import ConfigError
-from .models import Click
+from msclkid_middleware.capture.clickid import Click
+from msclkid_middleware.capture.consent import Consent
+from msclkid_middleware.errors import ConfigError
 
 __all__ = [
     "ASSET_EXTENSIONS",

@@ -16,7 +16,7 @@ import click
 if TYPE_CHECKING:  # pragma: no cover
     from click._termui_impl import ProgressBar
 
-    from .tracker import ConversionTracker
+    from msclkid_middleware.dispatch.tracker import ConversionTracker
 
 __all__ = ["ENVIRON_META_KEY", "command_environ", "flush", "retry_dead", "status", "worker"]
 
@@ -43,8 +43,8 @@ def command_environ() -> Mapping[str, str] | None:
 
 
 def _tracker(store_url: str | None, **options: Any) -> ConversionTracker:
-    from .errors import MsclkidError
-    from .tracker import ConversionTracker
+    from msclkid_middleware.dispatch.tracker import ConversionTracker
+    from msclkid_middleware.errors import MsclkidError
 
     try:
         return ConversionTracker.from_env(command_environ(), store_url=store_url, **options)
@@ -108,7 +108,7 @@ def flush(store_url: str | None, timeout: float) -> None:
 @click.argument("event_id", required=False)
 def status(store_url: str | None, event_id: str | None) -> None:
     """Show one event's delivery status, or counts per kind, goal and state."""
-    from .errors import UnknownEvent
+    from msclkid_middleware.errors import UnknownEvent
 
     tracker = _tracker(store_url)
     try:

@@ -18,19 +18,19 @@ __all__ = ["cli", "main", "run"]
 #: command name -> "module:attribute" of a ``click.Command``.
 _COMMANDS: dict[str, str] = {
     "emulator": "msclkid_middleware.emulator.server:emulator_command",
-    "worker": "msclkid_middleware.commands:worker",
-    "flush": "msclkid_middleware.commands:flush",
-    "status": "msclkid_middleware.commands:status",
-    "retry-dead": "msclkid_middleware.commands:retry_dead",
-    "auth": "msclkid_middleware.commands_ops:auth",
-    "send-test": "msclkid_middleware.commands_ops:send_test",
-    "report": "msclkid_middleware.commands_ops:report",
-    "export-csv": "msclkid_middleware.commands_ops:export_csv",
-    "import-csv": "msclkid_middleware.commands_ops:import_csv",
-    "validate": "msclkid_middleware.commands_ops:validate",
-    "goals": "msclkid_middleware.commands_ops:goals",
-    "reconcile": "msclkid_middleware.commands_ops:reconcile_command",
-    "uet": "msclkid_middleware.commands_ops:uet",
+    "worker": "msclkid_middleware.cli.commands:worker",
+    "flush": "msclkid_middleware.cli.commands:flush",
+    "status": "msclkid_middleware.cli.commands:status",
+    "retry-dead": "msclkid_middleware.cli.commands:retry_dead",
+    "auth": "msclkid_middleware.cli.commands_ops:auth",
+    "send-test": "msclkid_middleware.cli.commands_ops:send_test",
+    "report": "msclkid_middleware.cli.commands_ops:report",
+    "export-csv": "msclkid_middleware.cli.commands_ops:export_csv",
+    "import-csv": "msclkid_middleware.cli.commands_ops:import_csv",
+    "validate": "msclkid_middleware.cli.commands_ops:validate",
+    "goals": "msclkid_middleware.cli.commands_ops:goals",
+    "reconcile": "msclkid_middleware.cli.commands_ops:reconcile_command",
+    "uet": "msclkid_middleware.cli.commands_ops:uet",
 }
 
 

@@ -32,8 +32,8 @@ from typing import Literal
 from itsdangerous import BadData, SignatureExpired, Signer, TimestampSigner
 from itsdangerous.encoding import base64_encode, int_to_bytes
 
-from .clickid import is_valid_click_id
-from .errors import ConfigError
+from msclkid_middleware.capture.clickid import is_valid_click_id
+from msclkid_middleware.errors import ConfigError
 
 __all__ = [
     "COOKIE_SALT",
