@@ -69,13 +69,7 @@ def _campaign(settings: Settings, store: OutboxStore, redactor: RedactingFilter,
 
     tokens = OutboxTokenStore(store, redactor=redactor)
     provider = RefreshTokenProvider.from_settings(settings, token_store=tokens)
-    return CampaignManagementClient(
-        api_url=settings.effective_api_url,
-        developer_token=settings.developer_token or "",
-        customer_id=settings.customer_id or "",
-        account_id=settings.account_id or "",
-        token_provider=provider,
-    )
+    return CampaignManagementClient.from_settings(settings, token_provider=provider)
 
 
 def _uet(settings: Settings, store: OutboxStore, redactor: RedactingFilter, arg: object) -> UetSender | None:

@@ -101,7 +101,7 @@ class Recording:
             self.metrics_registry.add("rejected_at_record", reason="unknown_goal")
             raise UnknownGoal(len(name), self.goals)
 
-    def _commit(self, row: NewRow, connection: Any) -> EventStatus:
+    def _commit(self, row: NewRow, connection: object) -> EventStatus:
         try:
             result = self.store.enqueue(row, now=self.clock(), connection=connection)
         except StoreError as exc:
@@ -148,7 +148,7 @@ class Recording:
         hashed_phone: str | None = None,
         external_attribution_credit: float | None = None,
         external_attribution_model: str | None = None,
-        connection: Any = None,
+        connection: object = None,
     ) -> EventStatus:
         """Record an offline conversion (a sale or a qualified lead) for upload.
 
@@ -213,7 +213,7 @@ class Recording:
         currency: str | None = None,
         adjustment_time: datetime | None = None,
         *,
-        connection: Any = None,
+        connection: object = None,
     ) -> EventStatus:
         """Change the value of a recorded offline conversion (a partial refund, a corrected total).
 
@@ -222,7 +222,9 @@ class Recording:
         """
         return self._adjust_offline(event_id, "Restate", value, currency, adjustment_time, connection)
 
-    def retract(self, event_id: str, adjustment_time: datetime | None = None, *, connection: Any = None) -> EventStatus:
+    def retract(
+        self, event_id: str, adjustment_time: datetime | None = None, *, connection: object = None
+    ) -> EventStatus:
         """Withdraw a recorded offline conversion (a full refund, a cancelled order)."""
         return self._adjust_offline(event_id, "Retract", None, None, adjustment_time, connection)
 
@@ -233,7 +235,7 @@ class Recording:
         value: float | None,
         currency: str | None,
         adjustment_time: datetime | None,
-        connection: Any,
+        connection: object,
     ) -> EventStatus:
         event_id = self._begin(event_id)
         original = self._adjustable(event_id)
@@ -293,7 +295,7 @@ class Recording:
         adjustment_time: datetime | None = None,
         *,
         event_id: str | None = None,
-        connection: Any = None,
+        connection: object = None,
     ) -> EventStatus:
         """Restate or retract an online (UET) conversion by the ``transaction_id`` UET reported with it.
 
@@ -357,7 +359,7 @@ class Recording:
         keywords: str | None = None,
         consent: Consent | None = None,
         tag_id: str | None = None,
-        connection: Any = None,
+        connection: object = None,
     ) -> EventStatus:
         """Record a UET Conversions API event (``custom``, or ``pageLoad`` with ``event_source_url``).
 

@@ -115,8 +115,12 @@ class CampaignManagementClient(SessionClient):
         token_store: TokenStore | None = None,
         session: requests.Session | None = None,
     ) -> CampaignManagementClient:
-        """A client for ``settings`` (``MSADS_*``); builds a :class:`RefreshTokenProvider` unless given one."""
-        if not settings.microsoft_configured:
+        """A client for ``settings`` (``MSADS_*``); builds a :class:`RefreshTokenProvider` unless given one.
+
+        With a ``token_provider`` (its refresh token may live in a store, from ``msclkid auth``), the settings
+        need no ``MSADS_REFRESH_TOKEN``; the constructor still checks the developer token and account IDs.
+        """
+        if token_provider is None and not settings.microsoft_configured:
             raise ConfigError(
                 "Microsoft Advertising is not configured: set MSADS_DEVELOPER_TOKEN, MSADS_CLIENT_ID, "
                 "MSADS_REFRESH_TOKEN, MSADS_CUSTOMER_ID and MSADS_ACCOUNT_ID",
