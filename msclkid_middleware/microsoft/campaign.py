@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from msclkid_middleware.config import Settings
     from msclkid_middleware.tokens import TokenStore
 
-__all__ = ["MAX_BATCH", "AccessTokenProvider", "Answer", "CampaignManagementClient", "WireItem", "to_wire"]
+__all__ = ["AccessTokenProvider", "Answer", "CampaignManagementClient", "HasWire", "WireItem", "to_wire"]
 
 log = logging.getLogger("msclkid_middleware.microsoft.campaign")
 
