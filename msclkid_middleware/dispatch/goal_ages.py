@@ -14,12 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from msclkid_middleware.microsoft.limits import GOAL_MIN_AGE
 from msclkid_middleware.outbox.base import OutboxStore, TokenRecord
 
 __all__ = ["GOAL_MIN_AGE", "GoalRecord", "GoalRegistry"]
 
-#: Microsoft's wait between creating an offline goal and uploading conversions for it.
-GOAL_MIN_AGE = timedelta(hours=2)
 _PREFIX = "goal:"
 
 

@@ -17,13 +17,14 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any
 
-from msclkid_middleware.dispatch.dispatcher import Dispatcher, DispatchReport
+from msclkid_middleware.dispatch.dispatcher import Dispatcher
+from msclkid_middleware.dispatch.report import DispatchReport
 
 __all__ = ["BackgroundWorker", "ErrorCallback", "run_until_signalled"]
 
 logger = logging.getLogger("msclkid_middleware.dispatch.worker")
 
-ErrorCallback = Callable[[BaseException], Any]
+ErrorCallback = Callable[[BaseException], object]
 
 _MAX_ERROR_BACKOFF = 60.0
 

@@ -21,38 +21,31 @@ import requests
 
 from msclkid_middleware.config import DEFAULT_API_URL
 from msclkid_middleware.errors import AuthenticationError, ConfigError, TransientError
-from msclkid_middleware.microsoft._faults import as_int, batch_errors, error_from_fault, unwrap_fault
-from msclkid_middleware.microsoft._http import (
-    DEFAULT_TIMEOUT,
-    BearerAuth,
-    Timeout,
-    build_session,
-    json_body,
-    network_error,
-    retry_after,
-)
+from msclkid_middleware.microsoft.faults import as_int, batch_errors, error_from_fault, unwrap_fault
+from msclkid_middleware.microsoft.http import DEFAULT_TIMEOUT, SessionClient, Timeout, json_body, retry_after
+from msclkid_middleware.microsoft.limits import MAX_BATCH
 from msclkid_middleware.microsoft.results import ApplyResult, ItemResult
 
 if TYPE_CHECKING:
     from msclkid_middleware.config import Settings
     from msclkid_middleware.tokens import TokenStore
 
-__all__ = ["MAX_BATCH", "AccessTokenProvider", "CampaignManagementClient", "WireItem"]
+__all__ = ["AccessTokenProvider", "Answer", "CampaignManagementClient", "HasWire", "WireItem", "to_wire"]
 
 log = logging.getLogger("msclkid_middleware.microsoft.campaign")
 
-#: "You can add a maximum of 1,000 offline conversions per service request." (the same for adjustments)
-MAX_BATCH = 1000
 _BASE_PATH = "/CampaignManagement/v13"
 
 
 @runtime_checkable
-class _HasWire(Protocol):
+class HasWire(Protocol):
     def to_wire(self) -> dict[str, Any]: ...
 
 
 #: A model object (``OfflineConversion`` ...) or its wire dict.
-WireItem = _HasWire | Mapping[str, Any]
+WireItem = HasWire | Mapping[str, Any]
+#: One Campaign Management answer: HTTP status, parsed body, TrackingId, Retry-After seconds.
+Answer = tuple[int, Any, str | None, float | None]
 
 
 class AccessTokenProvider(Protocol):
@@ -63,15 +56,16 @@ class AccessTokenProvider(Protocol):
     def force_refresh(self) -> str: ...
 
 
-def _wire(item: WireItem) -> dict[str, Any]:
-    if isinstance(item, _HasWire):
+def to_wire(item: WireItem) -> dict[str, Any]:
+    """The wire dict of a model or a mapping (the UET client shares this)."""
+    if isinstance(item, HasWire):
         return item.to_wire()
     if isinstance(item, Mapping):
         return dict(item)
     raise TypeError(f"expected a model with to_wire() or a mapping, not {type(item).__name__}")
 
 
-class CampaignManagementClient:
+class CampaignManagementClient(SessionClient):
     """Campaign Management REST client for one customer account.
 
     A client holds one ``requests.Session`` (connection pooling); use one client per thread, as with any
@@ -104,15 +98,13 @@ class CampaignManagementClient:
             raise ConfigError("MSADS_CUSTOMER_ID and MSADS_ACCOUNT_ID are required", setting="MSADS_ACCOUNT_ID")
         if not 1 <= batch_size <= MAX_BATCH:
             raise ConfigError(f"batch_size must be between 1 and {MAX_BATCH}")
+        super().__init__(timeout=timeout, session=session)
         self.api_url = api_url.rstrip("/")
         self._developer_token = developer_token
         self.customer_id = str(customer_id).strip()
         self.account_id = str(account_id).strip()
         self.token_provider = token_provider
-        self.timeout = timeout
         self.batch_size = batch_size
-        self._session = session
-        self._own_session = session is None
 
     @classmethod
     def from_settings(
@@ -123,8 +115,12 @@ class CampaignManagementClient:
         token_store: TokenStore | None = None,
         session: requests.Session | None = None,
     ) -> CampaignManagementClient:
-        """A client for ``settings`` (``MSADS_*``); builds a :class:`RefreshTokenProvider` unless given one."""
-        if not settings.microsoft_configured:
+        """A client for ``settings`` (``MSADS_*``); builds a :class:`RefreshTokenProvider` unless given one.
+
+        With a ``token_provider`` (its refresh token may live in a store, from ``msclkid auth``), the settings
+        need no ``MSADS_REFRESH_TOKEN``; the constructor still checks the developer token and account IDs.
+        """
+        if token_provider is None and not settings.microsoft_configured:
             raise ConfigError(
                 "Microsoft Advertising is not configured: set MSADS_DEVELOPER_TOKEN, MSADS_CLIENT_ID, "
                 "MSADS_REFRESH_TOKEN, MSADS_CUSTOMER_ID and MSADS_ACCOUNT_ID",
@@ -146,24 +142,6 @@ class CampaignManagementClient:
     def __repr__(self) -> str:
         return f"CampaignManagementClient(api_url={self.api_url!r}, account_id={self.account_id!r})"
 
-    @property
-    def session(self) -> requests.Session:
-        # Built on first use, so constructing a client (at import or config time) opens nothing.
-        if self._session is None:
-            self._session = build_session()
-        return self._session
-
-    def close(self) -> None:
-        if self._own_session and self._session is not None:
-            self._session.close()
-            self._session = None
-
-    def __enter__(self) -> CampaignManagementClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- operations -------------------------------------------------------------------------------------------
 
     def apply_offline_conversions(self, items: Iterable[WireItem]) -> ApplyResult:
@@ -178,7 +156,7 @@ class CampaignManagementClient:
     # -- internals --------------------------------------------------------------------------------------------
 
     def _apply(self, operation: str, wrapper: str, items: Iterable[WireItem]) -> ApplyResult:
-        wire = [_wire(item) for item in items]
+        wire = [to_wire(item) for item in items]
         if not wire:
             return ApplyResult((), ())
         results: list[ItemResult | None] = [None] * len(wire)
@@ -201,7 +179,7 @@ class CampaignManagementClient:
     ) -> None:
         pending = indexes
         while pending:
-            status, body, tracking_id, wait = self._post(operation, {wrapper: [wire[i] for i in pending]})
+            status, body, tracking_id, wait = self.post_operation(operation, {wrapper: [wire[i] for i in pending]})
             if tracking_id:
                 tracking_ids.append(tracking_id)
             if status == 200 and isinstance(body, Mapping) and unwrap_fault(body) is None:
@@ -227,30 +205,22 @@ class CampaignManagementClient:
             log.debug("%s: fault names %d of %d items; resending the rest", operation, len(named), len(pending))
             pending = [index for position, index in enumerate(pending) if position not in named]
 
-    def _post(self, operation: str, payload: dict[str, Any]) -> tuple[int, Any, str | None, float | None]:
+    def post_operation(self, operation: str, payload: dict[str, Any]) -> Answer:
+        """POST one Campaign Management operation (``"OfflineConversions/Apply"`` ...) with this account's headers.
+
+        An expired access token (109/105 or a bare 401) is refreshed once and the request sent again; the
+        answer is returned as it is, for the caller to interpret (the goals client shares this path).
+        """
         url = f"{self.api_url}{_BASE_PATH}/{operation}"
+        headers = {
+            "DeveloperToken": self._developer_token,
+            "CustomerId": self.customer_id,
+            "CustomerAccountId": self.account_id,
+        }
         refreshed = False
         token = self.token_provider.access_token()
         while True:
-            try:
-                response = self.session.post(
-                    url,
-                    json=payload,
-                    auth=BearerAuth(token),
-                    headers={
-                        "DeveloperToken": self._developer_token,
-                        "CustomerId": self.customer_id,
-                        "CustomerAccountId": self.account_id,
-                        "Content-Type": "application/json",
-                        "Accept": "application/json",
-                    },
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                )
-            except requests.RequestException as exc:
-                # Includes a read timeout after the body was sent: the outcome is unknown, and resending is
-                # safe because Microsoft ignores duplicates of the same click + name + time (see retry.py).
-                raise network_error(operation, exc) from None
+            response = self.post_json(url, payload, token=token, headers=headers, what=operation)
             body = json_body(response)
             tracking_id = response.headers.get("TrackingId") or _body_tracking_id(body)
             if not refreshed and _token_expired(response.status_code, body):

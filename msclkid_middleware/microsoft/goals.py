@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
-from msclkid_middleware.errors import ApiFault, ValidationError
-from msclkid_middleware.microsoft._faults import error_from_fault, unwrap_fault
+from msclkid_middleware.errors import ApiFault, ConfigError, ValidationError
 from msclkid_middleware.microsoft.campaign import CampaignManagementClient
+from msclkid_middleware.microsoft.faults import error_from_fault, unwrap_fault
 
 __all__ = [
     "MAX_REPORT_DAYS",
@@ -307,7 +307,11 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 class GoalsClient:
     """Conversion goals and diagnostics for the account of ``campaign`` (a :class:`CampaignManagementClient`)."""
 
-    def __init__(self, campaign: CampaignManagementClient) -> None:
+    def __init__(self, campaign: object) -> None:
+        # Checked once here: a tracker's client may be any object with the three Apply calls, but goals and
+        # diagnostics need the built-in client's other operations.
+        if not isinstance(campaign, CampaignManagementClient):
+            raise ConfigError("goals and diagnostics need the built-in CampaignManagementClient", setting="microsoft")
         self.campaign = campaign
 
     def __repr__(self) -> str:
@@ -316,7 +320,7 @@ class GoalsClient:
     # -- plumbing ---------------------------------------------------------------------------------------------
 
     def _call(self, operation: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
-        status, body, tracking_id, wait = self.campaign._post(operation, dict(payload))
+        status, body, tracking_id, wait = self.campaign.post_operation(operation, dict(payload))
         if status == 200 and isinstance(body, Mapping) and unwrap_fault(body) is None:
             return body
         raise error_from_fault(status, body, tracking_id=tracking_id, retry_after=wait, what=operation)

@@ -25,10 +25,10 @@ import requests
 
 from msclkid_middleware.config import ENVIRONMENTS
 from msclkid_middleware.errors import AuthenticationError, ConfigError, ReconsentRequired, TransientError
-from msclkid_middleware.microsoft._http import (
+from msclkid_middleware.microsoft.http import (
     DEFAULT_TIMEOUT,
+    SessionClient,
     Timeout,
-    build_session,
     json_body,
     network_error,
     retry_after,
@@ -48,7 +48,7 @@ _AADSTS = re.compile(r"AADSTS(\d+)")
 _RECONSENT_ERRORS = frozenset({"unauthorized_client", "interaction_required", "consent_required"})
 
 
-class RefreshTokenProvider:
+class RefreshTokenProvider(SessionClient):
     """Access tokens for Campaign Management from a (rotating) refresh token.
 
     ``access_token()`` returns a cached token until :data:`REFRESH_MARGIN` before it expires, then
@@ -77,6 +77,7 @@ class RefreshTokenProvider:
             raise ConfigError("MSADS_CLIENT_ID is required for OAuth", setting="MSADS_CLIENT_ID")
         if environment not in ENVIRONMENTS:
             raise ConfigError("environment must be 'production' or 'sandbox'", setting="MSADS_ENVIRONMENT")
+        super().__init__(timeout=timeout, session=session)
         hosts = ENVIRONMENTS[environment]
         self.client_id = client_id
         self._client_secret = client_secret or None
@@ -92,9 +93,6 @@ class RefreshTokenProvider:
             )
         self.authorize_endpoint = authorize_url
         self.token_store: TokenStore = token_store if token_store is not None else MemoryTokenStore()
-        self._session = session
-        self._own_session = session is None
-        self.timeout = timeout
         self.refresh_margin = refresh_margin
         self._clock = clock
         self._lock = threading.RLock()
@@ -163,11 +161,6 @@ class RefreshTokenProvider:
             self._persist(token)
             return token
 
-    def close(self) -> None:
-        if self._own_session and self._session is not None:
-            self._session.close()
-            self._session = None
-
     # -- internals --------------------------------------------------------------------------------------------
 
     def _margin(self, token: StoredToken) -> float:
@@ -217,12 +210,10 @@ class RefreshTokenProvider:
         payload = {"client_id": self.client_id, "scope": self.scope, **form}
         if self._client_secret:
             payload["client_secret"] = self._client_secret
-        if self._session is None:
-            self._session = build_session()
         started = self._clock()
         try:
             # The secret and tokens ride in the form body, never in the URL (which urllib3 logs).
-            response = self._session.post(
+            response = self.session.post(
                 self.token_url,
                 data=payload,
                 headers={"Content-Type": "application/x-www-form-urlencoded"},

@@ -27,9 +27,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from msclkid_middleware.errors import AuthenticationError, MicrosoftError, ReconsentRequired, TransientError
+from msclkid_middleware.microsoft.limits import GOAL_MIN_AGE
 
 __all__ = [
-    "GOAL_MIN_AGE",
     "REFRESH_CODES",
     "TERMINAL_CODES",
     "TRANSIENT_CODES",
@@ -48,7 +48,6 @@ TRANSIENT_CODES = frozenset({0, 117, 833, 5612})
 REFRESH_CODES = frozenset({109})
 #: 5615 OfflineConversionNotAcceptedForGoal: the goal is younger than two hours.
 WAIT_FOR_GOAL_CODE = 5615
-GOAL_MIN_AGE = 2 * 3600.0
 #: Credentials, authorisation and request-shape codes no retry can fix (plus every validation code).
 TERMINAL_CODES = frozenset({100, 105, 106, 108, 113, 116, *range(120, 126), 201, 1009, 8004})
 #: 117: "you can resubmit the request under the limit after waiting 60 seconds".
@@ -59,11 +58,16 @@ _RETRY_STATUSES = frozenset({408, 429})
 
 @dataclass(frozen=True, slots=True)
 class RetryDecision:
-    """What to do after a failure: ``action``, how long to wait first (``delay`` seconds) and why."""
+    """What to do after a failure: ``action``, how long to wait first (``delay`` seconds) and why.
+
+    ``exhausted`` is True when the failure itself was retryable but the policy's attempts or horizon ran
+    out: the caller tells "give up" apart from "not retryable" by this flag, never by the ``reason`` text.
+    """
 
     action: Action
     delay: float = 0.0
     reason: str = ""
+    exhausted: bool = False
 
     @property
     def retryable(self) -> bool:
@@ -216,7 +220,7 @@ class RetryPolicy:
             wait = max(self.backoff(attempt), self._server_wait(retry_after))
             return RetryDecision("retry", wait, f"code {code}: transient Microsoft error")
         if code == WAIT_FOR_GOAL_CODE:
-            wait = self.goal_wait if goal_age is None else max(0.0, GOAL_MIN_AGE - goal_age) + 60.0
+            wait = self.goal_wait if goal_age is None else max(0.0, GOAL_MIN_AGE.total_seconds() - goal_age) + 60.0
             return RetryDecision("wait_for_goal", wait, f"code {code}: goal younger than 2 hours")
         if code in TERMINAL_CODES or 5600 <= code <= 5699:
             return RetryDecision("terminal", 0.0, f"code {code}: not retryable")
@@ -241,9 +245,13 @@ class RetryPolicy:
             return decision
         # A refresh is not a spent attempt (the request never reached the operation), but the horizon holds.
         if decision.action in ("retry", "wait_for_goal") and attempt >= self.max_attempts:
-            return RetryDecision("terminal", 0.0, f"gave up after {attempt} attempts ({decision.reason})")
+            return RetryDecision(
+                "terminal", 0.0, f"gave up after {attempt} attempts ({decision.reason})", exhausted=True
+            )
         if elapsed + decision.delay > self.max_horizon:
-            return RetryDecision("terminal", 0.0, f"gave up: retry horizon exceeded ({decision.reason})")
+            return RetryDecision(
+                "terminal", 0.0, f"gave up: retry horizon exceeded ({decision.reason})", exhausted=True
+            )
         return decision
 
 

@@ -28,16 +28,9 @@ import requests
 
 from msclkid_middleware.config import DEFAULT_UET_API_URL
 from msclkid_middleware.errors import ApiFault, AuthenticationError, ConfigError, TransientError
-from msclkid_middleware.microsoft._http import (
-    DEFAULT_TIMEOUT,
-    BearerAuth,
-    Timeout,
-    build_session,
-    json_body,
-    network_error,
-    retry_after,
-)
-from msclkid_middleware.microsoft.campaign import MAX_BATCH, WireItem, _wire
+from msclkid_middleware.microsoft.campaign import WireItem, to_wire
+from msclkid_middleware.microsoft.http import DEFAULT_TIMEOUT, SessionClient, Timeout, json_body, retry_after
+from msclkid_middleware.microsoft.limits import MAX_BATCH
 from msclkid_middleware.microsoft.results import UetEventResult, UetIssue
 
 if TYPE_CHECKING:
@@ -64,7 +57,7 @@ class _State:
             self.warnings.append(issue)
 
 
-class UetClient:
+class UetClient(SessionClient):
     """UET CAPI client.  ``api_token`` is one token, or a mapping of tag ID -> token (tokens are per tag)."""
 
     def __init__(
@@ -82,14 +75,12 @@ class UetClient:
             raise ConfigError("UET_API_TOKEN is required", setting="UET_API_TOKEN")
         if not 1 <= batch_size <= MAX_BATCH:
             raise ConfigError(f"batch_size must be between 1 and {MAX_BATCH}")
+        super().__init__(timeout=timeout, session=session)
         self.api_url = api_url.rstrip("/")
         self._tokens: str | dict[str, str] = api_token if isinstance(api_token, str) else dict(api_token)
         self.data_provider = data_provider
         self.continue_on_validation_error = continue_on_validation_error
-        self.timeout = timeout
         self.batch_size = batch_size
-        self._session = session
-        self._own_session = session is None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, session: requests.Session | None = None) -> UetClient:
@@ -100,23 +91,6 @@ class UetClient:
 
     def __repr__(self) -> str:
         return f"UetClient(api_url={self.api_url!r}, data_provider={self.data_provider!r})"
-
-    @property
-    def session(self) -> requests.Session:
-        if self._session is None:
-            self._session = build_session()
-        return self._session
-
-    def close(self) -> None:
-        if self._own_session and self._session is not None:
-            self._session.close()
-            self._session = None
-
-    def __enter__(self) -> UetClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _token(self, tag_id: str) -> str:
         if isinstance(self._tokens, str):
@@ -139,7 +113,7 @@ class UetClient:
         if not tag:
             raise ConfigError("UET_TAG_ID is required", setting="UET_TAG_ID")
         token = self._token(tag)
-        wire = [_wire(event) for event in events]
+        wire = [to_wire(event) for event in events]
         states = [_State() for _ in wire]
         for start in range(0, len(wire), self.batch_size):
             self._resolve(tag, token, wire, list(range(start, min(start + self.batch_size, len(wire)))), states)
@@ -237,19 +211,9 @@ class UetClient:
     ) -> tuple[int, Any, float | None, str | None]:
         url = f"{self.api_url}/v1/{quote(tag, safe='')}/events"
         payload = {"data": data, "dataProvider": self.data_provider, "continueOnValidationError": keep_going}
-        try:
-            response = self.session.post(
-                url,
-                json=payload,
-                auth=BearerAuth(token),
-                headers={"Content-Type": "application/json", "Accept": "application/json"},
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            # A read timeout after the POST leaves the outcome unknown; resending is safe because CAPI
-            # deduplicates by eventId, which the outbox fixes when the event is recorded.
-            raise network_error(f"UET CAPI tag {tag}", exc) from None
+        # A read timeout after the POST leaves the outcome unknown; resending is safe because CAPI
+        # deduplicates by eventId, which the outbox fixes when the event is recorded.
+        response = self.post_json(url, payload, token=token, headers={}, what=f"UET CAPI tag {tag}")
         body = json_body(response)
         trace = body.get("traceId") if isinstance(body, Mapping) else None
         return response.status_code, body, retry_after(response), str(trace) if trace else None

@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from msclkid_middleware.conversions import OFFLINE_MAX_AGE, parse_time
-from msclkid_middleware.dispatch.dispatcher import GOAL_TOO_NEW
 from msclkid_middleware.dispatch.goal_ages import GoalRegistry
+from msclkid_middleware.dispatch.status import Code
 from msclkid_middleware.microsoft.goals import UNATTRIBUTED_HINTS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -146,7 +146,7 @@ def _count(entry: GoalCounts, row: OutboxRow, seen: set[tuple[str, str, str]]) -
         if key is not None:
             seen.add(key)
     elif state == "pending":
-        if row.last_error_code == GOAL_TOO_NEW:
+        if row.last_error_code == Code.GOAL_TOO_NEW:
             entry.held += 1
         else:
             entry.pending += 1

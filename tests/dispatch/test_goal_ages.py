@@ -6,13 +6,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from msclkid_middleware.capture.clickid import Click
-from msclkid_middleware.dispatch.dispatcher import GOAL_TOO_NEW
 from msclkid_middleware.dispatch.goal_ages import GOAL_MIN_AGE, GoalRegistry
+from msclkid_middleware.dispatch.status import Code
 from msclkid_middleware.dispatch.tracker import ConversionTracker
 from msclkid_middleware.outbox import OutboxStore
 from msclkid_middleware.testing import EmulatorHandle
-
-from .conftest import T0, FakeClock, click_id, make_tracker, record
+from tests.outbox.conftest import T0, FakeClock, click_id, make_tracker, record
 
 
 def test_registry_keeps_the_first_creation_time(store: OutboxStore) -> None:
@@ -38,7 +37,7 @@ def test_young_goal_rows_wait_then_deliver(ms: EmulatorHandle, tmp_path: Path, c
         report = tracker.flush()
         assert (report.delivered, report.released) == (1, 1)
         held = tracker.status("ord_1")
-        assert (held.state, held.last_error_code, held.attempts) == ("pending", GOAL_TOO_NEW, 0)
+        assert (held.state, held.last_error_code, held.attempts) == ("pending", Code.GOAL_TOO_NEW, 0)
         assert held.next_attempt_at is not None
         assert held.next_attempt_at > clock() + timedelta(minutes=89)
         assert "younger than 2 hours" in (held.last_error_message or "")

@@ -3,12 +3,13 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from conftest import make_uet
-from ms_helpers import uet_events
 
 from msclkid_middleware.errors import AuthenticationError, ConfigError, TransientError
 from msclkid_middleware.microsoft import RetryPolicy, UetClient
 from msclkid_middleware.testing import EmulatorHandle
+
+from .conftest import make_uet
+from .ms_helpers import uet_events
 
 TYPE_ERROR = ("InvalidEnumValue", "eventType")
 TIME_ERROR = ("InvalidEventTime", "eventTime")

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import make_campaign
-from ms_helpers import click_id, wire_time
 
 from msclkid_middleware.errors import ApiFault, AuthenticationError, ValidationError
 from msclkid_middleware.microsoft import CampaignManagementClient
 from msclkid_middleware.microsoft.goals import ConversionGoal, GoalsClient, report_windows
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
+
+from .conftest import make_campaign
+from .ms_helpers import click_id, wire_time
 
 
 def test_add_then_list_and_query_goals(ms: EmulatorHandle, campaign: CampaignManagementClient) -> None:

@@ -1,5 +1,9 @@
 """Shared HTTP plumbing for the Microsoft clients: session, User-Agent, timeouts, error wrapping.
 
+:class:`SessionClient` is the one place that owns a ``requests.Session`` (built on first use, closed only
+when we built it) and posts JSON with a bearer token; the Campaign Management, UET and OAuth clients build
+on it instead of repeating that handling.
+
 Secrets travel only in headers and form/JSON bodies, never in URLs: urllib3 logs the request line
 (method, path, query) at DEBUG and requests puts the URL into its exception messages, but neither logs
 headers or bodies.  So nothing here ever builds a URL from a secret.
@@ -9,8 +13,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 import requests
 import requests.auth
@@ -22,6 +27,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "USER_AGENT",
     "BearerAuth",
+    "SessionClient",
     "Timeout",
     "build_session",
     "json_body",
@@ -91,3 +97,53 @@ def network_error(what: str, exc: requests.RequestException) -> TransientError:
     else:
         kind = type(exc).__name__
     return TransientError(f"{what}: {kind} ({type(exc).__name__})")
+
+
+class SessionClient:
+    """Base of the Microsoft clients: one ``requests.Session``, built on first use, one thread at a time.
+
+    A session passed in is the caller's: :meth:`close` leaves it open.  Constructing a client (at import
+    or config time) opens nothing.
+    """
+
+    def __init__(self, *, timeout: Timeout = DEFAULT_TIMEOUT, session: requests.Session | None = None) -> None:
+        self.timeout = timeout
+        self._session = session
+        self._own_session = session is None
+
+    @property
+    def session(self) -> requests.Session:
+        if self._session is None:
+            self._session = build_session()
+        return self._session
+
+    def close(self) -> None:
+        if self._own_session and self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def post_json(
+        self, url: str, payload: Mapping[str, Any], *, token: str, headers: Mapping[str, str], what: str
+    ) -> requests.Response:
+        """POST ``payload`` as JSON with ``Authorization: Bearer``; a failed exchange raises ``TransientError``.
+
+        A read timeout after the body was sent leaves the outcome unknown; callers may resend because every
+        payload we send is idempotent on Microsoft's side (see ``retry.py``).
+        """
+        try:
+            return self.session.post(
+                url,
+                json=dict(payload),
+                auth=BearerAuth(token),
+                headers={"Content-Type": "application/json", "Accept": "application/json", **headers},
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise network_error(what, exc) from None

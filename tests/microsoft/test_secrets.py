@@ -7,14 +7,15 @@ import traceback
 from pathlib import Path
 
 import pytest
-from conftest import make_campaign, make_provider, make_uet
-from ms_helpers import offline_items, uet_events
 
 from msclkid_middleware.errors import MsclkidError
 from msclkid_middleware.microsoft import RefreshTokenProvider
-from msclkid_middleware.microsoft._http import BearerAuth
+from msclkid_middleware.microsoft.http import BearerAuth
 from msclkid_middleware.testing import run_emulator
 from msclkid_middleware.tokens import FileTokenStore, StoredToken
+
+from .conftest import make_campaign, make_provider, make_uet
+from .ms_helpers import offline_items, uet_events
 
 
 def test_no_secret_in_logs_exceptions_or_reprs(

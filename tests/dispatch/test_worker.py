@@ -11,8 +11,7 @@ from pathlib import Path
 from msclkid_middleware.dispatch.tracker import ConversionTracker
 from msclkid_middleware.errors import StoreError
 from msclkid_middleware.testing import EmulatorHandle
-
-from .conftest import FakeClock, make_tracker, record
+from tests.outbox.conftest import FakeClock, make_tracker, record
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:

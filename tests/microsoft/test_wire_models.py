@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ms_helpers import click_id
-
 from msclkid_middleware.conversions import (
     OfflineConversion,
     OfflineConversionAdjustment,
@@ -16,6 +14,8 @@ from msclkid_middleware.conversions import (
 )
 from msclkid_middleware.microsoft import CampaignManagementClient, UetClient
 from msclkid_middleware.testing import EmulatorHandle
+
+from .ms_helpers import click_id
 
 
 def test_offline_conversion_and_adjustments_from_models(ms: EmulatorHandle, campaign: CampaignManagementClient) -> None:

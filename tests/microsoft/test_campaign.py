@@ -7,12 +7,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from conftest import make_campaign, make_provider
-from ms_helpers import offline_items
 
 from msclkid_middleware.errors import ApiFault, AuthenticationError, ConfigError, TransientError
 from msclkid_middleware.microsoft import CampaignManagementClient, RefreshTokenProvider, RetryPolicy
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
+
+from .conftest import make_campaign, make_provider
+from .ms_helpers import offline_items
 
 
 def test_2500_items_are_split_into_1000_1000_500_with_results_in_order(

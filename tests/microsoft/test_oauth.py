@@ -8,13 +8,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from conftest import make_provider
 
 from msclkid_middleware.config import ENVIRONMENTS
 from msclkid_middleware.errors import AuthenticationError, ReconsentRequired, StoreError, TransientError
 from msclkid_middleware.microsoft import RefreshTokenProvider
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
 from msclkid_middleware.tokens import FileTokenStore, MemoryTokenStore, StoredToken
+
+from .conftest import make_provider
 
 
 class Clock:
