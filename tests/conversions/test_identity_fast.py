@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
+import sys
 import unicodedata
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +19,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+import msclkid_middleware
 from msclkid_middleware.conversions import identity
 from msclkid_middleware.conversions.identity import hash_email, hash_phone
 from msclkid_middleware.errors import InvalidIdentifier
@@ -555,3 +558,28 @@ def test_non_ascii_takes_the_generic_path(monkeypatch: pytest.MonkeyPatch) -> No
     assert hash_email("jöhn@contoso.com") == JOHN_HASH
     assert hash_phone("\uff0b14255551234") == PHONE_HASH
     assert calls == ["email", "phone"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Exported from the package root, resolved lazily
+# --------------------------------------------------------------------------------------------------
+
+
+def test_exported_from_the_package_root() -> None:
+    from msclkid_middleware import hash_email as root_hash_email
+    from msclkid_middleware import hash_phone as root_hash_phone
+
+    assert root_hash_email is hash_email
+    assert root_hash_phone is hash_phone
+    assert {"hash_email", "hash_phone"} <= set(dir(msclkid_middleware))
+
+
+def test_root_export_is_lazy() -> None:
+    code = (
+        "import sys, msclkid_middleware as m;"
+        "before = 'msclkid_middleware.conversions.identity' in sys.modules;"
+        "h = m.hash_email('john@contoso.com');"
+        "print(before, h)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", JOHN_HASH]
