@@ -42,6 +42,8 @@ __all__ = [
 #: Public names living in modules that are imported on first use.
 _LAZY: dict[str, str] = {
     "ConversionTracker": "msclkid_middleware.dispatch.tracker",
+    "hash_email": "msclkid_middleware.conversions.identity",
+    "hash_phone": "msclkid_middleware.conversions.identity",
 }
 
 

@@ -15,6 +15,12 @@ Values that already are 64 hex characters are taken as hashes and pass through (
 Errors are :class:`~msclkid_middleware.errors.InvalidIdentifier` naming the rule that was broken;
 they never contain the value, which is personal data.
 
+``hash_email`` and ``hash_phone`` take a fast path for plain ASCII input (a handful of ``str``
+methods, no ``unicodedata``, no regular expression in the common case) and fall back to the generic
+normalisation above for anything else: non-ASCII text, hashes passed through, national numbers, and
+every input that breaks a rule (so errors come from one place).  Both paths give identical results;
+``tests/conversions/test_identity_fast.py`` property-tests that against a frozen copy of the generic one.
+
 This module is pure: stdlib only.  ``phonenumbers`` (the ``msclkid-middleware[phone]`` extra) is
 imported lazily and only for national numbers that need a ``default_region``.
 """
@@ -55,6 +61,12 @@ _ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MIN_PHONE_DIGITS = 7
 _MAX_PHONE_DIGITS = 15
 _PHONE_EXTRA = "msclkid-middleware[phone]"
+# The ASCII characters ``_WHITESPACE`` matches (str.isspace: \t \n \v \f \r, the separators \x1c-\x1f, space).
+_ASCII_WHITESPACE = str.maketrans("", "", "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f ")
+# The printable ASCII characters ``_PHONE_PUNCTUATION`` matches, for bytes.translate(None, ...).
+_ASCII_PHONE_PUNCTUATION = b" -.()/"
+_ZERO = ord("0")
+_sha256 = hashlib.sha256
 
 
 def is_sha256_hex(value: object) -> bool:
@@ -123,6 +135,26 @@ def hash_email(value: str) -> str:
     >>> hash_email("john@contoso.com")
     'ec81f3ac7b2b19675bab9d54cf416f9f18cff87c97da5cca82c0f0891bc40602'
     """
+    # Fast path: plain ASCII that normalises without error.  For ASCII, stripping, lowercasing and
+    # removing whitespace are the generic steps (NFKD changes nothing), and str.isprintable() is
+    # exactly "no control character" (\x00-\x1f, \x7f).  Everything else goes the generic way.
+    if value.__class__ is str and value.isascii():
+        text = value.strip().lower()
+        if " " in text or not text.isprintable():
+            text = text.translate(_ASCII_WHITESPACE)
+            if not text.isprintable():
+                return _hash_email_generic(value)  # a control character: the generic path raises
+        local, at, domain = text.partition("@")
+        if at and "@" not in domain:
+            local = local.partition("+")[0].replace(".", "")
+            if local and "." in domain and domain[0] != "." and domain[-1] != "." and ".." not in domain:
+                result = local + "@" + domain
+                if len(result) <= MAX_EMAIL_LENGTH:
+                    return _sha256(result.encode()).hexdigest()
+    return _hash_email_generic(value)
+
+
+def _hash_email_generic(value: str) -> str:
     if isinstance(value, str):
         stripped = value.strip()
         if is_sha256_hex(stripped):
@@ -214,6 +246,27 @@ def hash_phone(value: str, default_region: str | None = None) -> str:
     >>> hash_phone("+14255551234")
     'c59475d96e9f01d7d18d06cfad84dd02333207f02c0c2c5663ef2782cda0390e'
     """
+    # Fast path: printable ASCII with a "+" or "00" prefix that is a valid E.164 number once the
+    # punctuation is gone.  NFKC changes no ASCII text, and with no control character the only
+    # whitespace left is the space.  Everything else (errors included) goes the generic way.
+    if value.__class__ is str and value.isascii():
+        text = value.strip()
+        if text[:1] == "+":
+            rest = text[1:]
+        elif text[:2] == "00":
+            rest = text[2:]
+        else:
+            return _hash_phone_generic(value, default_region)
+        if text.isprintable():
+            if "(0" in rest or "( " in rest:  # only then can _TRUNK_ZERO match
+                rest = _TRUNK_ZERO.sub("", rest)
+            digits = rest.encode().translate(None, _ASCII_PHONE_PUNCTUATION)  # bytes: C-speed deletion
+            if digits.isdigit() and digits[0] != _ZERO and _MIN_PHONE_DIGITS <= len(digits) <= _MAX_PHONE_DIGITS:
+                return _sha256(b"+" + digits).hexdigest()
+    return _hash_phone_generic(value, default_region)
+
+
+def _hash_phone_generic(value: str, default_region: str | None) -> str:
     if isinstance(value, str):
         stripped = value.strip()
         if is_sha256_hex(stripped):
