@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import click
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.ops.csv_export import ExportKind
     from msclkid_middleware.ops.csv_import import ImportResult
 
-__all__ = ["CsvSource", "export_csv", "import_csv", "validate"]
+__all__ = ["CsvSource", "ReadOptions", "export_csv", "import_csv", "validate"]
 
 
 @click.command("export-csv")
@@ -70,16 +70,22 @@ def export_csv(
     )
 
 
+class ReadOptions(TypedDict):
+    """How to read a CRM export: the keyword arguments ``import_file`` and ``validate_file`` share."""
+
+    mapping: dict[str, str]
+    time_zone: str
+    default_goal: str | None
+    rejected_path: Path | None
+    encoding: str
+
+
 @dataclass(frozen=True, slots=True)
 class CsvSource:
     """A CRM export and how to read it: the options ``import-csv`` and ``validate`` share."""
 
     file: Path
-    mapping: dict[str, str]
-    time_zone: str
-    goal: str | None
-    rejected: Path | None
-    encoding: str
+    options: ReadOptions
 
 
 def _mapping(values: tuple[str, ...]) -> dict[str, str]:
@@ -114,7 +120,10 @@ def _csv_file_options(command: Callable[[str | None, CsvSource], None]) -> Calla
         rejected: Path | None,
         encoding: str,
     ) -> None:
-        command(store_url, CsvSource(file, _mapping(maps), time_zone, goal, rejected, encoding))
+        options = ReadOptions(
+            mapping=_mapping(maps), time_zone=time_zone, default_goal=goal, rejected_path=rejected, encoding=encoding
+        )
+        command(store_url, CsvSource(file, options))
 
     return with_source
 
@@ -156,16 +165,7 @@ def import_csv(store_url: str | None, source: CsvSource) -> None:
     from msclkid_middleware.ops.csv_import import import_file
 
     with open_tracker(store_url) as tracker, _file_errors(), _row_progress(source) as on_row:
-        result = import_file(
-            source.file,
-            tracker=tracker,
-            mapping=source.mapping,
-            time_zone=source.time_zone,
-            default_goal=source.goal,
-            rejected_path=source.rejected,
-            on_row=on_row,
-            encoding=source.encoding,
-        )
+        result = import_file(source.file, tracker=tracker, on_row=on_row, **source.options)
     click.echo(
         f"{result.rows} row(s): {result.recorded} recorded, {result.existing} already recorded,"
         f" {result.rejected} rejected"
@@ -182,16 +182,7 @@ def validate(store_url: str | None, source: CsvSource) -> None:
     with open_tracker(store_url, microsoft=False, uet=False) as tracker:
         goals = tracker.goals
     with _file_errors(), _row_progress(source) as on_row:
-        result = validate_file(
-            source.file,
-            goals=goals,
-            mapping=source.mapping,
-            time_zone=source.time_zone,
-            default_goal=source.goal,
-            rejected_path=source.rejected,
-            on_row=on_row,
-            encoding=source.encoding,
-        )
+        result = validate_file(source.file, goals=goals, on_row=on_row, **source.options)
     click.echo(f"{result.rows} row(s): {result.valid} valid, {result.rejected} invalid")
     _show_rejects(result)
 

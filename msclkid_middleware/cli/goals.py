@@ -42,17 +42,20 @@ def _store_of(ctx: click.Context, store_url: str | None) -> str | None:
     return store_url or (ctx.obj if isinstance(ctx.obj, str) else None)
 
 
+def _account_goals(tracker: ConversionTracker) -> list[ConversionGoal]:
+    try:
+        return goals_client(tracker).list_goals()
+    except MsclkidError as exc:
+        raise fail(exc) from None
+
+
 @goals.command("list")
 @store_option
 @click.pass_context
 def list_goals(ctx: click.Context, store_url: str | None) -> None:
     """The account's offline conversion goals."""
     with open_tracker(_store_of(ctx, store_url), uet=False) as tracker:
-        client = goals_client(tracker)
-        try:
-            found = client.list_goals()
-        except MsclkidError as exc:
-            raise fail(exc) from None
+        found = _account_goals(tracker)
         now = tracker.clock()
         click.echo(
             f"{'id':>10} {'name':<28} {'status':<8} {'revenue':<22} {'window':>7} {'count':<6} {'enhanced':<8} age"
@@ -93,11 +96,7 @@ def _goal_age(tracker: ConversionTracker, name: str, now: datetime) -> str:
 def check_goals(ctx: click.Context, store_url: str | None) -> None:
     """Check MSADS_CONVERSION_GOALS (else the names in the outbox) against the account: exact, active, age."""
     with open_tracker(_store_of(ctx, store_url), uet=False) as tracker:
-        client = goals_client(tracker)
-        try:
-            found = {g.name: g for g in client.list_goals()}
-        except MsclkidError as exc:
-            raise fail(exc) from None
+        found = {g.name: g for g in _account_goals(tracker)}
         names = list(tracker.goals) or sorted({c.conversion_name for c in tracker.store.counts() if c.conversion_name})
         if not names:
             click.echo("no goal names configured (MSADS_CONVERSION_GOALS) or recorded yet: nothing to check")

@@ -70,6 +70,7 @@ def exportable_rows(
             yield row
 
 
+# Two of Microsoft's file layouts, column by column: alike in shape, one function each so each reads as its header.
 def _conversion_cells(row: OutboxRow, zone: tzinfo) -> list[str] | None:
     p = row.payload
     if row.kind != "offline" or "ConversionTime" not in p:

@@ -62,6 +62,8 @@ class RowError:
 class ImportRow:
     """One CRM row, parsed: the arguments of ``ConversionTracker.record_offline``."""
 
+    # The fields repeat record_offline's parameters (and so the offline model's) on purpose: a row is one call.
+
     line: int
     event_id: str
     conversion_name: str
@@ -141,6 +143,8 @@ def parse_row(
 
 def check_row(row: ImportRow, *, goals: Sequence[str], now: datetime, default_region: str | None = None) -> None:
     """Every check ``record_offline`` makes, without recording: goal name, click, identifiers, time window."""
+    # The same values the tracker builds, built here without a tracker: ``validate`` needs no outbox and no
+    # Microsoft settings, and the models (not this code) hold the rules, so the two cannot drift apart.
     if goals and row.conversion_name not in goals:
         raise ValidationError(
             "conversion_name", "is not one of the configured conversion goals (MSADS_CONVERSION_GOALS)"

@@ -47,6 +47,9 @@ _CAMPAIGN = ("offline", "offline_adjustment", "online_adjustment")
 class GoalCounts:
     """One goal (and kind): rows per outcome; ``rejected``/``dead`` are broken down by code/reason."""
 
+    # Alike in shape to dispatch's DispatchReport (a row of int counters), kept apart on purpose: that one counts
+    # what one drain did, this one where a goal's rows stand; merging them would couple the report to the worker.
+
     goal: str
     kind: str
     delivered: int = 0
