@@ -7,7 +7,7 @@ Measured in this run, on the same generated file (half the rows carry a raw emai
 hashed, the other half a click ID; times in a named time zone):
 
 1. Baseline: reading the file with the standard ``csv`` module and doing nothing else.
-2. Validate: ``import_file(..., tracker=None)``: parse, hash, every ``record_offline`` check, no writes.
+2. Validate: ``validate_file(...)``: parse, hash, every ``record_offline`` check, no writes.
 3. Import: ``import_file(..., tracker=...)``: the same plus one outbox row per conversion, committed
    500 rows per transaction on SQLite.
 4. Re-run: the same file again (idempotent: every row is found and skipped).
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from msclkid_middleware.config import Settings
 from msclkid_middleware.dispatch.tracker import ConversionTracker
-from msclkid_middleware.ops.csvfiles import import_file
+from msclkid_middleware.ops.csv_import import import_file, validate_file
 
 
 def write_file(path: Path, n: int) -> None:
@@ -68,7 +68,7 @@ def main() -> None:
         timed("csv.reader only (baseline)", started)
 
         started = now()
-        checked = import_file(source, tracker=None, time_zone=zone)
+        checked = validate_file(source, time_zone=zone)
         timed("validate (parse, hash, checks)", started)
         assert checked.valid == args.n, checked.errors[:3]
 

@@ -23,8 +23,8 @@ from flask import Flask, current_app, g, has_request_context, request
 from flask.cli import ScriptInfo
 from markupsafe import Markup, escape
 
-from msclkid_middleware.cli import _LazyGroup
-from msclkid_middleware.cli.commands import ENVIRON_META_KEY
+from msclkid_middleware.cli import LazyGroup as _LazyGroup
+from msclkid_middleware.cli.common import ENVIRON_META_KEY
 from msclkid_middleware.config import DEFAULT_STORE_FILENAME, Settings
 from msclkid_middleware.errors import ConfigError
 from msclkid_middleware.middleware import MsclkidMiddleware, get_click, get_consent

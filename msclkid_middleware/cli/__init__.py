@@ -1,8 +1,8 @@
 """The ``msclkid`` command line (also mounted as ``flask msclkid``).
 
-Commands live in the modules that own their subject and are imported only when invoked, so
-``msclkid --help`` stays fast and ``msclkid emulator`` does not load the outbox.
-Add a command by adding one line to ``_COMMANDS``.
+Commands live in one module per command family and are imported only when invoked, so ``msclkid --help``
+stays fast and ``msclkid emulator`` does not load the outbox.  Add a command by adding one line to
+``_COMMANDS``.
 """
 
 from __future__ import annotations
@@ -13,28 +13,30 @@ from collections.abc import Sequence
 
 import click
 
-__all__ = ["cli", "main", "run"]
+__all__ = ["LazyGroup", "cli", "main", "run"]
 
 #: command name -> "module:attribute" of a ``click.Command``.
 _COMMANDS: dict[str, str] = {
     "emulator": "msclkid_middleware.emulator.server:emulator_command",
-    "worker": "msclkid_middleware.cli.commands:worker",
-    "flush": "msclkid_middleware.cli.commands:flush",
-    "status": "msclkid_middleware.cli.commands:status",
-    "retry-dead": "msclkid_middleware.cli.commands:retry_dead",
-    "auth": "msclkid_middleware.cli.commands_ops:auth",
-    "send-test": "msclkid_middleware.cli.commands_ops:send_test",
-    "report": "msclkid_middleware.cli.commands_ops:report",
-    "export-csv": "msclkid_middleware.cli.commands_ops:export_csv",
-    "import-csv": "msclkid_middleware.cli.commands_ops:import_csv",
-    "validate": "msclkid_middleware.cli.commands_ops:validate",
-    "goals": "msclkid_middleware.cli.commands_ops:goals",
-    "reconcile": "msclkid_middleware.cli.commands_ops:reconcile_command",
-    "uet": "msclkid_middleware.cli.commands_ops:uet",
+    "worker": "msclkid_middleware.cli.delivery:worker",
+    "flush": "msclkid_middleware.cli.delivery:flush",
+    "status": "msclkid_middleware.cli.delivery:status",
+    "retry-dead": "msclkid_middleware.cli.delivery:retry_dead",
+    "auth": "msclkid_middleware.cli.auth:auth",
+    "send-test": "msclkid_middleware.cli.send_test:send_test",
+    "report": "msclkid_middleware.cli.reports:report",
+    "reconcile": "msclkid_middleware.cli.reports:reconcile_command",
+    "export-csv": "msclkid_middleware.cli.csv:export_csv",
+    "import-csv": "msclkid_middleware.cli.csv:import_csv",
+    "validate": "msclkid_middleware.cli.csv:validate",
+    "goals": "msclkid_middleware.cli.goals:goals",
+    "uet": "msclkid_middleware.cli.uet:uet",
 }
 
 
-class _LazyGroup(click.Group):
+class LazyGroup(click.Group):
+    """A click group whose ``_COMMANDS`` are imported on first use (the Flask group extends it)."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *_COMMANDS})
 
@@ -49,7 +51,7 @@ class _LazyGroup(click.Group):
         return command
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="msclkid-middleware", prog_name="msclkid")
 def cli() -> None:
     """Microsoft Advertising conversion tracking from your own server."""

@@ -1,6 +1,6 @@
-"""The reconciliation report (``msclkid report``) and Microsoft's diagnostics beside it (``msclkid reconcile``).
+"""The reconciliation report (``msclkid report``); Microsoft's diagnostics beside it are in ``ops.reconcile``.
 
-Both read the outbox only through :meth:`OutboxStore.scan` (any store: SQLite, PostgreSQL), one pass, constant
+It reads the outbox only through :meth:`OutboxStore.scan` (any store: SQLite, PostgreSQL), one pass, constant
 memory per goal.  The report counts, per goal and state, what was delivered, rejected (by code), is pending,
 dead (by reason), held, and *probably deduplicated by Microsoft* (a delivered conversion whose click ID and
 ConversionTime an earlier delivered row already used: Microsoft keeps only the first), and lists the
@@ -9,11 +9,9 @@ ConversionTime an earlier delivered row already used: Microsoft keeps only the f
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,22 +19,19 @@ from typing import TYPE_CHECKING, Any, Literal
 from msclkid_middleware.conversions import OFFLINE_MAX_AGE, parse_time
 from msclkid_middleware.dispatch.goal_ages import GoalRegistry
 from msclkid_middleware.dispatch.status import Code
-from msclkid_middleware.microsoft.goals import UNATTRIBUTED_HINTS
+from msclkid_middleware.ops.csv_format import csv_text, safe_cell
 
 if TYPE_CHECKING:  # pragma: no cover
-    from msclkid_middleware.microsoft.goals import DailyUploadSummary, GoalConversionSummary
     from msclkid_middleware.outbox.base import OutboxRow, OutboxStore
 
 __all__ = [
     "CLICK_WAIT",
     "EXPIRY_WARNING",
+    "Format",
     "GoalCounts",
-    "ReconcileLine",
-    "Reconciliation",
     "Report",
     "Warning",
     "build_report",
-    "reconcile",
     "render_report",
 ]
 
@@ -51,6 +46,9 @@ _CAMPAIGN = ("offline", "offline_adjustment", "online_adjustment")
 @dataclass
 class GoalCounts:
     """One goal (and kind): rows per outcome; ``rejected``/``dead`` are broken down by code/reason."""
+
+    # Alike in shape to dispatch's DispatchReport (a row of int counters), kept apart on purpose: that one counts
+    # what one drain did, this one where a goal's rows stand; merging them would couple the report to the worker.
 
     goal: str
     kind: str
@@ -225,19 +223,7 @@ def render_report(report: Report, fmt: Format) -> str:
     if fmt == "json":
         return json.dumps(report.to_json(), indent=2, sort_keys=True)
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["goal", "kind", "state", "code", "count"])
-        for g in report.goals:
-            for state in ("delivered", "deduplicated", "pending", "held", "paused", "in_flight", "suppressed"):
-                if getattr(g, state):
-                    writer.writerow([_safe(g.goal), g.kind, state, "", getattr(g, state)])
-            for state, bucket in (("rejected", g.rejected), ("dead", g.dead)):
-                for code, n in sorted(bucket.items()):
-                    writer.writerow([_safe(g.goal), g.kind, state, code, n])
-        for w in report.warnings:
-            writer.writerow([_safe(w.goal), "", f"warning:{w.code}", "", w.count])
-        return out.getvalue().rstrip("\n")
+        return csv_text(["goal", "kind", "state", "code", "count"], _csv_rows(report))
     lines = []
     since = report.since.strftime("%Y-%m-%d %H:%M UTC") if report.since else "the beginning"
     lines.append(f"Outbox report since {since} (generated {report.generated_at:%Y-%m-%d %H:%M} UTC)")
@@ -264,167 +250,13 @@ def render_report(report: Report, fmt: Format) -> str:
     return "\n".join(lines)
 
 
-def _safe(value: str) -> str:
-    from msclkid_middleware.ops.csvfiles import safe_cell
-
-    return safe_cell(value)
-
-
-# -- reconciliation --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ReconcileLine:
-    """One goal: our delivered count beside Microsoft's counted and not-counted (by reason)."""
-
-    goal: str
-    goal_id: str | None
-    sent: int
-    microsoft_success: int
-    microsoft_unattributed: int
-    reasons: Mapping[str, int]
-    note: str | None = None
-
-    @property
-    def unattributed_share(self) -> float:
-        total = self.microsoft_success + self.microsoft_unattributed
-        return self.microsoft_unattributed / total if total else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Reconciliation:
-    since: datetime
-    until: datetime
-    lines: tuple[ReconcileLine, ...]
-    days: tuple[DailyUploadSummary, ...] = ()
-
-    @property
-    def unattributed_share(self) -> float:
-        success = sum(line.microsoft_success for line in self.lines)
-        unattributed = sum(line.microsoft_unattributed for line in self.lines)
-        total = success + unattributed
-        return unattributed / total if total else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "since": self.since.isoformat(),
-            "until": self.until.isoformat(),
-            "unattributed_share": round(self.unattributed_share, 6),
-            "goals": [
-                {
-                    "goal": line.goal,
-                    "goal_id": line.goal_id,
-                    "sent": line.sent,
-                    "microsoft_success": line.microsoft_success,
-                    "microsoft_unattributed": line.microsoft_unattributed,
-                    "unattributed_share": round(line.unattributed_share, 6),
-                    "reasons": [
-                        {"reason": r, "count": n, "hint": UNATTRIBUTED_HINTS.get(r, UNATTRIBUTED_HINTS["Unknown"])}
-                        for r, n in sorted(line.reasons.items())
-                    ],
-                    "note": line.note,
-                }
-                for line in self.lines
-            ],
-            "daily": [
-                {
-                    "upload_date": d.upload_date.isoformat() if d.upload_date else None,
-                    "success": d.success,
-                    "failure": d.failure,
-                    "result_file": d.has_file,
-                }
-                for d in self.days
-            ],
-        }
-
-
-def sent_per_goal(store: OutboxStore, since: datetime, goal: str | None = None) -> dict[str, int]:
-    """Offline conversions delivered (to Microsoft) per goal name, recorded since ``since``."""
-    sent: Counter[str] = Counter()
-    for row in store.scan(since=since, kinds=("offline", "offline_adjustment")):
-        if row.state == "delivered" and row.conversion_name and (goal is None or row.conversion_name == goal):
-            sent[row.conversion_name] += 1
-    return dict(sent)
-
-
-def reconcile(
-    sent: Mapping[str, int],
-    goal_ids: Mapping[str, str],
-    summaries: Mapping[str, GoalConversionSummary],
-    *,
-    since: datetime,
-    until: datetime,
-    days: Iterable[DailyUploadSummary] = (),
-) -> Reconciliation:
-    """Put our per-goal counts (``sent``) beside Microsoft's ``summaries`` (keyed by goal ID)."""
-    names = sorted(set(sent) | set(goal_ids))
-    lines = []
-    for name in names:
-        goal_id = goal_ids.get(name)
-        summary = summaries.get(goal_id) if goal_id is not None else None
-        note = None
-        if goal_id is None:
-            note = "no offline goal of this name in the account (GoalNotFoundOrInactive / 5606)"
-        elif summary is None:
-            note = "Microsoft returned no diagnostics for this goal"
-        lines.append(
-            ReconcileLine(
-                goal=name,
-                goal_id=goal_id,
-                sent=sent.get(name, 0),
-                microsoft_success=summary.success if summary else 0,
-                microsoft_unattributed=summary.unattributed if summary else 0,
-                reasons=dict(summary.alerts) if summary else {},
-                note=note,
-            )
-        )
-    return Reconciliation(since, until, tuple(lines), tuple(days))
-
-
-def render_reconciliation(result: Reconciliation, fmt: Format) -> str:
-    if fmt == "json":
-        return json.dumps(result.to_json(), indent=2, sort_keys=True)
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["goal", "goal_id", "sent", "microsoft_success", "microsoft_unattributed", "reason", "count"])
-        for line in result.lines:
-            base = [
-                _safe(line.goal),
-                line.goal_id or "",
-                line.sent,
-                line.microsoft_success,
-                line.microsoft_unattributed,
-            ]
-            if not line.reasons:
-                writer.writerow([*base, "", ""])
-            for reason, n in sorted(line.reasons.items()):
-                writer.writerow([*base, reason, n])
-        return out.getvalue().rstrip("\n")
-    out_lines = [
-        f"Reconciliation {result.since:%Y-%m-%d} .. {result.until:%Y-%m-%d} (UTC upload days)",
-        f"{'goal':<24} {'id':>8} {'sent':>7} {'MS success':>10} {'MS not counted':>14} {'share':>6}",
-    ]
-    by_reason: defaultdict[str, int] = defaultdict(int)
-    for line in result.lines:
-        out_lines.append(
-            f"{line.goal[:24]:<24} {line.goal_id or '-':>8} {line.sent:>7} {line.microsoft_success:>10}"
-            f" {line.microsoft_unattributed:>14} {line.unattributed_share:>6.1%}"
-        )
-        if line.note:
-            out_lines.append(f"    note: {line.note}")
-        for reason, n in sorted(line.reasons.items()):
-            by_reason[reason] += n
-            out_lines.append(f"    {reason}: {n}  ({UNATTRIBUTED_HINTS.get(reason, UNATTRIBUTED_HINTS['Unknown'])})")
-    if result.days:
-        out_lines.append("")
-        out_lines.append("Microsoft's daily upload summaries:")
-        for d in result.days:
-            day = d.upload_date.isoformat() if d.upload_date else "?"
-            extra = "  (result file available in the Microsoft Advertising UI)" if d.has_file else ""
-            out_lines.append(f"  {day}: {d.success} succeeded, {d.failure} failed{extra}")
-    out_lines.append("")
-    out_lines.append(
-        f"Not counted overall: {result.unattributed_share:.1%}. Microsoft's numbers can lag by up to 6 hours."
-    )
-    return "\n".join(out_lines)
+def _csv_rows(report: Report) -> Iterator[list[object]]:
+    for g in report.goals:
+        for state in ("delivered", "deduplicated", "pending", "held", "paused", "in_flight", "suppressed"):
+            if getattr(g, state):
+                yield [safe_cell(g.goal), g.kind, state, "", getattr(g, state)]
+        for state, bucket in (("rejected", g.rejected), ("dead", g.dead)):
+            for code, n in sorted(bucket.items()):
+                yield [safe_cell(g.goal), g.kind, state, code, n]
+    for w in report.warnings:
+        yield [safe_cell(w.goal), "", f"warning:{w.code}", "", w.count]

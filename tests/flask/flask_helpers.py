@@ -8,7 +8,7 @@ from collections.abc import Callable
 import click
 from flask import Flask
 
-from msclkid_middleware.cli.commands import command_environ
+from msclkid_middleware.cli.common import command_environ
 
 CLICK = "f894f652ea334e739002f7167ab8f8e3"
 

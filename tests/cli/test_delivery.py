@@ -12,15 +12,6 @@ from msclkid_middleware.testing import EmulatorHandle
 from .conftest import FakeClock, make_tracker, record
 
 
-@pytest.fixture
-def env(ms: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name, value in ms.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MSCLKID_STORE_URL", f"sqlite:///{tmp_path / 'outbox.db'}")
-    monkeypatch.delenv("MSADS_CONVERSION_GOALS", raising=False)
-    return tmp_path
-
-
 def test_status_of_an_empty_outbox(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status"]) == 0
     assert "the outbox is empty" in capsys.readouterr().out

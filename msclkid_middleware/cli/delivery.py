@@ -1,63 +1,23 @@
-"""``msclkid worker | flush | status [EVENT_ID] | retry-dead``: operate the outbox from a shell.
-
-Every command reads the same settings as the application (``MSCLKID_STORE_URL``, ``MSADS_*``,
-``UET_*``), so it works on the shop's own outbox.  ``--store`` overrides the store URL.
-"""
+"""``msclkid worker | flush | status [EVENT_ID] | retry-dead``: deliver the outbox and look into it from a shell."""
 
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
 
 import click
 
-if TYPE_CHECKING:  # pragma: no cover
-    from click._termui_impl import ProgressBar
+from msclkid_middleware.cli.common import PROGRESS_THRESHOLD, open_tracker, progress, store_option
 
-    from msclkid_middleware.dispatch.tracker import ConversionTracker
-
-__all__ = ["ENVIRON_META_KEY", "command_environ", "flush", "retry_dead", "status", "worker"]
-
-#: Backlogs at least this large get a progress bar in ``msclkid flush``.
-PROGRESS_THRESHOLD = 1000
-
-_store_option = click.option(
-    "--store", "store_url", metavar="URL", default=None, help="Outbox URL (default: MSCLKID_STORE_URL)."
-)
+__all__ = ["flush", "retry_dead", "status", "worker"]
 
 
-#: Key in ``click.Context.meta`` under which a host (``flask msclkid``) puts the settings mapping the
-#: commands read instead of ``os.environ`` (the app's config, as ``MSCLKID_*``/``MSADS_*``/``UET_*`` strings).
-ENVIRON_META_KEY = "msclkid.environ"
-
-
-def command_environ() -> Mapping[str, str] | None:
-    """The settings mapping of the running command: the host's (Flask app config) or ``None`` for ``os.environ``."""
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return None
-    environ = ctx.meta.get(ENVIRON_META_KEY)
-    return environ if isinstance(environ, Mapping) else None
-
-
-def _tracker(store_url: str | None, **options: Any) -> ConversionTracker:
-    from msclkid_middleware.dispatch.tracker import ConversionTracker
-    from msclkid_middleware.errors import MsclkidError
-
-    try:
-        return ConversionTracker.from_env(command_environ(), store_url=store_url, **options)
-    except MsclkidError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _fmt_time(value: Any) -> str:
+def _fmt_time(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @click.command()
-@_store_option
+@store_option
 @click.option("--poll-interval", type=float, default=1.0, show_default=True, help="Idle poll interval, seconds.")
 @click.option("--batch-size", type=click.IntRange(1, 1000), default=1000, show_default=True)
 @click.option("--lease-seconds", type=float, default=300.0, show_default=True, help="Lease per claimed batch.")
@@ -68,50 +28,41 @@ def worker(
 ) -> None:
     """Deliver the outbox to Microsoft until SIGTERM/SIGINT (graceful: leases are finished or released)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    tracker = _tracker(store_url, batch_size=batch_size, lease_seconds=lease_seconds, poll_interval=poll_interval)
-    try:
+    options = {"batch_size": batch_size, "lease_seconds": lease_seconds, "poll_interval": poll_interval}
+    with open_tracker(store_url, **options) as tracker:
         if drain:
             report = tracker.flush(timeout=None)
         else:
             click.echo(f"msclkid worker: delivering {tracker.store.url} (Ctrl-C or SIGTERM to stop)", err=True)
             report = tracker.run_worker()
-    finally:
-        tracker.close()
     click.echo(f"worker stopped: {report.summary()}")
 
 
 @click.command()
-@_store_option
+@store_option
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Give up after this many seconds.")
 def flush(store_url: str | None, timeout: float) -> None:
     """Deliver everything that is due now, then report."""
-    tracker = _tracker(store_url)
-    try:
+    with open_tracker(store_url) as tracker:
         backlog = tracker.store.open_count()
         if backlog >= PROGRESS_THRESHOLD:
-            bar: ProgressBar[int] = click.progressbar(
-                length=backlog, label="Delivering", show_pos=True, file=sys.stderr
-            )
-            with bar:
-                report = tracker.flush(timeout=timeout, on_step=lambda step: bar.update(step.claimed))
+            with progress(backlog, "Delivering") as update:
+                report = tracker.flush(timeout=timeout, on_step=lambda step: update(step.claimed))
         else:
             report = tracker.flush(timeout=timeout)
-    finally:
-        tracker.close()
     click.echo(f"flush: {report.summary()}" + (" (timed out)" if report.timed_out else ""))
     if report.timed_out:
         raise click.exceptions.Exit(1)
 
 
 @click.command()
-@_store_option
+@store_option
 @click.argument("event_id", required=False)
 def status(store_url: str | None, event_id: str | None) -> None:
     """Show one event's delivery status, or counts per kind, goal and state."""
     from msclkid_middleware.errors import UnknownEvent
 
-    tracker = _tracker(store_url)
-    try:
+    with open_tracker(store_url) as tracker:
         if event_id is not None:
             try:
                 st = tracker.status(event_id)
@@ -140,20 +91,15 @@ def status(store_url: str | None, event_id: str | None) -> None:
         for account, kind, reason in tracker.store.paused_accounts():
             click.echo(f"paused: {kind} for account {account}: {reason}")
         click.echo(f"open rows: {tracker.store.open_count()} (limit {tracker.store.max_pending})")
-    finally:
-        tracker.close()
 
 
 @click.command("retry-dead")
-@_store_option
+@store_option
 @click.option("--include-rejected", is_flag=True, help="Also resend rows Microsoft rejected (after fixing the cause).")
 @click.option("--event-id", default=None, help="Only this event.")
 def retry_dead(store_url: str | None, include_rejected: bool, event_id: str | None) -> None:
     """Give dead (and optionally rejected) events another chance; paused accounts are resumed too."""
-    tracker = _tracker(store_url)
-    try:
+    with open_tracker(store_url) as tracker:
         count = tracker.retry_dead(include_rejected=include_rejected, event_id=event_id)
         resumed = tracker.resume() if event_id is None else 0
-    finally:
-        tracker.close()
     click.echo(f"requeued {count} event(s)" + (f", resumed {resumed} paused" if resumed else ""))

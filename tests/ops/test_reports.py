@@ -7,8 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from msclkid_middleware.dispatch.goal_ages import GoalRegistry
-from msclkid_middleware.microsoft.goals import GoalConversionSummary
-from msclkid_middleware.ops.reports import build_report, reconcile, render_report
+from msclkid_middleware.ops.reports import build_report, render_report
 from msclkid_middleware.outbox import OutboxStore, Outcome, TokenRecord
 
 from .conftest import T0, new_row
@@ -55,16 +54,3 @@ def test_report_counts_through_scan_only(store: OutboxStore) -> None:
     assert lead_counts.rejected == {"5604 Invalid": 1}
     assert report.warnings == ()  # the Lead row was rejected, not sent while the goal was young
     assert "Purchase" in render_report(report, "table")
-
-
-def test_reconcile_lines_and_share() -> None:
-    summary = GoalConversionSummary("1001", "Purchase", 6, 2, {"NoMatchingClickFound": 2})
-    result = reconcile(
-        {"Purchase": 8, "Ghost": 3}, {"Purchase": "1001", "Lead": "1002"}, {"1001": summary}, since=T0, until=T0
-    )
-    lines = {line.goal: line for line in result.lines}
-    assert lines["Purchase"].unattributed_share == 0.25
-    assert lines["Ghost"].note is not None
-    assert "GoalNotFoundOrInactive" in lines["Ghost"].note
-    assert lines["Lead"].note == "Microsoft returned no diagnostics for this goal"
-    assert result.unattributed_share == 0.25

@@ -1,0 +1,171 @@
+"""``msclkid auth``: the first OAuth consent (Microsoft's sign-in URL -> code -> refresh token in the outbox).
+
+Nothing printed here contains a token or a secret: the refresh token goes straight from Microsoft into the store.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+import click
+
+from msclkid_middleware.cli.common import fail, goals_client, open_tracker, store_option
+from msclkid_middleware.errors import ConfigError, MsclkidError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from msclkid_middleware.dispatch.tracker import ConversionTracker
+
+__all__ = ["NATIVE_REDIRECT", "auth"]
+
+NATIVE_REDIRECT = "https://login.microsoftonline.com/common/oauth2/nativeclient"
+
+
+class _OneShot(HTTPServer):
+    result: dict[str, str]
+
+
+class _CallbackHandler(BaseHTTPRequestHandler):
+    server: _OneShot
+
+    def do_GET(self) -> None:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+        if "code" not in query and "error" not in query:
+            self.send_response(404)
+            self.end_headers()
+            return
+        self.server.result = query
+        ok = "code" in query
+        body = (
+            "<html><body><h1>msclkid: consent received</h1><p>You can close this window.</p></body></html>"
+            if ok
+            else "<html><body><h1>msclkid: consent failed</h1><p>See the terminal.</p></body></html>"
+        ).encode()
+        self.send_response(200 if ok else 400)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return  # the request line holds the authorization code: never log it
+
+
+def _listen_once(server: _OneShot, timeout: float) -> dict[str, str]:
+    server.result = {}
+    server.timeout = 0.2
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+    while not server.result:
+        if datetime.now(UTC) >= deadline:
+            raise click.ClickException(f"no redirect arrived within {timeout:.0f} s; run `msclkid auth` again")
+        server.handle_request()
+    return server.result
+
+
+def _code_from(answer: str, state: str, *, require_state: bool) -> str:
+    text = answer.strip()
+    if "code=" in text or "error=" in text:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(text).query or text.split("?", 1)[-1]).items()}
+        return _code_from_query(query, state, require_state=require_state)
+    if not text:
+        raise click.ClickException("no code given")
+    return text
+
+
+def _code_from_query(query: dict[str, str], state: str, *, require_state: bool) -> str:
+    if "error" in query:
+        description = query.get("error_description", "").split(" Trace ID:")[0]
+        raise click.ClickException(f"Microsoft refused the consent: {query['error']}: {description}")
+    if (require_state or "state" in query) and query.get("state") != state:
+        raise click.ClickException(
+            "the redirect's state does not match this run (a stale or foreign link); start again"
+        )
+    code = query.get("code", "")
+    if not code:
+        raise click.ClickException("the redirect holds no code")
+    return code
+
+
+@click.command()
+@store_option
+@click.option("--check", is_flag=True, help="Refresh once and report which account the stored grant works for.")
+@click.option("--listen", is_flag=True, help="Receive the redirect on a one-shot loopback listener.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Listener port (0: any free port).")
+@click.option("--redirect-uri", default=None, help="Redirect URI registered for the app (default depends on mode).")
+@click.option("--code", "answer", default=None, help="The redirected URL or the code (instead of the prompt).")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Listener wait, seconds.")
+def auth(
+    store_url: str | None,
+    check: bool,
+    listen: bool,
+    port: int,
+    redirect_uri: str | None,
+    answer: str | None,
+    timeout: float,
+) -> None:
+    """First OAuth consent: print Microsoft's sign-in URL, redeem the code, store the refresh token."""
+    from msclkid_middleware.microsoft import RefreshTokenProvider
+    from msclkid_middleware.outbox.tokens import OutboxTokenStore
+
+    with open_tracker(store_url, microsoft=None if check else False, uet=False) as tracker:
+        settings = tracker.settings
+        if check:
+            _auth_check(tracker)
+            return
+        try:
+            provider = RefreshTokenProvider.from_settings(
+                settings, token_store=OutboxTokenStore(tracker.store, redactor=tracker.redactor)
+            )
+        except ConfigError as exc:
+            raise fail(exc) from None
+        state = secrets.token_urlsafe(16)
+        server: _OneShot | None = None
+        try:
+            if listen:
+                server = _OneShot(("127.0.0.1", port), _CallbackHandler)
+                redirect_uri = redirect_uri or f"http://localhost:{server.server_address[1]}/"
+            redirect_uri = redirect_uri or NATIVE_REDIRECT
+            url = provider.authorize_url(redirect_uri, state, prompt="select_account")
+            click.echo(f"Sign in as the Microsoft Advertising user ({settings.environment}) and allow access:")
+            click.echo(url)
+            if server is not None:
+                click.echo(f"Waiting for the redirect on {redirect_uri} ...", err=True)
+                code = _code_from_query(_listen_once(server, timeout), state, require_state=True)
+            else:
+                if answer is None:
+                    answer = click.prompt("Paste the URL you were redirected to (or just the code)", hide_input=True)
+                code = _code_from(answer, state, require_state=False)
+        finally:
+            if server is not None:
+                server.server_close()
+        try:
+            token = provider.exchange_code(code, redirect_uri)
+        except MsclkidError as exc:
+            raise fail(exc) from None
+        finally:
+            provider.close()
+        click.echo(
+            f"Access granted: refresh token stored in {tracker.store.url} (serial {token.serial}; it rotates on every"
+            " use and is kept there). Next: `msclkid auth --check`, then `msclkid send-test`."
+        )
+
+
+def _auth_check(tracker: ConversionTracker) -> None:
+    settings = tracker.settings
+    client = goals_client(tracker)
+    provider = client.campaign.token_provider
+    try:
+        provider.force_refresh()
+        goals = client.list_goals()
+    except MsclkidError as exc:
+        raise fail(exc) from None
+    stored = getattr(getattr(provider, "token_store", None), "load", lambda: None)()
+    serial = f", serial {stored.serial}" if stored is not None else ""
+    click.echo(f"OK: the refresh token works (application {settings.client_id}, {settings.environment}{serial}).")
+    click.echo(
+        f"Account {client.campaign.account_id} of customer {client.campaign.customer_id}: access confirmed,"
+        f" {len(goals)} offline conversion goal(s)."
+    )

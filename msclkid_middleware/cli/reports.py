@@ -1,0 +1,84 @@
+"""``msclkid report`` (the outbox per goal and state) and ``msclkid reconcile`` (Microsoft's diagnostics beside it)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import click
+
+from msclkid_middleware.cli.common import FORMATS, fail, goals_client, open_tracker, parse_since, store_option
+from msclkid_middleware.errors import MsclkidError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from msclkid_middleware.ops.reports import Format
+
+__all__ = ["RECONCILE_ALERT_EXIT", "reconcile_command", "report"]
+
+#: Exit code of ``msclkid reconcile`` when Microsoft could not attribute more than the threshold.
+RECONCILE_ALERT_EXIT = 3
+
+
+@click.command()
+@store_option
+@click.option("--since", default=None, help="Only events recorded since (7d, 24h, 2026-11-01).")
+@click.option("--goal", default=None, help="Only this goal.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def report(store_url: str | None, since: str | None, goal: str | None, fmt: Format) -> None:
+    """Per goal and state: delivered, rejected by code, pending, held, dead by reason, deduplicated; warnings."""
+    from msclkid_middleware.ops.reports import build_report, render_report
+
+    with open_tracker(store_url, microsoft=False, uet=False) as tracker:
+        now = tracker.clock()
+        result = build_report(
+            tracker.store,
+            since=parse_since(since, now),
+            goal=goal,
+            known_goals=tracker.goals,
+            registry=tracker.goal_registry,
+            now=now,
+        )
+    click.echo(render_report(result, fmt))
+
+
+@click.command("reconcile")
+@store_option
+@click.option("--since", default="7d", show_default=True, help="Start (7d, 24h, 2026-11-01).")
+@click.option("--goal", default=None, help="Only this goal.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option(
+    "--max-unattributed",
+    type=click.FloatRange(0, 1),
+    default=0.2,
+    show_default=True,
+    envvar="MSCLKID_MAX_UNATTRIBUTED",
+    help=f"Exit {RECONCILE_ALERT_EXIT} when Microsoft could not attribute a larger share (cron alerting).",
+)
+def reconcile_command(
+    store_url: str | None, since: str, goal: str | None, fmt: Format, max_unattributed: float
+) -> None:
+    """Microsoft's per-goal diagnostics (counted, not counted by reason) beside the outbox's own counts."""
+    from msclkid_middleware.ops.reconcile import reconcile, render_reconciliation, sent_per_goal
+
+    with open_tracker(store_url, uet=False) as tracker:
+        client = goals_client(tracker)
+        now = tracker.clock()
+        start = parse_since(since, now) or now - timedelta(days=7)
+        sent = sent_per_goal(tracker.store, start, goal)
+        try:
+            ids = {g.name: g.id for g in client.list_goals() if g.id and (goal is None or g.name == goal)}
+            wanted = [ids[n] for n in sorted(set(sent) | set(ids)) if n in ids]
+            summaries = client.offline_conversion_report(wanted, start, now) if wanted else {}
+            days = client.daily_reports(start, now)
+        except MsclkidError as exc:
+            raise fail(exc) from None
+    if goal is not None:
+        sent = {k: v for k, v in sent.items() if k == goal}
+    result = reconcile(sent, {k: v for k, v in ids.items() if v}, summaries, since=start, until=now, days=days)
+    click.echo(render_reconciliation(result, fmt))
+    if result.unattributed_share > max_unattributed:
+        click.echo(
+            f"ALERT: {result.unattributed_share:.1%} not counted by Microsoft (threshold {max_unattributed:.0%})",
+            err=True,
+        )
+        raise click.exceptions.Exit(RECONCILE_ALERT_EXIT)

@@ -1,0 +1,448 @@
+"""CRM exports in (``msclkid import-csv`` and ``msclkid validate``): one parser, two actions.
+
+:class:`CrmFile` reads a CRM export: one row per conversion, columns mapped by name (``csv_format.COLUMNS``,
+overridable), times in any of Microsoft's formats or ISO 8601 (a time without a zone is read in the given time
+zone, or the zone of Microsoft's ``Parameters:TimeZone=`` line), raw email and phone normalised and hashed
+(never stored).  :func:`import_file` records each parsed row; :func:`validate_file` makes every check
+``record_offline`` would make and records nothing.  Both validate every row on its own and write the rows that
+fail to a rejected-rows file with the reason (raw email and phone cells are blanked there).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal, TextIO
+
+from msclkid_middleware.capture.clickid import Click
+from msclkid_middleware.conversions import OfflineConversion, UserIdentifiers
+from msclkid_middleware.errors import ConfigError, MsclkidError, StoreError, ValidationError
+from msclkid_middleware.ops.csv_format import cell, parse_datetime_cell, parse_time_zone, resolve_columns, safe_cell
+
+if TYPE_CHECKING:  # pragma: no cover
+    from msclkid_middleware.dispatch.tracker import ConversionTracker
+    from msclkid_middleware.outbox.base import OutboxStore
+
+__all__ = [
+    "BATCH_ROWS",
+    "CrmFile",
+    "ImportResult",
+    "ImportRow",
+    "RowError",
+    "check_row",
+    "count_lines",
+    "import_file",
+    "parse_row",
+    "validate_file",
+]
+
+#: Rows committed per outbox transaction by ``import-csv``.
+BATCH_ROWS = 500
+_RAW_PII = ("email", "phone")
+#: What one row came to: recorded now, already in the outbox, or (validate) would be accepted.
+RowOutcome = Literal["recorded", "existing", "valid"]
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """Why a CSV row was not recorded (1-based ``line`` of the file, the row's event ID when it had one)."""
+
+    line: int
+    event_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRow:
+    """One CRM row, parsed: the arguments of ``ConversionTracker.record_offline``."""
+
+    # The fields repeat record_offline's parameters (and so the offline model's) on purpose: a row is one call.
+
+    line: int
+    event_id: str
+    conversion_name: str
+    conversion_time: datetime
+    value: float | None = None
+    currency: str | None = None
+    click: Click | str | None = None
+    email: str | None = field(default=None, repr=False)
+    phone: str | None = field(default=None, repr=False)
+    hashed_email: str | None = None
+    hashed_phone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What an import (or a validation) found: rows ``recorded`` now, ``existing`` (already in the outbox:
+    re-runs are no-ops), ``valid`` (validate only) and ``errors``."""
+
+    rows: int = 0
+    recorded: int = 0
+    existing: int = 0
+    valid: int = 0
+    errors: tuple[RowError, ...] = ()
+    rejected_file: Path | None = None
+
+    @property
+    def rejected(self) -> int:
+        return len(self.errors)
+
+
+def parse_row(
+    cells: Sequence[str], columns: Mapping[str, int], line: int, *, zone: tzinfo, default_goal: str | None
+) -> ImportRow:
+    """Parse one CRM row (raises :class:`~msclkid_middleware.errors.ValidationError` naming the field)."""
+    event_id = cell(cells, columns, "event_id")
+    if event_id is None and "event_id" in columns:
+        raise ValidationError("event_id", "is empty")
+    name = cell(cells, columns, "conversion_name") or default_goal
+    if name is None:
+        raise ValidationError("conversion_name", "is empty (give a column or --goal)")
+    when_text = cell(cells, columns, "conversion_time")
+    if when_text is None:
+        raise ValidationError("conversion_time", "is empty")
+    when = parse_datetime_cell(when_text, zone, "conversion_time")
+    value_text = cell(cells, columns, "value")
+    value: float | None = None
+    if value_text is not None:
+        try:
+            value = float(value_text)
+        except ValueError:
+            raise ValidationError("value", "is not a number (use a period for decimals)") from None
+    click_id = cell(cells, columns, "msclkid")
+    hashed_email, hashed_phone = cell(cells, columns, "hashed_email"), cell(cells, columns, "hashed_phone")
+    if event_id is None:
+        # A file without event IDs (Microsoft's own import template): Microsoft's key names the conversion.
+        key = "|".join(str(p) for p in (click_id, hashed_email, hashed_phone, name, when.isoformat()))
+        event_id = "csv-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    click_time = cell(cells, columns, "click_time")
+    click: Click | str | None = click_id
+    if click_id is not None and click_time is not None:
+        click = Click(click_id, parse_datetime_cell(click_time, zone, "click_time"), "profile")
+    currency = cell(cells, columns, "currency")
+    return ImportRow(
+        line=line,
+        event_id=event_id,
+        conversion_name=name,
+        conversion_time=when,
+        value=value,
+        currency=currency.upper() if currency else None,
+        click=click,
+        email=cell(cells, columns, "email"),
+        phone=cell(cells, columns, "phone"),
+        hashed_email=hashed_email,
+        hashed_phone=hashed_phone,
+    )
+
+
+def check_row(row: ImportRow, *, goals: Sequence[str], now: datetime, default_region: str | None = None) -> None:
+    """Every check ``record_offline`` makes, without recording: goal name, click, identifiers, time window."""
+    # The same values the tracker builds, built here without a tracker: ``validate`` needs no outbox and no
+    # Microsoft settings, and the models (not this code) hold the rules, so the two cannot drift apart.
+    if goals and row.conversion_name not in goals:
+        raise ValidationError(
+            "conversion_name", "is not one of the configured conversion goals (MSADS_CONVERSION_GOALS)"
+        )
+    identifiers = UserIdentifiers(
+        email=row.email,
+        phone=row.phone,
+        hashed_email=row.hashed_email,
+        hashed_phone=row.hashed_phone,
+        default_region=default_region,
+    )
+    click = row.click.msclkid if isinstance(row.click, Click) else row.click
+    if click is None and not identifiers:
+        raise ValidationError("click", "give a click ID or the customer's email or phone")
+    conversion = OfflineConversion(
+        conversion_name=row.conversion_name,
+        conversion_time=row.conversion_time,
+        value=row.value,
+        currency=row.currency,
+        msclkid=click,
+        identifiers=identifiers or None,
+        validate_times=False,
+    )
+    conversion.check_window(now)
+
+
+def count_lines(path: Path) -> int:
+    """Newlines in ``path`` (a fast upper bound of its rows, for the progress bar)."""
+    total = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            total += chunk.count(b"\n")
+    return total
+
+
+class CrmFile:
+    """The one CSV parser of ``import-csv`` and ``validate``: open, read the header, yield parsed rows.
+
+    Opening reads the optional ``Parameters:TimeZone=`` line and the header row and resolves the columns
+    (a file it cannot use raises :class:`~msclkid_middleware.errors.ConfigError`); iterating yields
+    ``(line, cells)`` for every non-blank data row, which :meth:`parse` turns into an :class:`ImportRow`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        mapping: Mapping[str, str] | None = None,
+        time_zone: str | None = None,
+        default_goal: str | None = None,
+        encoding: str = "utf-8-sig",
+    ) -> None:
+        self.path = path
+        self.zone = parse_time_zone(time_zone)
+        self.default_goal = default_goal
+        try:
+            self._handle: TextIO = path.open(newline="", encoding=encoding)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        except LookupError:
+            raise ConfigError(f"unknown encoding {encoding!r}") from None
+        try:
+            self._rows = self._read_rows()
+            self.header = self._read_header()
+            self.columns = resolve_columns(self.header, mapping)
+            self._check_columns()
+        except BaseException:
+            self._handle.close()
+            raise
+        #: Column indexes of raw personal data, blanked in the rejected-rows file.
+        self.pii = frozenset(self.columns[n] for n in _RAW_PII if n in self.columns)
+
+    def _read_rows(self) -> Iterator[tuple[int, list[str]]]:
+        reader = csv.reader(self._handle)
+        try:
+            for cells in reader:
+                if cells and any(c.strip() for c in cells):
+                    yield reader.line_num, cells
+        except csv.Error as exc:
+            # A structurally broken file (NUL bytes, an unterminated quote, a giant field) cannot be read on.
+            raise ConfigError(
+                f"{self.path}: line {reader.line_num + 1} is not valid CSV ({exc}); nothing after it was read"
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"{self.path} is not valid {self._handle.encoding} text; export the file as UTF-8"
+                " or give --encoding (for example cp1252)"
+            ) from None
+
+    def _read_header(self) -> list[str]:
+        first = next(self._rows, None)
+        if first is None:
+            raise ConfigError(f"{self.path} is empty: the first row must name the columns")
+        header = first[1]
+        if header and header[0].startswith("Parameters:"):
+            # Microsoft's template: "Parameters:TimeZone=<zone>" states the zone of times without one.
+            stated = header[0].partition("TimeZone=")[2].strip()
+            if stated:
+                self.zone = parse_time_zone(stated)
+            second = next(self._rows, None)
+            if second is None:
+                raise ConfigError(f"{self.path} has no header row after its Parameters line")
+            header = second[1]
+        return header
+
+    def _check_columns(self) -> None:
+        missing = [n for n in ("conversion_time",) if n not in self.columns]
+        if "conversion_name" not in self.columns and self.default_goal is None:
+            missing.append("conversion_name")
+        if missing:
+            raise ConfigError(
+                f"{self.path}: no column for {', '.join(missing)}; name the columns as in docs/operations.md"
+                " or map them with --map FIELD=COLUMN"
+            )
+
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        """``(line, cells)`` of every non-blank data row; :meth:`parse` turns one into an :class:`ImportRow`."""
+        return self._rows
+
+    def parse(self, line: int, cells: Sequence[str]) -> ImportRow:
+        return parse_row(cells, self.columns, line, zone=self.zone, default_goal=self.default_goal)
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> CrmFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Rejects:
+    """The rejected-rows file: written only when a row fails, with ``line`` and ``error`` in front."""
+
+    def __init__(self, path: Path, header: Sequence[str], pii: frozenset[int]) -> None:
+        self.path, self.header, self.pii = path, header, pii
+        self.errors: list[RowError] = []
+        self._handle: TextIO | None = None
+
+    def add(self, line: int, event_id: str | None, reason: str, cells: Sequence[str]) -> None:
+        self.errors.append(RowError(line, event_id, reason))
+        if self._handle is None:
+            self._handle = self.path.open("w", newline="", encoding="utf-8")
+            csv.writer(self._handle).writerow(["line", "error", *self.header])
+        masked = ["" if i in self.pii else c for i, c in enumerate(cells)]
+        csv.writer(self._handle).writerow([str(line), reason, *(safe_cell(c) for c in masked)])
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+def _process(
+    crm: CrmFile,
+    handle_row: Callable[[ImportRow], RowOutcome],
+    *,
+    rejected_path: Path,
+    on_row: Callable[[int], None] | None,
+) -> ImportResult:
+    """Run ``handle_row`` on every parsed row of ``crm``; count the outcomes, write the failures."""
+    counts: dict[RowOutcome, int] = {"recorded": 0, "existing": 0, "valid": 0}
+    rows = 0
+    rejects = _Rejects(rejected_path, crm.header, crm.pii)
+    try:
+        for line, cells in crm:
+            rows += 1
+            try:
+                counts[handle_row(crm.parse(line, cells))] += 1
+            except StoreError:
+                # The outbox itself failed (full, disk, lock): stop; committed batches stay, a re-run adds the rest.
+                raise
+            except (MsclkidError, ValueError) as exc:
+                # str() of our errors never holds the value itself (personal data), only field and rule.
+                reason = str(exc) if isinstance(exc, MsclkidError) else f"invalid value: {type(exc).__name__}"
+                rejects.add(line, cell(cells, crm.columns, "event_id"), reason, cells)
+            if on_row is not None:
+                on_row(line)
+    finally:
+        rejects.close()
+    return ImportResult(
+        rows=rows,
+        recorded=counts["recorded"],
+        existing=counts["existing"],
+        valid=counts["valid"],
+        errors=tuple(rejects.errors),
+        rejected_file=rejects.path if rejects.errors else None,
+    )
+
+
+def _rejected_path(path: Path, rejected_path: Path | None) -> Path:
+    return rejected_path or path.with_name(path.name + ".rejected.csv")
+
+
+class _Batches:
+    """Enqueues in store transactions of :data:`BATCH_ROWS` rows: one commit per batch instead of one per row.
+
+    A failure rolls back only the open batch; a re-run records what is missing (imports are idempotent).
+    """
+
+    def __init__(self, store: OutboxStore) -> None:
+        self.store = store
+        self._transaction: AbstractContextManager[object] | None = None
+        self._connection: object = None
+        self._pending = 0
+
+    def connection(self) -> object:
+        if self._transaction is None:
+            self._transaction = self.store.transaction()
+            self._connection = self._transaction.__enter__()
+        return self._connection
+
+    def written(self) -> None:
+        self._pending += 1
+        if self._pending >= BATCH_ROWS:
+            self._end(None, None, None)
+
+    def _end(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        transaction, self._transaction, self._connection, self._pending = self._transaction, None, None, 0
+        if transaction is not None:
+            transaction.__exit__(kind, exc, tb)
+
+    def __enter__(self) -> _Batches:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._end(kind, exc, tb)
+
+
+def import_file(
+    path: Path,
+    *,
+    tracker: ConversionTracker,
+    mapping: Mapping[str, str] | None = None,
+    time_zone: str | None = None,
+    default_goal: str | None = None,
+    rejected_path: Path | None = None,
+    on_row: Callable[[int], None] | None = None,
+    encoding: str = "utf-8-sig",
+) -> ImportResult:
+    """Validate every row of ``path`` and record the valid ones through ``tracker``.
+
+    Re-running the same file records nothing new: each row's ``event_id`` (and its conversion key) is already in
+    the outbox.  Rejected rows are written to ``rejected_path`` (default ``<file>.rejected.csv``) with ``line``
+    and ``error`` columns in front; raw email and phone cells are blanked there; a clean run removes a stale one.
+    ``on_row`` is called with the line number after each row (progress).
+    """
+    store = tracker.store
+    rejected = _rejected_path(path, rejected_path)
+    crm = CrmFile(path, mapping=mapping, time_zone=time_zone, default_goal=default_goal, encoding=encoding)
+    with crm, _Batches(store) as batches:
+
+        def record(row: ImportRow) -> RowOutcome:
+            if store.find(row.event_id, kind="offline", account=tracker.account):
+                return "existing"  # a re-run: a cheap read instead of a write transaction
+            status = tracker.record_offline(
+                event_id=row.event_id,
+                conversion_name=row.conversion_name,
+                conversion_time=row.conversion_time,
+                value=row.value,
+                currency=row.currency,
+                click=row.click,
+                email=row.email,
+                phone=row.phone,
+                hashed_email=row.hashed_email,
+                hashed_phone=row.hashed_phone,
+                connection=batches.connection(),
+            )
+            batches.written()
+            return "recorded" if status.created else "existing"
+
+        result = _process(crm, record, rejected_path=rejected, on_row=on_row)
+    if result.rejected_file is None and rejected.exists():
+        rejected.unlink()  # a clean re-run leaves no stale rejects behind
+    return result
+
+
+def validate_file(
+    path: Path,
+    *,
+    goals: Sequence[str] = (),
+    mapping: Mapping[str, str] | None = None,
+    time_zone: str | None = None,
+    default_goal: str | None = None,
+    rejected_path: Path | None = None,
+    now: datetime | None = None,
+    on_row: Callable[[int], None] | None = None,
+    encoding: str = "utf-8-sig",
+) -> ImportResult:
+    """Check every row of ``path`` as :func:`import_file` would (``goals``: the known goal names), recording nothing.
+
+    A rejected-rows file is written as by :func:`import_file`; a stale one is left as it is.
+    """
+    clock_now = now or datetime.now(UTC)
+
+    def check(row: ImportRow) -> RowOutcome:
+        check_row(row, goals=goals, now=clock_now)
+        return "valid"
+
+    with CrmFile(path, mapping=mapping, time_zone=time_zone, default_goal=default_goal, encoding=encoding) as crm:
+        return _process(crm, check, rejected_path=_rejected_path(path, rejected_path), on_row=on_row)

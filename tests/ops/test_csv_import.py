@@ -1,0 +1,92 @@
+"""CRM exports through ``import_file`` and ``validate_file`` (the commands are tested in tests/cli/test_csv.py)."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from msclkid_middleware.config import Settings
+from msclkid_middleware.dispatch.tracker import ConversionTracker
+from msclkid_middleware.errors import OutboxFull
+from msclkid_middleware.ops.csv_import import import_file, validate_file
+from msclkid_middleware.testing import EmulatorHandle
+from tests.csv_helpers import crm_file
+
+from .conftest import FakeClock, click_id, make_tracker
+
+
+def test_import_stops_when_the_outbox_is_full(tmp_path: Path, ms: EmulatorHandle) -> None:
+    when = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
+    source = crm_file(
+        tmp_path / "many.csv", [[f"F{n}", "Purchase", when, "1", "USD", click_id(n), "", ""] for n in range(5)]
+    )
+    clock = FakeClock()
+    tracker = make_tracker(ms, tmp_path, clock, microsoft=False, max_pending=3)
+    try:
+        with pytest.raises(OutboxFull):
+            import_file(source, tracker=tracker)
+        # Rows of the failed batch were rolled back; nothing half-written.
+        assert [r.event_id for r in tracker.store.scan()] == []
+    finally:
+        tracker.close()
+
+
+def _rows(count: int, when: str) -> list[list[str]]:
+    return [[f"B{n}", "Purchase", when, "1", "USD", click_id(n), "", ""] for n in range(count)]
+
+
+def test_import_commits_batches_through_the_stores_transaction(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """500 rows per ``store.transaction()``, on either store; a re-run only reads (no transaction at all)."""
+    when = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
+    source = crm_file(
+        tmp_path / "batches.csv", [*_rows(1100, when), ["bad", "Purchase", "soon", "1", "USD", "", "", ""]]
+    )
+    tracker = ConversionTracker(
+        settings=Settings(conversion_goals=("Purchase",)), store_url=store_url, microsoft=False, uet=False
+    )
+    try:
+        opened: list[int] = []
+        transaction = tracker.store.transaction
+
+        def counted() -> AbstractContextManager[object]:
+            opened.append(1)
+            return transaction()
+
+        monkeypatch.setattr(tracker.store, "transaction", counted)
+        result = import_file(source, tracker=tracker)
+        assert (result.rows, result.recorded, result.existing, result.rejected) == (1101, 1100, 0, 1)
+        assert len(opened) == 3  # 500 + 500 + 100
+        assert tracker.store.open_count() == 1100
+        again = import_file(source, tracker=tracker)
+        assert (again.recorded, again.existing, again.rejected) == (0, 1100, 1)
+        assert len(opened) == 3
+    finally:
+        tracker.close()
+
+
+def test_validate_and_import_parse_a_file_alike(ms: EmulatorHandle, tmp_path: Path) -> None:
+    """Both run the one parser: the same rows fail with the same reasons, the rest is valid or recorded."""
+    when = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
+    rows = [
+        *_rows(3, when),
+        ["", "Purchase", when, "1", "USD", click_id(7), "", ""],  # empty event ID
+        ["B8", "Purchase", when, "one", "USD", click_id(8), "", ""],  # not a number
+        ["B9", "Lead", when, "1", "USD", click_id(9), "", ""],  # unknown goal
+        ["B10", "Purchase", when, "1", "USD", "", "", ""],  # neither click nor identifiers
+    ]
+    source = crm_file(tmp_path / "alike.csv", rows)
+    checked = validate_file(source, goals=("Purchase",))
+    tracker = make_tracker(ms, tmp_path, FakeClock(), microsoft=False, settings={"conversion_goals": "Purchase"})
+    try:
+        imported = import_file(source, tracker=tracker)
+    finally:
+        tracker.close()
+    assert (checked.rows, checked.valid, imported.rows, imported.recorded) == (7, 3, 7, 3)
+    assert [e.line for e in checked.errors] == [e.line for e in imported.errors] == [5, 6, 7, 8]
+    assert [e.reason.split()[0] for e in checked.errors][:2] == [e.reason.split()[0] for e in imported.errors][:2]
+    assert checked.rejected_file == imported.rejected_file == tmp_path / "alike.csv.rejected.csv"
