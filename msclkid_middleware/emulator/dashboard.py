@@ -9,12 +9,10 @@ from __future__ import annotations
 import html
 import json
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Request, Response
 
-if TYPE_CHECKING:  # pragma: no cover
-    from msclkid_middleware.emulator.app import Emulator
+from msclkid_middleware.emulator.surface import ControlSurface
 
 __all__ = ["render"]
 
@@ -32,7 +30,7 @@ def _e(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def render(emulator: Emulator, request: Request) -> Response:
+def render(emulator: ControlSurface, request: Request) -> Response:
     kind = request.args.get("kind")
     items = emulator.received(kind)
     refresh = emulator.config.dashboard_refresh_seconds
