@@ -9,10 +9,10 @@ from typing import ClassVar, Final, Literal, Protocol, Self
 from msclkid_middleware.conversions.base import (
     MAX_CONVERSION_VALUE,
     OFFLINE_MAX_AGE,
-    FlatWireField,
     TimedModel,
     Window,
     WireField,
+    WireShape,
     format_time,
     optional_number,
     parse_time,
@@ -94,17 +94,19 @@ class OfflineConversionAdjustment(TimedModel):
     WINDOW: ClassVar[Window] = Window(
         not_future=("adjustment_time",), not_older=("conversion_time", "adjustment_time"), max_age=OFFLINE_MAX_AGE
     )
-    WIRE_NAME: ClassVar[str] = "OfflineConversionAdjustment"
-    WIRE_SORTED: ClassVar[bool] = True
-    WIRE_FIELDS: ClassVar[tuple[WireField | FlatWireField, ...]] = (
-        _TYPE,
-        _NAME,
-        WireField("conversion_time", "ConversionTime", required=True, dump=format_time, load=parse_time),
-        _TIME,
-        _VALUE,
-        _CURRENCY,
-        WireField("msclkid", "MicrosoftClickId"),
-        IDENTIFIERS_WIRE,
+    WIRE: ClassVar[WireShape] = WireShape(
+        "OfflineConversionAdjustment",
+        (
+            _TYPE,
+            _NAME,
+            WireField("conversion_time", "ConversionTime", required=True, dump=format_time, load=parse_time),
+            _TIME,
+            _VALUE,
+            _CURRENCY,
+            WireField("msclkid", "MicrosoftClickId"),
+            IDENTIFIERS_WIRE,
+        ),
+        sort=True,
     )
 
     def __post_init__(self, validate_times: bool) -> None:
@@ -167,15 +169,17 @@ class OnlineConversionAdjustment(TimedModel):
     WINDOW: ClassVar[Window] = Window(
         not_future=("adjustment_time",), not_older=("adjustment_time",), max_age=OFFLINE_MAX_AGE
     )
-    WIRE_NAME: ClassVar[str] = "OnlineConversionAdjustment"
-    WIRE_SORTED: ClassVar[bool] = True
-    WIRE_FIELDS: ClassVar[tuple[WireField | FlatWireField, ...]] = (
-        _TYPE,
-        _NAME,
-        WireField("transaction_id", "TransactionId", required=True),
-        _TIME,
-        _VALUE,
-        _CURRENCY,
+    WIRE: ClassVar[WireShape] = WireShape(
+        "OnlineConversionAdjustment",
+        (
+            _TYPE,
+            _NAME,
+            WireField("transaction_id", "TransactionId", required=True),
+            _TIME,
+            _VALUE,
+            _CURRENCY,
+        ),
+        sort=True,
     )
 
     def __post_init__(self, validate_times: bool) -> None:

@@ -9,10 +9,10 @@ outbox stores wire JSON and an event that has aged in the queue must still load.
 calls ``check_window(now)`` before sending and moves an event that fails it to ``dead`` with the
 error's reason.
 
-A model declares its wire members once (:class:`WireField` rows, in the order its ``from_wire``
-reads them) and its time window once (:class:`Window`); :class:`WireModel` and :class:`TimedModel`
-turn those declarations into ``to_wire``, ``from_wire`` and ``check_window``, so the four kinds of
-conversion share one recipe instead of four copies.
+A model declares its wire object once (a :class:`WireShape` of :class:`WireField` rows) and its
+time window once (a :class:`Window`); :class:`WireModel` and :class:`TimedModel` turn those into
+``to_wire``, ``from_wire`` and ``check_window``, so the four kinds of conversion share one recipe
+instead of four copies.
 
 Times are kept as aware UTC datetimes truncated to whole seconds and always written by
 :func:`format_time` (``2026-11-28T12:00:00Z``), so a ConversionTime resent from the outbox is
@@ -22,6 +22,7 @@ byte-identical to the first attempt (Microsoft de-duplicates on it).
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ __all__ = [
     "Window",
     "WireField",
     "WireModel",
+    "WireShape",
     "compact",
     "format_time",
     "optional_number",
@@ -305,65 +307,78 @@ class FlatWireField:
     load: Callable[[Mapping[str, Any]], Any]
 
 
-def _dump(model: object, fields: Iterable[WireField | FlatWireField]) -> dict[str, Any]:
-    wire: dict[str, Any] = {}
-    for spec in fields:
-        value = getattr(model, spec.attr)
-        if value is None:
-            continue
-        if isinstance(spec, FlatWireField):
-            wire.update(spec.dump(value))
-        elif (dumped := spec.dump(value) if spec.dump is not None else value) is not None:
-            wire[spec.key] = dumped
-    return wire
+class WireShape:
+    """A model's wire object, declared once: its name, its members and the order they are written in.
 
+    ``fields`` lists the members in the order ``from_wire`` reads (and so reports) them, which is also
+    the order ``to_wire`` writes them unless ``sort`` is set: Campaign Management's data contracts list
+    their members alphabetically, and writing them that way keeps the JSON byte-stable.  Everything a
+    call needs is worked out here, once per model class, because wire JSON is built for every event.
+    """
 
-def _load(name: str, data: object, fields: Iterable[WireField | FlatWireField]) -> dict[str, Any]:
-    data = wire_mapping(name, data)
-    specs = tuple(fields)
-    allowed = {key for spec in specs for key in (spec.keys if isinstance(spec, FlatWireField) else (spec.key,))}
-    unknown = set(data) - allowed
-    if unknown:
-        raise ValidationError(name, f"has unknown wire fields {sorted(map(str, unknown))}")
-    arguments: dict[str, Any] = {}
-    for spec in specs:
-        if isinstance(spec, FlatWireField):
-            arguments[spec.attr] = spec.load(data)
-            continue
-        value = required(data, spec.key) if spec.required else data.get(spec.key)
-        if value is None:
-            value = spec.default
-        elif spec.load is not None:
-            value = spec.load(value, spec.key)
-        arguments[spec.attr] = value
-    return arguments
+    __slots__ = ("_dump_rows", "_getter", "_keys", "_load_rows", "name")
+
+    def __init__(self, name: str, fields: Iterable[WireField | FlatWireField], *, sort: bool = False) -> None:
+        self.name = name
+        specs = tuple(fields)
+        self._load_rows = specs
+        self._keys = frozenset(
+            key for spec in specs for key in (spec.keys if isinstance(spec, FlatWireField) else (spec.key,))
+        )
+        ordered = sorted(specs, key=lambda s: s.keys[0] if isinstance(s, FlatWireField) else s.key) if sort else specs
+        self._getter = operator.attrgetter(*(spec.attr for spec in ordered))
+        self._dump_rows = tuple(
+            (spec.keys[0], spec.dump, True) if isinstance(spec, FlatWireField) else (spec.key, spec.dump, False)
+            for spec in ordered
+        )
+
+    def dump(self, model: object) -> dict[str, Any]:
+        wire: dict[str, Any] = {}
+        # Every shape has several fields, so the getter returns a tuple.
+        for value, (key, dump, flat) in zip(self._getter(model), self._dump_rows, strict=True):
+            if value is None:
+                continue
+            if dump is None:
+                wire[key] = value
+            elif flat:
+                wire.update(dump(value))
+            elif (dumped := dump(value)) is not None:
+                wire[key] = dumped
+        return wire
+
+    def load(self, data: object) -> dict[str, Any]:
+        """The constructor's keyword arguments for a wire object; unknown members are an error."""
+        data = wire_mapping(self.name, data)
+        unknown = data.keys() - self._keys
+        if unknown:
+            raise ValidationError(self.name, f"has unknown wire fields {sorted(map(str, unknown))}")
+        arguments: dict[str, Any] = {}
+        for spec in self._load_rows:
+            if isinstance(spec, FlatWireField):
+                arguments[spec.attr] = spec.load(data)
+                continue
+            value = required(data, spec.key) if spec.required else data.get(spec.key)
+            if value is None:
+                value = spec.default
+            elif spec.load is not None:
+                value = spec.load(value, spec.key)
+            arguments[spec.attr] = value
+        return arguments
 
 
 class WireModel:
-    """``to_wire`` / ``from_wire`` from the class's :attr:`WIRE_FIELDS` (a mixin for frozen dataclasses).
-
-    ``WIRE_FIELDS`` lists the members in the order ``from_wire`` reads (and so reports) them and
-    ``to_wire`` writes them; ``WIRE_SORTED`` writes them in alphabetical order instead (Campaign
-    Management's data contracts list their members that way, and it keeps the JSON byte-stable).
-    """
+    """``to_wire`` / ``from_wire`` from the class's :attr:`WIRE` shape (a mixin for frozen dataclasses)."""
 
     __slots__ = ()
-    WIRE_NAME: ClassVar[str]
-    WIRE_FIELDS: ClassVar[tuple[WireField | FlatWireField, ...]]
-    WIRE_SORTED: ClassVar[bool] = False
+    WIRE: ClassVar[WireShape]
 
     def to_wire(self) -> dict[str, Any]:
-        wire = _dump(self, self.WIRE_FIELDS)
-        return dict(sorted(wire.items())) if self.WIRE_SORTED else wire
+        return self.WIRE.dump(self)
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Self:
         """Rebuild from :meth:`to_wire` output; unknown members are an error."""
-        return cls(**cls.wire_arguments(data))
-
-    @classmethod
-    def wire_arguments(cls, data: Mapping[str, Any]) -> dict[str, Any]:
-        return _load(cls.WIRE_NAME, data, cls.WIRE_FIELDS)
+        return cls(**cls.WIRE.load(data))
 
 
 class TimedModel(WireModel):
@@ -381,6 +396,9 @@ class TimedModel(WireModel):
         self.WINDOW.check(self, now)
 
     @classmethod
-    def wire_arguments(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+    def from_wire(cls, data: Mapping[str, Any]) -> Self:
+        """Rebuild from :meth:`to_wire` output; structural checks only (no clock-dependent ones)."""
         # An event that aged in the outbox must still load; the dispatcher decides about its window.
-        return {**super().wire_arguments(data), "validate_times": False}
+        arguments = cls.WIRE.load(data)
+        arguments["validate_times"] = False
+        return cls(**arguments)

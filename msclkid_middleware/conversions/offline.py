@@ -10,10 +10,10 @@ from msclkid_middleware.conversions.base import (
     MAX_CONVERSION_NAME_LENGTH,
     MAX_CONVERSION_VALUE,
     OFFLINE_MAX_AGE,
-    FlatWireField,
     TimedModel,
     Window,
     WireField,
+    WireShape,
     format_time,
     optional_number,
     parse_time,
@@ -55,17 +55,19 @@ class OfflineConversion(TimedModel):
     WINDOW: ClassVar[Window] = Window(
         not_future=("conversion_time",), not_older=("conversion_time",), max_age=OFFLINE_MAX_AGE
     )
-    WIRE_NAME: ClassVar[str] = "OfflineConversion"
-    WIRE_SORTED: ClassVar[bool] = True
-    WIRE_FIELDS: ClassVar[tuple[WireField | FlatWireField, ...]] = (
-        WireField("conversion_name", "ConversionName", required=True),
-        WireField("conversion_time", "ConversionTime", required=True, dump=format_time, load=parse_time),
-        WireField("value", "ConversionValue"),
-        WireField("currency", "ConversionCurrencyCode"),
-        WireField("msclkid", "MicrosoftClickId"),
-        IDENTIFIERS_WIRE,
-        WireField("external_attribution_credit", "ExternalAttributionCredit"),
-        WireField("external_attribution_model", "ExternalAttributionModel"),
+    WIRE: ClassVar[WireShape] = WireShape(
+        "OfflineConversion",
+        (
+            WireField("conversion_name", "ConversionName", required=True),
+            WireField("conversion_time", "ConversionTime", required=True, dump=format_time, load=parse_time),
+            WireField("value", "ConversionValue"),
+            WireField("currency", "ConversionCurrencyCode"),
+            WireField("msclkid", "MicrosoftClickId"),
+            IDENTIFIERS_WIRE,
+            WireField("external_attribution_credit", "ExternalAttributionCredit"),
+            WireField("external_attribution_model", "ExternalAttributionModel"),
+        ),
+        sort=True,
     )
 
     def __post_init__(self, validate_times: bool) -> None:

@@ -14,11 +14,11 @@ from msclkid_middleware.capture.consent import Consent
 from msclkid_middleware.conversions.base import (
     MAX_CONVERSION_VALUE,
     UET_MAX_AGE,
-    FlatWireField,
     TimedModel,
     Window,
     WireField,
     WireModel,
+    WireShape,
     optional_number,
     optional_text,
     utc_time,
@@ -129,19 +129,21 @@ class UetUserData(WireModel):
     phone: InitVar[str | None] = None
     default_region: InitVar[str | None] = None
 
-    WIRE_NAME: ClassVar[str] = "userData"
-    WIRE_FIELDS: ClassVar[tuple[WireField | FlatWireField, ...]] = _plain(
-        (
-            ("anonymous_id", "anonymousId"),
-            ("external_id", "externalId"),
-            ("em", "em"),
-            ("ph", "ph"),
-            ("client_ip_address", "clientIpAddress"),
-            ("client_user_agent", "clientUserAgent"),
-            ("msclkid", "msclkid"),
-            ("idfa", "idfa"),
-            ("gaid", "gaid"),
-        )
+    WIRE: ClassVar[WireShape] = WireShape(
+        "userData",
+        _plain(
+            (
+                ("anonymous_id", "anonymousId"),
+                ("external_id", "externalId"),
+                ("em", "em"),
+                ("ph", "ph"),
+                ("client_ip_address", "clientIpAddress"),
+                ("client_user_agent", "clientUserAgent"),
+                ("msclkid", "msclkid"),
+                ("idfa", "idfa"),
+                ("gaid", "gaid"),
+            )
+        ),
     )
 
     def __post_init__(self, email: str | None, phone: str | None, default_region: str | None) -> None:
@@ -182,10 +184,12 @@ class UetItem(WireModel):
     price: float | None = None
     name: str | None = None
 
-    WIRE_NAME: ClassVar[str] = "items"
-    WIRE_FIELDS: ClassVar[tuple[WireField | FlatWireField, ...]] = (
-        WireField("id", "id", required=True),
-        *_plain((("quantity", "quantity"), ("price", "price"), ("name", "name"))),
+    WIRE: ClassVar[WireShape] = WireShape(
+        "items",
+        (
+            WireField("id", "id", required=True),
+            *_plain((("quantity", "quantity"), ("price", "price"), ("name", "name"))),
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -212,15 +216,17 @@ class UetHotelData(WireModel):
     partner_hotel_id: str | None = None
     booking_href: str | None = None
 
-    WIRE_NAME: ClassVar[str] = "hotelData"
-    WIRE_FIELDS: ClassVar[tuple[WireField | FlatWireField, ...]] = (
-        WireField("total_price", "totalPrice"),
-        WireField("base_price", "basePrice"),
-        WireField("checkin_date", "checkinDate", dump=_iso_date),
-        WireField("checkout_date", "checkoutDate", dump=_iso_date),
-        WireField("length_of_stay", "lengthOfStay"),
-        WireField("partner_hotel_id", "partnerHotelId"),
-        WireField("booking_href", "bookingHref"),
+    WIRE: ClassVar[WireShape] = WireShape(
+        "hotelData",
+        (
+            WireField("total_price", "totalPrice"),
+            WireField("base_price", "basePrice"),
+            WireField("checkin_date", "checkinDate", dump=_iso_date),
+            WireField("checkout_date", "checkoutDate", dump=_iso_date),
+            WireField("length_of_stay", "lengthOfStay"),
+            WireField("partner_hotel_id", "partnerHotelId"),
+            WireField("booking_href", "bookingHref"),
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -287,25 +293,31 @@ class UetCustomData(WireModel):
     ecomm_category: str | None = None
     hotel_data: UetHotelData | None = None
 
-    WIRE_NAME: ClassVar[str] = "customData"
-    WIRE_FIELDS: ClassVar[tuple[WireField | FlatWireField, ...]] = (
-        *_plain(
-            (
-                ("event_category", "eventCategory"),
-                ("event_label", "eventLabel"),
-                ("event_value", "eventValue"),
-                ("search_term", "searchTerm"),
-                ("transaction_id", "transactionId"),
-                ("value", "value"),
-                ("currency", "currency"),
-            )
+    WIRE: ClassVar[WireShape] = WireShape(
+        "customData",
+        (
+            *_plain(
+                (
+                    ("event_category", "eventCategory"),
+                    ("event_label", "eventLabel"),
+                    ("event_value", "eventValue"),
+                    ("search_term", "searchTerm"),
+                    ("transaction_id", "transactionId"),
+                    ("value", "value"),
+                    ("currency", "currency"),
+                )
+            ),
+            WireField("items", "items", dump=_dump_items, load=_load_items, default=()),
+            WireField("item_ids", "itemIds", dump=_dump_texts, load=_load_texts, default=()),
+            *_plain(
+                (
+                    ("page_type", "pageType"),
+                    ("ecomm_total_value", "ecommTotalValue"),
+                    ("ecomm_category", "ecommCategory"),
+                )
+            ),
+            WireField("hotel_data", "hotelData", dump=_dump_part, load=_loader(UetHotelData)),
         ),
-        WireField("items", "items", dump=_dump_items, load=_load_items, default=()),
-        WireField("item_ids", "itemIds", dump=_dump_texts, load=_load_texts, default=()),
-        *_plain(
-            (("page_type", "pageType"), ("ecomm_total_value", "ecommTotalValue"), ("ecomm_category", "ecommCategory"))
-        ),
-        WireField("hotel_data", "hotelData", dump=_dump_part, load=_loader(UetHotelData)),
     )
 
     def __post_init__(self) -> None:
@@ -362,24 +374,26 @@ class UetEvent(TimedModel):
     validate_times: InitVar[bool] = True
 
     WINDOW: ClassVar[Window] = Window(not_future=("event_time",), not_older=("event_time",), max_age=UET_MAX_AGE)
-    WIRE_NAME: ClassVar[str] = "UetEvent"
-    WIRE_FIELDS: ClassVar[tuple[WireField | FlatWireField, ...]] = (
-        WireField("event_type", "eventType", required=True),
-        WireField("event_id", "eventId", required=True),
-        WireField("event_name", "eventName"),
-        WireField("event_time", "eventTime", required=True, dump=_epoch_seconds, load=_epoch),
-        *_plain(
-            (
-                ("event_source_url", "eventSourceUrl"),
-                ("page_load_id", "pageLoadId"),
-                ("referrer_url", "referrerUrl"),
-                ("page_title", "pageTitle"),
-                ("keywords", "keywords"),
-                ("ad_storage_consent", "adStorageConsent"),
-            )
+    WIRE: ClassVar[WireShape] = WireShape(
+        "UetEvent",
+        (
+            WireField("event_type", "eventType", required=True),
+            WireField("event_id", "eventId", required=True),
+            WireField("event_name", "eventName"),
+            WireField("event_time", "eventTime", required=True, dump=_epoch_seconds, load=_epoch),
+            *_plain(
+                (
+                    ("event_source_url", "eventSourceUrl"),
+                    ("page_load_id", "pageLoadId"),
+                    ("referrer_url", "referrerUrl"),
+                    ("page_title", "pageTitle"),
+                    ("keywords", "keywords"),
+                    ("ad_storage_consent", "adStorageConsent"),
+                )
+            ),
+            WireField("user_data", "userData", required=True, dump=_dump_part, load=_loader(UetUserData)),
+            WireField("custom_data", "customData", dump=_dump_part, load=_loader(UetCustomData)),
         ),
-        WireField("user_data", "userData", required=True, dump=_dump_part, load=_loader(UetUserData)),
-        WireField("custom_data", "customData", dump=_dump_part, load=_loader(UetCustomData)),
     )
 
     def __post_init__(self, consent: Consent | None, validate_times: bool) -> None:
