@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import InitVar, dataclass
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar, Final, Literal, Self
@@ -264,7 +264,7 @@ def _dump_part(part: WireModel) -> dict[str, Any]:
     return part.to_wire()
 
 
-def _loader(model: type[WireModel]) -> Any:
+def _loader(model: type[WireModel]) -> Callable[[Any, str], WireModel]:
     def load(value: Any, field: str) -> WireModel:
         return model.from_wire(value)
 
