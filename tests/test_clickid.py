@@ -137,3 +137,23 @@ def test_query_result_is_always_valid_or_none(query: str) -> None:
 @given(st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True), st.sampled_from(["msclkid", "MSCLKID", "MsClkId"]))
 def test_any_valid_id_round_trips(click_id: str, name: str) -> None:
     assert click_id_from_query(f"a=1&{name}={click_id}&b=2") == click_id
+
+
+def test_click_from_value_defaults_to_now_and_url() -> None:
+    # Moved from the old test_models.py (Click lives in capture/clickid); imports local to keep the move self-contained.
+    from datetime import UTC, datetime
+
+    from msclkid_middleware.capture.clickid import Click
+
+    click_id = "f894f652ea334e739002f7167ab8f8e3"
+    before = datetime.now(UTC)
+    click = Click.from_value(click_id)
+    assert click.msclkid == click_id
+    assert click.source == "url"
+    assert before <= click.captured_at <= datetime.now(UTC)
+    fixed = datetime(2026, 1, 1, tzinfo=UTC)
+    assert Click.from_value("Example-123", captured_at=fixed, source="profile") == Click(
+        "Example-123", fixed, "profile"
+    )
+    with pytest.raises(InvalidClickId):
+        Click.from_value("bad value!")

@@ -27,37 +27,6 @@ def test_profile_click_older_than_the_cookie_lifetime_is_not_used() -> None:
     assert seen(call(mw, make_environ(path="/checkout")))[:2] == ("-", "-")
 
 
-def test_money_as_decimal_is_accepted_and_sent_as_a_double() -> None:
-    """Shops keep order totals as Decimal (Django's DecimalField, SQL NUMERIC); Microsoft wants a JSON double."""
-    from datetime import timedelta
-    from decimal import Decimal
-
-    import pytest
-
-    from msclkid_middleware.conversions import OfflineConversion, OfflineConversionAdjustment
-    from msclkid_middleware.errors import ValidationError
-
-    when = datetime.now(UTC) - timedelta(hours=1)
-    wire = OfflineConversion(
-        conversion_name="Purchase", conversion_time=when, value=Decimal("149.95"), currency="USD", msclkid=HEX
-    ).to_wire()
-    assert wire["ConversionValue"] == 149.95
-    assert type(wire["ConversionValue"]) is float
-    restate = OfflineConversionAdjustment(
-        adjustment_type="Restate",
-        conversion_name="Purchase",
-        conversion_time=when,
-        adjustment_time=when + timedelta(minutes=5),
-        value=Decimal("99.5"),
-        currency="USD",
-        msclkid=HEX,
-    ).to_wire()
-    assert restate["AdjustmentValue"] == 99.5
-    for bad in (Decimal("NaN"), Decimal("sNaN"), Decimal("Infinity"), Decimal("-1")):
-        with pytest.raises(ValidationError):
-            OfflineConversion(conversion_name="Purchase", conversion_time=when, value=bad, msclkid=HEX)
-
-
 def test_testing_make_click_cookie_round_trips_through_the_middleware() -> None:
     """DESIGN section 3 promises ``testing.make_click_cookie`` for shops' own tests."""
     from msclkid_middleware.testing import make_click_cookie

@@ -21,12 +21,21 @@ from msclkid_middleware.emulator.codes import CODES, CURRENCIES
 from msclkid_middleware.emulator.state import Account, Goal
 from msclkid_middleware.emulator.world import Conversion, World
 
-__all__ = ["ad_api_fault", "api_fault", "apply_endpoint", "batch_error", "check_headers"]
+__all__ = [
+    "GOAL_MIN_AGE",
+    "ad_api_fault",
+    "api_fault",
+    "apply_endpoint",
+    "batch_error",
+    "check_headers",
+    "read_call",
+]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _MAX_VALUE = 999_999_999_999.0
 _NINETY_DAYS = timedelta(days=90)
-_GOAL_MIN_AGE = timedelta(hours=2)
+#: A goal younger than this rejects uploads with 5615; the dashboard marks such goals with the same rule.
+GOAL_MIN_AGE = timedelta(hours=2)
 
 
 def ad_api_fault(
@@ -94,6 +103,23 @@ def check_headers(world: World, request: Request, ctx: CallContext, *, token_exp
     if account is None or account.customer_id != customer_id:
         return ad_api_fault(ctx, 106, 403, "The user has no access to this customer and account.")
     return account
+
+
+def read_call(
+    world: World, request: Request, ctx: CallContext, *, token_expired: bool
+) -> tuple[Account, dict[str, Any]] | Response:
+    """The calling account and the JSON object body of a Campaign Management call, or the fault to answer."""
+    with world.lock:
+        account = check_headers(world, request, ctx, token_expired=token_expired)
+    if isinstance(account, Response):
+        return account
+    try:
+        body = read_json(request.get_data())
+    except BodyError as exc:
+        return ad_api_fault(ctx, 100 if "empty" in str(exc) else 201, 400, str(exc))
+    if not isinstance(body, dict):
+        return ad_api_fault(ctx, 201, 400, "The request body must be a JSON object.")
+    return account, body
 
 
 class _Reject(Exception):
@@ -216,18 +242,22 @@ class _Validator:
 
     # -- the three item kinds ----------------------------------------------------------------------------------------
 
-    def offline(self, item: Mapping[str, Any]) -> tuple[str, Any]:
+    def original(self, item: Mapping[str, Any]) -> tuple[str, str | None, str | None, str | None, datetime]:
+        """What identifies an offline conversion: ConversionName, click ID, hashes, ConversionTime."""
         name = _string(item, "ConversionName")
         if name is None:
             raise _Reject(5605, "ConversionName")
         click, email, phone = self.identifiers(item)
-        when = _time(item, "ConversionTime", 5608, 5607)
+        return name, click, email, phone, _time(item, "ConversionTime", 5608, 5607)
+
+    def offline(self, item: Mapping[str, Any]) -> tuple[str, Any]:
+        name, click, email, phone, when = self.original(item)
         if when > self.now + self.future:
             raise _Reject(5614, "ConversionTime")
         if when < self.now - _NINETY_DAYS:
             raise _Reject(5609, "ConversionTime")
         goal = self.goal(name, offline_only=True)
-        if goal is not None and self.now - goal.created_at < _GOAL_MIN_AGE:
+        if goal is not None and self.now - goal.created_at < GOAL_MIN_AGE:
             raise _Reject(5615, "ConversionName")
         value = _number(item, "ConversionValue")
         currency = _currency(item, "ConversionCurrencyCode")
@@ -263,11 +293,7 @@ class _Validator:
         return "accepted", None
 
     def offline_adjustment(self, item: Mapping[str, Any]) -> tuple[str, Any]:
-        name = _string(item, "ConversionName")
-        if name is None:
-            raise _Reject(5605, "ConversionName")
-        click, email, phone = self.identifiers(item)
-        original_time = _time(item, "ConversionTime", 5608, 5607)
+        name, click, email, phone, original_time = self.original(item)
         goal = self.goal(name, offline_only=True)
         kind, value, currency = self.adjustment_value(item, goal)
         when = self.adjustment_time(item, original_time)
@@ -317,16 +343,10 @@ _KINDS: dict[str, tuple[str, Callable[[_Validator, Mapping[str, Any]], tuple[str
 def apply_endpoint(world: World, request: Request, ctx: CallContext, *, token_expired: bool = False) -> Response:
     """``POST /CampaignManagement/v13/{OfflineConversions|...}/Apply`` for the endpoint named in ``ctx``."""
     wrapper, validate = _KINDS[ctx.endpoint]
-    with world.lock:
-        account = check_headers(world, request, ctx, token_expired=token_expired)
-        if isinstance(account, Response):
-            return account
-    try:
-        body = read_json(request.get_data())
-    except BodyError as exc:
-        return ad_api_fault(ctx, 100 if "empty" in str(exc) else 201, 400, str(exc))
-    if not isinstance(body, dict):
-        return ad_api_fault(ctx, 201, 400, "The request body must be a JSON object.")
+    checked = read_call(world, request, ctx, token_expired=token_expired)
+    if isinstance(checked, Response):
+        return checked
+    account, body = checked
     items = body.get(wrapper)
     if items is None or items == []:
         return api_fault(ctx, 5600, details=f"{wrapper} is null or empty.")

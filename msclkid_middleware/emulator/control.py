@@ -1,28 +1,22 @@
 """JSON control API under ``/_emulator/``: inspect what arrived, reset, configure goals/clicks/faults/tokens.
 
-Each route calls the same :class:`~.app.Emulator` method the ``run_emulator`` handle exposes, so the
+Each route calls the same :class:`~.surface.ControlSurface` method the ``run_emulator`` handle exposes, so the
 HTTP and Python surfaces cannot drift apart.  Errors answer 400 ``{"error": "...", "message": "..."}``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Request, Response
 
 from msclkid_middleware.emulator._http import json_response
+from msclkid_middleware.emulator.surface import ControlError, ControlSurface
 from msclkid_middleware.errors import ConfigError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from msclkid_middleware.emulator.app import Emulator
-
-__all__ = ["ControlError", "dispatch"]
-
-
-class ControlError(ConfigError):
-    """A control API request that cannot be carried out (bad input)."""
+__all__ = ["dispatch"]
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -44,14 +38,14 @@ def _require(data: dict[str, Any], name: str) -> Any:
     return data[name]
 
 
-def dispatch(emulator: Emulator, request: Request, path: str) -> Response:
+def dispatch(emulator: ControlSurface, request: Request, path: str) -> Response:
     try:
         return _route(emulator, request, path.strip("/"), request.method)
     except (ConfigError, TypeError, KeyError) as exc:
         return json_response({"error": "bad_request", "message": str(exc)}, 400)
 
 
-def _route(emulator: Emulator, request: Request, path: str, method: str) -> Response:
+def _route(emulator: ControlSurface, request: Request, path: str, method: str) -> Response:
     args = request.args
     if (path, method) == ("state", "GET"):
         return json_response(emulator.state())

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import html
 import json
-from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Request, Response
 
-if TYPE_CHECKING:  # pragma: no cover
-    from msclkid_middleware.emulator.app import Emulator
+from msclkid_middleware.emulator.campaign import GOAL_MIN_AGE
+from msclkid_middleware.emulator.surface import ControlSurface
 
 __all__ = ["render"]
 
@@ -25,14 +23,13 @@ _STYLE = (
     "code{font-size:12px;white-space:pre-wrap;word-break:break-all}"
 )
 _LIMIT = 200
-_GOAL_MIN_AGE = timedelta(hours=2)
 
 
 def _e(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def render(emulator: Emulator, request: Request) -> Response:
+def render(emulator: ControlSurface, request: Request) -> Response:
     kind = request.args.get("kind")
     items = emulator.received(kind)
     refresh = emulator.config.dashboard_refresh_seconds
@@ -69,7 +66,7 @@ def render(emulator: Emulator, request: Request) -> Response:
         f"<td>{_e(g.currency or 'no value')}</td><td>{g.conversion_window_minutes}</td>"
         f"<td>{'on' if g.enhanced else 'off'}</td>"
         f"<td>{(now - g.created_at).total_seconds() / 3600:.1f} h"
-        f"{' (uploads get 5615)' if now - g.created_at < _GOAL_MIN_AGE else ''}</td></tr>"
+        f"{' (uploads get 5615)' if now - g.created_at < GOAL_MIN_AGE else ''}</td></tr>"
         for g in goal_list
     )
     page = (

@@ -11,9 +11,9 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from msclkid_middleware.emulator._http import BodyError, CallContext, json_response, read_json
+from msclkid_middleware.emulator._http import CallContext, json_response
 from msclkid_middleware.emulator._time import parse_datetime
-from msclkid_middleware.emulator.campaign import ad_api_fault, api_fault, batch_error, check_headers
+from msclkid_middleware.emulator.campaign import ad_api_fault, api_fault, batch_error, read_call
 from msclkid_middleware.emulator.codes import CURRENCIES
 from msclkid_middleware.emulator.state import Account, Goal
 from msclkid_middleware.emulator.world import World
@@ -323,16 +323,10 @@ def _auth_key(world: World, account: Account, ctx: CallContext, body: Mapping[st
 
 
 def dispatch(world: World, request: Request, ctx: CallContext, *, token_expired: bool = False) -> Response:
-    with world.lock:
-        account = check_headers(world, request, ctx, token_expired=token_expired)
-    if isinstance(account, Response):
-        return account
-    try:
-        body = read_json(request.get_data())
-    except BodyError as exc:
-        return ad_api_fault(ctx, 100 if "empty" in str(exc) else 201, 400, str(exc))
-    if not isinstance(body, dict):
-        return ad_api_fault(ctx, 201, 400, "The request body must be a JSON object.")
+    checked = read_call(world, request, ctx, token_expired=token_expired)
+    if isinstance(checked, Response):
+        return checked
+    account, body = checked
     path = request.path.rsplit("/v13/", 1)[1]
     with world.lock:
         if path == "ConversionGoals":

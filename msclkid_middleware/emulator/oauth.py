@@ -54,28 +54,23 @@ def token_error(
     )
 
 
+def _missing_grant_type(world: World) -> Response:
+    # Entra ID answers a body it cannot read as form data as if grant_type were missing.
+    return token_error(
+        world, 400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'."
+    )
+
+
 def token(world: World, request: Request, ctx: CallContext) -> Response:
     config = world.config
     if request.mimetype != "application/x-www-form-urlencoded":
-        return token_error(
-            world,
-            400,
-            "invalid_request",
-            900144,
-            "The request body must contain the following parameter: 'grant_type'.",
-        )
+        return _missing_grant_type(world)
     form = request.form
     grant_type = form.get("grant_type", "")
     client_id = form.get("client_id")
     with world.lock:
         if not grant_type:
-            return token_error(
-                world,
-                400,
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'grant_type'.",
-            )
+            return _missing_grant_type(world)
         if grant_type not in ("refresh_token", "authorization_code"):
             return token_error(
                 world,

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from msclkid_middleware.emulator._time import iso, parse_datetime
 
@@ -23,6 +23,7 @@ __all__ = [
     "Account",
     "Goal",
     "Journal",
+    "JsonRecord",
     "Outcome",
     "ReceivedItem",
     "RequestRecord",
@@ -33,6 +34,31 @@ __all__ = [
 Outcome = Literal["accepted", "rejected", "duplicate"]
 
 
+class JsonRecord:
+    """``to_json`` / ``from_json`` for a frozen dataclass: times as ISO strings, tuples as lists (a mixin)."""
+
+    __slots__ = ()
+    _TIMES: ClassVar[tuple[str, ...]] = ()
+    _TUPLES: ClassVar[tuple[str, ...]] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = dataclasses.asdict(self)  # type: ignore[call-overload]
+        for name in self._TIMES:
+            data[name] = iso(getattr(self, name))
+        for name in self._TUPLES:
+            data[name] = list(getattr(self, name))
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        values = dict(data)
+        for name in cls._TIMES:
+            values[name] = parse_datetime(values[name])
+        for name in cls._TUPLES:
+            values[name] = tuple(values.get(name, ()))
+        return cls(**values)
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     customer_id: str
@@ -40,8 +66,10 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
-class Goal:
+class Goal(JsonRecord):
     """An offline (or other) conversion goal as Campaign Management would hold it."""
+
+    _TIMES = ("created_at",)
 
     name: str
     id: int
@@ -58,11 +86,6 @@ class Goal:
     category: str = "Purchase"
     tag_id: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["created_at"] = iso(self.created_at)
-        return data
-
 
 @dataclass(frozen=True, slots=True)
 class UetTag:
@@ -73,8 +96,11 @@ class UetTag:
 
 
 @dataclass(frozen=True, slots=True)
-class ReceivedItem:
+class ReceivedItem(JsonRecord):
     """One item (conversion, adjustment or UET event) as received, with what the emulator did with it."""
+
+    _TIMES = ("received_at",)
+    _TUPLES = ("notes", "warnings")
 
     seq: int
     kind: str  # "offline" | "offline_adjustments" | "online_adjustments" | "uet"
@@ -91,24 +117,11 @@ class ReceivedItem:
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["received_at"] = iso(self.received_at)
-        data["notes"] = list(self.notes)
-        data["warnings"] = list(self.warnings)
-        return data
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ReceivedItem:
-        values = dict(data)
-        values["received_at"] = parse_datetime(values["received_at"])
-        values["notes"] = tuple(values.get("notes", ()))
-        values["warnings"] = tuple(values.get("warnings", ()))
-        return cls(**values)
-
 
 @dataclass(frozen=True, slots=True)
-class RequestRecord:
+class RequestRecord(JsonRecord):
+    _TIMES = ("at",)
+
     seq: int
     endpoint: str
     method: str
@@ -119,21 +132,13 @@ class RequestRecord:
     fault: str | None = None
     items: int = 0
 
-    def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["at"] = iso(self.at)
-        return data
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RequestRecord:
-        values = dict(data)
-        values["at"] = parse_datetime(values["at"])
-        return cls(**values)
-
 
 @dataclass(frozen=True, slots=True)
-class TokenRecord:
+class TokenRecord(JsonRecord):
     """One token endpoint answer: what was asked and, on success, the serial of the refresh token issued."""
+
+    _TIMES = ("at",)
+    _TUPLES = ("error_codes",)
 
     seq: int
     at: datetime
@@ -145,21 +150,8 @@ class TokenRecord:
     client_id: str | None = None
     error_codes: tuple[int, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["at"] = iso(self.at)
-        data["error_codes"] = list(self.error_codes)
-        return data
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> TokenRecord:
-        values = dict(data)
-        values["at"] = parse_datetime(values["at"])
-        values["error_codes"] = tuple(values.get("error_codes", ()))
-        return cls(**values)
-
-
-_STREAMS = {"received": ReceivedItem, "requests": RequestRecord, "tokens": TokenRecord}
+_STREAMS: dict[str, type[JsonRecord]] = {"received": ReceivedItem, "requests": RequestRecord, "tokens": TokenRecord}
 
 
 @dataclass
@@ -230,7 +222,7 @@ class Journal:
         with self._db_lock:
             rows = self._db.execute("SELECT data FROM journal WHERE stream = ? ORDER BY seq", (stream,)).fetchall()
         for (data,) in rows:
-            yield factory.from_json(json.loads(data))  # type: ignore[attr-defined]
+            yield factory.from_json(json.loads(data))
 
     def clear(self) -> None:
         for records in self._memory.values():

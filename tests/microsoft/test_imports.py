@@ -17,7 +17,7 @@ def run(code: str) -> str:
 
 def test_root_and_models_do_not_import_the_clients() -> None:
     out = run(
-        "import sys, msclkid_middleware, msclkid_middleware.conversions.models, msclkid_middleware.config;"
+        "import sys, msclkid_middleware, msclkid_middleware.conversions, msclkid_middleware.config;"
         "print([m for m in ('requests', 'urllib3', 'msclkid_middleware.microsoft') if m in sys.modules])"
     )
     assert out.strip() == "[]"

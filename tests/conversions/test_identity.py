@@ -265,7 +265,7 @@ def test_benchmark_script_runs() -> None:
     import subprocess
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     result = subprocess.run(
         [sys.executable, str(root / "benchmarks" / "identity.py"), "--seconds", "0.03"],
@@ -285,7 +285,7 @@ def test_docs_examples_run() -> None:
     import textwrap
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parent.parent / "docs" / "identifiers.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "docs" / "identifiers.md").read_text(encoding="utf-8")
     blocks = [textwrap.dedent(body) for _, body in re.findall(r"^( *)```python\n(.*?)^\1```", text, re.S | re.M)]
     assert len(blocks) == 3
     namespace: dict[str, Any] = {}

@@ -4,7 +4,7 @@
 REST API.  Every body we build must validate against them (strict types: ``ConversionValue`` must
 be a JSON float, names must be exactly Microsoft's aliases) and survive the SDK's own ``to_dict``
 unchanged, except that the SDK holds times as ``datetime`` objects.  The UET Conversions API has no
-SDK model; its wire shape is pinned in ``test_models.py``.
+SDK model; its wire shape is pinned in ``tests/conversions/test_uet.py``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,191 @@
+"""Restating or retracting a conversion already sent: offline (by its identity) or online (by transaction ID)."""
+
+from __future__ import annotations
+
+from dataclasses import InitVar, dataclass
+from datetime import UTC, datetime
+from typing import ClassVar, Final, Literal, Protocol, Self
+
+from msclkid_middleware.conversions.base import (
+    MAX_CONVERSION_VALUE,
+    OFFLINE_MAX_AGE,
+    TimedModel,
+    Window,
+    WireField,
+    WireShape,
+    format_time,
+    optional_number,
+    parse_time,
+    utc_time,
+    valid_conversion_name,
+    valid_currency,
+    valid_text,
+)
+from msclkid_middleware.conversions.identifiers import IDENTIFIERS_WIRE, UserIdentifiers, set_match_key
+from msclkid_middleware.conversions.offline import OfflineConversion
+from msclkid_middleware.errors import ValidationError
+
+__all__ = ["AdjustmentType", "OfflineConversionAdjustment", "OnlineConversionAdjustment"]
+
+AdjustmentType = Literal["Restate", "Retract"]
+_ADJUSTMENT_TYPES: Final = frozenset({"Restate", "Retract"})
+
+
+class _Adjustment(Protocol):
+    @property
+    def adjustment_type(self) -> AdjustmentType: ...
+
+    @property
+    def value(self) -> float | None: ...
+
+    @property
+    def currency(self) -> str | None: ...
+
+
+def _set_adjustment_values(obj: _Adjustment) -> None:
+    # Restate carries the new value and its currency; Retract carries neither (the value becomes 0).
+    value = optional_number("value", obj.value, maximum=MAX_CONVERSION_VALUE)
+    currency = valid_currency("currency", obj.currency)
+    object.__setattr__(obj, "value", value)
+    object.__setattr__(obj, "currency", currency)
+    if obj.adjustment_type not in _ADJUSTMENT_TYPES:
+        raise ValidationError("adjustment_type", "must be 'Restate' or 'Retract'")
+    if obj.adjustment_type == "Restate":
+        if value is None:
+            raise ValidationError("value", "is required to restate a conversion")
+        if currency is None:
+            raise ValidationError("currency", "is required to restate a conversion")
+    else:
+        if value is not None:
+            raise ValidationError("value", "must not be set when retracting a conversion")
+        if currency is not None:
+            raise ValidationError("currency", "must not be set when retracting a conversion")
+
+
+_TYPE = WireField("adjustment_type", "AdjustmentType", required=True)
+_NAME = WireField("conversion_name", "ConversionName", required=True)
+_TIME = WireField("adjustment_time", "AdjustmentTime", required=True, dump=format_time, load=parse_time)
+_VALUE = WireField("value", "AdjustmentValue")
+_CURRENCY = WireField("currency", "AdjustmentCurrencyCode")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OfflineConversionAdjustment(TimedModel):
+    """One item of ``ApplyOfflineConversionAdjustments``: restate or retract an offline conversion.
+
+    The original is identified by its exact ``conversion_name``, ``conversion_time`` and click ID
+    and/or hashed identifiers.  Restate needs ``value`` and ``currency``; Retract takes neither.
+    ``adjustment_time`` defaults to now; it may not be before ``conversion_time``.
+    Use :meth:`restate` / :meth:`retract` to build one from the original :class:`OfflineConversion`.
+    AdjustmentTime must not be in the future (error 5622) and, like the conversion it adjusts,
+    must be within the last 90 days (5623 / 5609): see :meth:`check_window`.
+    """
+
+    adjustment_type: AdjustmentType
+    conversion_name: str
+    conversion_time: datetime
+    adjustment_time: datetime
+    value: float | None = None
+    currency: str | None = None
+    msclkid: str | None = None
+    identifiers: UserIdentifiers | None = None
+    validate_times: InitVar[bool] = True
+
+    WINDOW: ClassVar[Window] = Window(
+        not_future=("adjustment_time",), not_older=("conversion_time", "adjustment_time"), max_age=OFFLINE_MAX_AGE
+    )
+    WIRE: ClassVar[WireShape] = WireShape(
+        "OfflineConversionAdjustment",
+        (
+            _TYPE,
+            _NAME,
+            WireField("conversion_time", "ConversionTime", required=True, dump=format_time, load=parse_time),
+            _TIME,
+            _VALUE,
+            _CURRENCY,
+            WireField("msclkid", "MicrosoftClickId"),
+            IDENTIFIERS_WIRE,
+        ),
+        sort=True,
+    )
+
+    def __post_init__(self, validate_times: bool) -> None:
+        valid_conversion_name(self.conversion_name)
+        object.__setattr__(self, "conversion_time", utc_time(self.conversion_time, "conversion_time"))
+        object.__setattr__(self, "adjustment_time", utc_time(self.adjustment_time, "adjustment_time"))
+        if self.adjustment_time < self.conversion_time:
+            raise ValidationError("adjustment_time", "must not be earlier than conversion_time")
+        _set_adjustment_values(self)
+        set_match_key(self)
+        if validate_times:
+            self.check_window()
+
+    @classmethod
+    def restate(
+        cls, original: OfflineConversion, value: float, currency: str | None = None, *, at: datetime | None = None
+    ) -> Self:
+        """Restate ``original`` to ``value`` (``currency`` defaults to the original's)."""
+        return cls(
+            adjustment_type="Restate",
+            conversion_name=original.conversion_name,
+            conversion_time=original.conversion_time,
+            adjustment_time=at if at is not None else datetime.now(UTC),
+            value=value,
+            currency=currency if currency is not None else original.currency,
+            msclkid=original.msclkid,
+            identifiers=original.identifiers,
+        )
+
+    @classmethod
+    def retract(cls, original: OfflineConversion, *, at: datetime | None = None) -> Self:
+        """Retract ``original`` (it stops counting and its value becomes 0)."""
+        return cls(
+            adjustment_type="Retract",
+            conversion_name=original.conversion_name,
+            conversion_time=original.conversion_time,
+            adjustment_time=at if at is not None else datetime.now(UTC),
+            msclkid=original.msclkid,
+            identifiers=original.identifiers,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OnlineConversionAdjustment(TimedModel):
+    """One item of ``ApplyOnlineConversionAdjustments``: restate or retract a UET (online) conversion.
+
+    The original is identified by the ``transaction_id`` that UET reported with it and the goal's
+    ``conversion_name``.  Restate needs ``value`` and ``currency``; Retract takes neither.
+    AdjustmentTime must not be in the future and must be within the last 90 days.
+    """
+
+    adjustment_type: AdjustmentType
+    conversion_name: str
+    transaction_id: str
+    adjustment_time: datetime
+    value: float | None = None
+    currency: str | None = None
+    validate_times: InitVar[bool] = True
+
+    WINDOW: ClassVar[Window] = Window(
+        not_future=("adjustment_time",), not_older=("adjustment_time",), max_age=OFFLINE_MAX_AGE
+    )
+    WIRE: ClassVar[WireShape] = WireShape(
+        "OnlineConversionAdjustment",
+        (
+            _TYPE,
+            _NAME,
+            WireField("transaction_id", "TransactionId", required=True),
+            _TIME,
+            _VALUE,
+            _CURRENCY,
+        ),
+        sort=True,
+    )
+
+    def __post_init__(self, validate_times: bool) -> None:
+        valid_conversion_name(self.conversion_name)
+        valid_text("transaction_id", self.transaction_id)
+        object.__setattr__(self, "adjustment_time", utc_time(self.adjustment_time, "adjustment_time"))
+        _set_adjustment_values(self)
+        if validate_times:
+            self.check_window()
