@@ -33,12 +33,14 @@ REDIS_URL = os.environ.get("MSCLKID_TEST_CELERY_URL", "redis://127.0.0.1:6379/15
 SECRET_VARS = ("MSADS_CLIENT_SECRET", "MSADS_DEVELOPER_TOKEN", "MSADS_REFRESH_TOKEN", "UET_API_TOKEN")
 
 
-def unavailable() -> str | None:
+def unavailable(*, redis_server: bool) -> str | None:
     try:
         import celery  # noqa: F401
         import redis
     except ImportError as exc:
         return f"{exc.name} is not installed (pip install -e '.[test]')"
+    if not redis_server:
+        return None
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
     try:
         client.ping()
@@ -49,14 +51,25 @@ def unavailable() -> str | None:
     return None
 
 
-@pytest.fixture
-def needs_celery() -> None:
-    reason = unavailable()
+def require(*, redis_server: bool) -> None:
+    reason = unavailable(redis_server=redis_server)
     if reason is None:
         return
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: the Celery tests must run; .ci/run starts Redis)")
     pytest.skip(reason)
+
+
+@pytest.fixture
+def needs_celery() -> None:
+    """Celery installed (the tests that run no worker)."""
+    require(redis_server=False)
+
+
+@pytest.fixture
+def needs_redis() -> None:
+    """Celery installed and the local Redis reachable (the tests with real workers)."""
+    require(redis_server=True)
 
 
 class Run:
@@ -151,7 +164,7 @@ def recorder(ms: EmulatorHandle, store_url: str) -> Iterator[ConversionTracker]:
 
 
 @pytest.fixture
-def run(needs_celery: None, ms: EmulatorHandle, store_url: str, tmp_path: Path) -> Iterator[Run]:
+def run(needs_redis: None, ms: EmulatorHandle, store_url: str, tmp_path: Path) -> Iterator[Run]:
     celery_run = Run(ms, store_url, tmp_path)
     yield celery_run
     celery_run.close()
