@@ -19,10 +19,10 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from msclkid_middleware.emulator import campaign, control, dashboard, goals, oauth, uet
-from msclkid_middleware.emulator._http import CallContext, json_response
 from msclkid_middleware.emulator.codes import CODES
 from msclkid_middleware.emulator.faults import FaultRule
 from msclkid_middleware.emulator.surface import ControlSurface
+from msclkid_middleware.emulator.wire import CallContext, json_response
 
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

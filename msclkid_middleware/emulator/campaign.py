@@ -15,10 +15,10 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from msclkid_middleware.emulator._http import BodyError, CallContext, json_response, read_json
-from msclkid_middleware.emulator._time import iso, parse_datetime
+from msclkid_middleware.emulator.clock import iso, parse_datetime
 from msclkid_middleware.emulator.codes import CODES, CURRENCIES
 from msclkid_middleware.emulator.state import Account, Goal
+from msclkid_middleware.emulator.wire import BodyError, CallContext, json_response, read_json
 from msclkid_middleware.emulator.world import Conversion, World
 
 __all__ = [

@@ -12,8 +12,8 @@ from typing import Any
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Request, Response
 
-from msclkid_middleware.emulator._http import json_response
 from msclkid_middleware.emulator.surface import ControlError, ControlSurface
+from msclkid_middleware.emulator.wire import json_response
 from msclkid_middleware.errors import ConfigError
 
 __all__ = ["dispatch"]

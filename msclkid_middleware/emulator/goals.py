@@ -11,11 +11,11 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from msclkid_middleware.emulator._http import CallContext, json_response
-from msclkid_middleware.emulator._time import parse_datetime
 from msclkid_middleware.emulator.campaign import ad_api_fault, api_fault, batch_error, read_call
+from msclkid_middleware.emulator.clock import parse_datetime
 from msclkid_middleware.emulator.codes import CURRENCIES
 from msclkid_middleware.emulator.state import Account, Goal
+from msclkid_middleware.emulator.wire import CallContext, json_response
 from msclkid_middleware.emulator.world import World
 
 __all__ = ["dispatch", "goal_to_wire"]

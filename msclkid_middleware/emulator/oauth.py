@@ -14,8 +14,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from werkzeug.wrappers import Request, Response
 
-from msclkid_middleware.emulator._http import CallContext, json_response
 from msclkid_middleware.emulator.settings import PRODUCTION_SCOPES
+from msclkid_middleware.emulator.wire import CallContext, json_response
 from msclkid_middleware.emulator.world import World
 
 __all__ = ["DEFAULT_SCOPE", "authorize", "token", "token_error"]

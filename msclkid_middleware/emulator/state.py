@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal, Self
 
-from msclkid_middleware.emulator._time import iso, parse_datetime
+from msclkid_middleware.emulator.clock import iso, parse_datetime
 
 __all__ = [
     "Account",

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 from werkzeug.wrappers import Request, Response
 
-from msclkid_middleware.emulator._http import BodyError, CallContext, json_response, read_json
 from msclkid_middleware.emulator.codes import CURRENCIES
+from msclkid_middleware.emulator.wire import BodyError, CallContext, json_response, read_json
 from msclkid_middleware.emulator.world import Conversion, World
 
 __all__ = ["MAX_DETAILS", "events_endpoint", "unauthorized"]

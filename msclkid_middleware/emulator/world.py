@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from msclkid_middleware.emulator._time import parse_datetime
+from msclkid_middleware.emulator.clock import parse_datetime
 from msclkid_middleware.emulator.faults import FaultInjector, FaultRule
 from msclkid_middleware.emulator.settings import EmulatorConfig
 from msclkid_middleware.emulator.state import Account, Goal, Journal, ReceivedItem, RequestRecord, TokenRecord, UetTag

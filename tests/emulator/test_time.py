@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from msclkid_middleware.emulator._time import iso, parse_datetime
+from msclkid_middleware.emulator.clock import iso, parse_datetime
 
 
 @pytest.mark.parametrize(
