@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from msclkid_middleware.config import Settings
+from msclkid_middleware.dispatch.awaitable import AwaitableRecording, off_the_loop
 from msclkid_middleware.dispatch.clients import UET_TOKEN_PREFIX, Clients, build_clients
 from msclkid_middleware.dispatch.dispatcher import Dispatcher, utcnow
 from msclkid_middleware.dispatch.goal_ages import GoalRegistry
 from msclkid_middleware.dispatch.protocols import CampaignClient, UetSender
-from msclkid_middleware.dispatch.recording import Recording
 from msclkid_middleware.dispatch.report import DispatchReport, Metrics
 from msclkid_middleware.dispatch.status import EventStatus
 from msclkid_middleware.dispatch.subject import offline_key
@@ -48,7 +48,7 @@ _LOGGERS = (
 )
 
 
-class ConversionTracker(Recording):
+class ConversionTracker(AwaitableRecording):
     """Record conversions durably and deliver them to Microsoft Advertising.
 
     Construction opens the store (``store`` or ``store_url``, default ``settings.effective_store_url``)
@@ -206,6 +206,8 @@ class ConversionTracker(Recording):
         self.dispatcher.maintain(retention=self.retention)
         return report
 
+    aflush = off_the_loop(flush)
+
     def start(self) -> None:
         """Start the background delivery thread in this process (idempotent, fork-aware)."""
         self._check_fork()
@@ -267,6 +269,8 @@ class ConversionTracker(Recording):
             raise UnknownEvent(event_id)
         primary = next((r for r in rows if r.kind in ("offline", "uet")), rows[0])
         return self._status_of(primary, rows=rows)
+
+    astatus = off_the_loop(status)
 
     def metrics(self) -> dict[str, int]:
         """Counters per outcome and reason (``delivered``, ``rejected.5604 ...``, ``suppressed.consent_denied``,
