@@ -213,6 +213,17 @@ class OutboxStore(Protocol):
         """
         ...
 
+    def transaction(self) -> AbstractContextManager[object]:
+        """A write transaction of the store's own, for many enqueues under one commit (bulk imports).
+
+        Yields a connection to pass as ``enqueue(row, now=..., connection=conn)``; the transaction
+        commits when the block ends and rolls back when it raises (nothing of the block is stored).
+        While it is open, other writers of a SQLite outbox wait for it: keep it to a batch (a few
+        hundred rows), and never call the store's other writing methods inside it.  Failures to
+        begin or commit raise :class:`~msclkid_middleware.errors.StoreError`.
+        """
+        ...
+
     def get(self, row_id: int) -> OutboxRow | None: ...
 
     def find(self, event_id: str, *, kind: Kind | None = None, account: str | None = None) -> list[OutboxRow]:

@@ -631,6 +631,20 @@ class PostgresOutbox:
     def close(self) -> None:
         self.db.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside a transaction, for ``enqueue(connection=...)``.
+
+        Not retried on a lost connection (the caller's batch would be half gone): the error is a
+        ``StoreError`` and the caller re-runs the batch (enqueues are idempotent).
+        """
+        try:
+            with self.db.connection() as conn, conn.transaction():
+                yield conn
+        except psycopg.Error as exc:
+            self._count("store_errors")
+            raise _error(exc, "transaction") from exc
+
     # -- enqueue ----------------------------------------------------------------------------------
     def enqueue(self, row: NewRow, *, now: datetime, connection: Any = None) -> EnqueueResult:
         params = {

@@ -291,6 +291,20 @@ class SqliteOutbox:
                     conn.execute("ROLLBACK")
                 raise _error(exc, action) from exc
 
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` on a connection of its own to the outbox file, for ``enqueue(connection=...)``.
+
+        Its own connection, not this thread's: the thread may still read through the store while the
+        batch is open (a re-run's ``find``), and the connection is closed when the block ends.
+        """
+        conn = self._connect()
+        try:
+            with self._write("transaction", conn):
+                yield conn
+        finally:
+            conn.close()
+
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
             return self._conn().execute(sql, params).fetchall()

@@ -461,3 +461,37 @@ def test_claim_can_be_limited_to_the_kinds_a_worker_can_send(store: OutboxStore)
     assert claimed.id == uet.id
     (rest,) = store.claim(owner="w", limit=10, now=T0, lease_seconds=LEASE, kinds=None)
     assert rest.id == offline.id
+
+
+def test_transaction_commits_a_batch_of_enqueues_at_once(store: OutboxStore, make_store: StoreFactory) -> None:
+    other = make_store()
+    with store.transaction() as conn:
+        first = store.enqueue(new_row(1), now=T0, connection=conn)
+        store.enqueue(new_row(2), now=T0, connection=conn)
+        # A duplicate inside the same transaction is found, not inserted twice.
+        assert store.enqueue(new_row(1), now=T0, connection=conn).created is False
+        assert first.created is True
+        # Nothing is visible to another handle before the commit.
+        assert other.find("ord_1") == []
+    assert [r.event_id for r in other.scan()] == ["ord_1", "ord_2"]
+    assert other.open_count() == 2
+    # The store's own methods work after the block (no transaction or lock is left behind).
+    assert store.enqueue(new_row(3), now=T0).created is True
+
+
+def test_transaction_rolls_back_the_whole_batch_on_error(store: OutboxStore) -> None:
+    def batch_that_fails() -> None:
+        with store.transaction() as conn:
+            store.enqueue(new_row(1), now=T0, connection=conn)
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        batch_that_fails()
+    assert store.find("ord_1") == []
+    assert store.open_count() == 0
+    # One batch after another, as an import commits them.
+    for batch in ((1, 2), (3,)):
+        with store.transaction() as conn:
+            for n in batch:
+                store.enqueue(new_row(n), now=T0, connection=conn)
+    assert store.open_count() == 3
