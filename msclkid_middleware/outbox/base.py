@@ -32,6 +32,7 @@ __all__ = [
     "PRIMARY_KINDS",
     "STATES",
     "TERMINAL_STATES",
+    "Durability",
     "EnqueueResult",
     "Kind",
     "NewRow",
@@ -57,6 +58,9 @@ STATES: tuple[State, ...] = ("pending", "in_flight", "delivered", "rejected", "d
 #: States that still owe Microsoft a delivery; ``max_pending`` bounds how many rows may be in them.
 OPEN_STATES: tuple[State, ...] = ("pending", "in_flight", "paused")
 TERMINAL_STATES: tuple[State, ...] = ("delivered", "rejected", "dead", "suppressed")
+
+#: ``crash``: a committed row survives the process dying; ``power_loss``: every commit is fsynced.
+Durability = Literal["crash", "power_loss"]
 
 SettleState = Literal["delivered", "rejected", "dead", "pending", "paused"]
 
