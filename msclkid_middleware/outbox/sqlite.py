@@ -21,9 +21,9 @@ from typing import Any
 
 from msclkid_middleware import faultpoints
 from msclkid_middleware.errors import ConfigError, OutboxFull, StoreError
-from msclkid_middleware.outbox import rows
 from msclkid_middleware.outbox.base import (
-    OPEN_STATES,
+    DEFAULT_MAX_PENDING,
+    Counters,
     Durability,
     EnqueueResult,
     Kind,
@@ -32,59 +32,29 @@ from msclkid_middleware.outbox.base import (
     Outcome,
     StateCount,
     TokenRecord,
+    check_store_options,
     from_timestamp,
     to_timestamp,
 )
-from msclkid_middleware.outbox.sql import COLUMNS, PRIMARY_IN, Dialect, Queries, in_list, known_kinds
+from msclkid_middleware.outbox.rows import (
+    decode_row,
+    decode_token,
+    insert_values,
+    settle_values,
+    state_count,
+    token_values,
+)
+from msclkid_middleware.outbox.sql import COLUMNS, in_list, known_kinds
+from msclkid_middleware.outbox.sqlite_schema import DIALECT, MIGRATIONS, QUERIES, migrate
 
-__all__ = ["Durability", "SqliteOutbox", "sqlite_path_from_url"]
+__all__ = ["MIGRATIONS", "Durability", "SqliteOutbox", "sqlite_path_from_url"]
 
 _SYNCHRONOUS = {"crash": "NORMAL", "power_loss": "FULL"}
-_DEFAULT_MAX_PENDING = 1_000_000
 
-DIALECT = Dialect(
-    outbox="outbox",
-    tokens="tokens",
-    param=lambda name: f":{name}",
-    id_column="INTEGER PRIMARY KEY AUTOINCREMENT",
-    ref_type="INTEGER",
-    time_type="REAL",
-    big_int="INTEGER",
-    write_time=to_timestamp,
-    read_time=lambda value: from_timestamp(value),  # type: ignore[arg-type]
-)
-_SQL = Queries(DIALECT)
-_OPEN = in_list(OPEN_STATES)
-
-#: Schema migrations, applied in order on open; ``PRAGMA user_version`` records how many ran.
-MIGRATIONS: tuple[str, ...] = (
-    # Interpolated values are module constants, never input.
-    _SQL.create_tables()  # noqa: S608
-    + f"""
-    CREATE UNIQUE INDEX outbox_idempotency_key ON outbox (idempotency_key);
-    CREATE UNIQUE INDEX outbox_primary_event ON outbox (kind, account, event_id) WHERE kind IN {PRIMARY_IN};
-    CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
-    CREATE INDEX outbox_event ON outbox (event_id);
-    CREATE INDEX outbox_depends_on ON outbox (depends_on) WHERE depends_on IS NOT NULL;
-    CREATE INDEX outbox_updated ON outbox (state, updated_at);
-    -- open_rows is kept exact by triggers so the max_pending check is O(1) on every enqueue.
-    CREATE TABLE outbox_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-    INSERT INTO outbox_meta (name, value) VALUES ('open_rows', 0);
-    CREATE TRIGGER outbox_open_insert AFTER INSERT ON outbox WHEN NEW.state IN {_OPEN}
-    BEGIN UPDATE outbox_meta SET value = value + 1 WHERE name = 'open_rows'; END;
-    CREATE TRIGGER outbox_open_delete AFTER DELETE ON outbox WHEN OLD.state IN {_OPEN}
-    BEGIN UPDATE outbox_meta SET value = value - 1 WHERE name = 'open_rows'; END;
-    CREATE TRIGGER outbox_open_update AFTER UPDATE OF state ON outbox
-    WHEN (OLD.state IN {_OPEN}) <> (NEW.state IN {_OPEN})
-    BEGIN UPDATE outbox_meta SET value = value + (CASE WHEN NEW.state IN {_OPEN} THEN 1 ELSE -1 END)
-          WHERE name = 'open_rows'; END;
-    """,  # noqa: S608
-)
-
-_INSERT = f"INSERT INTO outbox ({COLUMNS}) VALUES ({_SQL.insert_values}) RETURNING *"  # noqa: S608
+_INSERT = f"INSERT INTO outbox ({COLUMNS}) VALUES ({QUERIES.insert_values}) RETURNING *"  # noqa: S608
 # One outcome per statement, fenced by its lease token.
 _SETTLE = (
-    f"UPDATE outbox AS t SET {_SQL.settle_assignments(lambda field: ':' + field)}"  # noqa: S608
+    f"UPDATE outbox AS t SET {QUERIES.settle_assignments(lambda field: ':' + field)}"  # noqa: S608
     " WHERE t.id = :id AND t.lease_token = :token AND t.state = 'in_flight'"
 )
 
@@ -125,7 +95,7 @@ def _as_row(cur: sqlite3.Cursor, found: Any) -> sqlite3.Row | Mapping[str, Any]:
 
 
 def _row(r: sqlite3.Row | Mapping[str, Any]) -> OutboxRow:
-    return rows.decode_row(r, DIALECT.read_time)
+    return decode_row(r, DIALECT.read_time)
 
 
 class SqliteOutbox:
@@ -143,14 +113,11 @@ class SqliteOutbox:
         path: str | os.PathLike[str],
         *,
         durability: Durability = "crash",
-        max_pending: int = _DEFAULT_MAX_PENDING,
+        max_pending: int = DEFAULT_MAX_PENDING,
         busy_timeout: float = 5.0,
         wal_autocheckpoint: int = 10000,
     ) -> None:
-        if durability not in _SYNCHRONOUS:
-            raise ConfigError("durability must be 'crash' or 'power_loss'", setting="durability")
-        if max_pending < 1:
-            raise ConfigError("max_pending must be at least 1", setting="max_pending")
+        check_store_options(durability, max_pending)
         self.path = os.fspath(path)
         self.url = "sqlite:///" + self.path
         self.durability: Durability = durability
@@ -161,7 +128,7 @@ class SqliteOutbox:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._connections: list[sqlite3.Connection] = []
-        self._counters: dict[str, int] = {}
+        self._counters = Counters()
         self._migrate()
 
     @classmethod
@@ -259,27 +226,16 @@ class SqliteOutbox:
     def _migrate(self) -> None:
         conn = self._conn()
         with self._write("migration", conn):
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(MIGRATIONS):
-                raise StoreError(
-                    f"the outbox schema is version {version}, newer than this release knows ({len(MIGRATIONS)})",
-                    reason="schema_too_new",
-                )
-            for number in range(version, len(MIGRATIONS)):
-                for statement in _split_sql(MIGRATIONS[number]):
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+            migrate(conn)
 
     def schema_version(self) -> int:
         return int(self._read("PRAGMA user_version")[0][0])
 
     def _count(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self._counters[name] = self._counters.get(name, 0) + n
+        self._counters.add(name, n)
 
     def metrics(self) -> Mapping[str, int]:
-        with self._lock:
-            return dict(self._counters)
+        return self._counters.snapshot()
 
     def close(self) -> None:
         with self._lock:
@@ -291,7 +247,7 @@ class SqliteOutbox:
 
     # -- enqueue ----------------------------------------------------------------------------------
     def enqueue(self, row: NewRow, *, now: datetime, connection: Any = None) -> EnqueueResult:
-        values = rows.insert_values(row, now, to_timestamp)
+        values = insert_values(row, now, to_timestamp)
         if connection is not None:
             # The transactional outbox: run inside the caller's transaction; they commit.
             try:
@@ -307,7 +263,7 @@ class SqliteOutbox:
         return result
 
     def _existing(self, conn: Any, values: Mapping[str, Any]) -> OutboxRow | None:
-        cur = conn.execute(_SQL.existing, values)
+        cur = conn.execute(QUERIES.existing, values)
         found = cur.fetchone()
         return None if found is None else _row(_as_row(cur, found))
 
@@ -333,22 +289,22 @@ class SqliteOutbox:
 
     # -- reads ------------------------------------------------------------------------------------
     def get(self, row_id: int) -> OutboxRow | None:
-        found = self._read(_SQL.get, {"id": row_id})
+        found = self._read(QUERIES.get, {"id": row_id})
         return _row(found[0]) if found else None
 
     def find(self, event_id: str, *, kind: Kind | None = None, account: str | None = None) -> list[OutboxRow]:
-        query = _SQL.find(kind=kind is not None, account=account is not None)
+        query = QUERIES.find(kind=kind is not None, account=account is not None)
         return [_row(r) for r in self._read(query, {"event_id": event_id, "kind": kind, "account": account})]
 
     def counts(self) -> list[StateCount]:
-        return [rows.state_count(r) for r in self._read(_SQL.counts)]
+        return [state_count(r) for r in self._read(QUERIES.counts)]
 
     def scan(
         self, *, since: datetime | None = None, kinds: Collection[Kind] | None = None, page_size: int = 1000
     ) -> Iterator[OutboxRow]:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
-        query = _SQL.scan(since=since is not None, kinds=kinds)
+        query = QUERIES.scan(since=since is not None, kinds=kinds)
         params: dict[str, Any] = {"since": None if since is None else to_timestamp(since), "limit": page_size}
         last = 0
         while True:
@@ -363,10 +319,10 @@ class SqliteOutbox:
         return int(self._read("SELECT value FROM outbox_meta WHERE name = 'open_rows'")[0][0])
 
     def next_due(self) -> datetime | None:
-        return from_timestamp(self._read(_SQL.next_due)[0]["due"])
+        return from_timestamp(self._read(QUERIES.next_due)[0]["due"])
 
     def paused_accounts(self) -> list[tuple[str, Kind, str]]:
-        return [(r["account"], r["kind"], r["paused_reason"] or "") for r in self._read(_SQL.paused_accounts)]
+        return [(r["account"], r["kind"], r["paused_reason"] or "") for r in self._read(QUERIES.paused_accounts)]
 
     # -- claim and settle -------------------------------------------------------------------------
     def claim(
@@ -401,7 +357,7 @@ class SqliteOutbox:
     def settle(self, outcomes: Sequence[Outcome], *, now: datetime) -> int:
         if not outcomes:
             return 0
-        params = [rows.settle_values(o, now, to_timestamp) for o in outcomes]
+        params = [settle_values(o, now, to_timestamp) for o in outcomes]
         applied = 0
         with self._write("settle") as conn:
             for p in params:
@@ -420,25 +376,25 @@ class SqliteOutbox:
         if not known_kinds(kinds):
             return 0
         params = {"reason": reason, "now": to_timestamp(now), "account": account}
-        return self._change("pause", _SQL.pause(kinds), params)
+        return self._change("pause", QUERIES.pause(kinds), params)
 
     def resume(self, *, account: str | None = None, kinds: Collection[Kind] | None = None, now: datetime) -> int:
-        query = _SQL.resume(account=account is not None, kinds=kinds)
+        query = QUERIES.resume(account=account is not None, kinds=kinds)
         return self._change("resume", query, {"now": to_timestamp(now), "account": account})
 
     def fail_orphans(self, *, now: datetime) -> int:
-        return self._change("fail_orphans", _SQL.fail_orphans, {"now": to_timestamp(now)})
+        return self._change("fail_orphans", QUERIES.fail_orphans, {"now": to_timestamp(now)})
 
     def retry_dead(
         self, *, now: datetime, include_rejected: bool = False, event_id: str | None = None, reset_attempts: bool = True
     ) -> int:
-        query = _SQL.retry_dead(
+        query = QUERIES.retry_dead(
             include_rejected=include_rejected, event_id=event_id is not None, reset_attempts=reset_attempts
         )
         return self._change("retry_dead", query, {"now": to_timestamp(now), "event_id": event_id})
 
     def prune(self, *, before: datetime) -> int:
-        count = self._change("prune", _SQL.prune, {"before": to_timestamp(before)})
+        count = self._change("prune", QUERIES.prune, {"before": to_timestamp(before)})
         self._count("pruned", count)
         return count
 
@@ -452,13 +408,13 @@ class SqliteOutbox:
 
     # -- tokens -----------------------------------------------------------------------------------
     def load_token(self, name: str) -> TokenRecord | None:
-        found = self._read(_SQL.load_token, {"name": name})
-        return rows.decode_token(found[0], DIALECT.read_time) if found else None
+        found = self._read(QUERIES.load_token, {"name": name})
+        return decode_token(found[0], DIALECT.read_time) if found else None
 
     def save_token(self, name: str, record: TokenRecord) -> bool:
         with self._write("save_token") as conn:
             # updated_at is the token's own issue time (one clock: the writer's).
-            cur = conn.execute(_SQL.save_token, rows.token_values(name, record, record.issued_at, to_timestamp))
+            cur = conn.execute(QUERIES.save_token, token_values(name, record, record.issued_at, to_timestamp))
             faultpoints.hit("token_write")
         return cur.rowcount > 0
 
@@ -490,20 +446,3 @@ class SqliteOutbox:
                     conn.execute("ROLLBACK")
         finally:
             conn.close()
-
-
-def _split_sql(script: str) -> list[str]:
-    """Split a migration into statements (``sqlite3.complete_statement`` keeps triggers whole)."""
-    statements: list[str] = []
-    buffer = ""
-    for line in script.splitlines(keepends=True):
-        if line.strip().startswith("--"):
-            continue
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            if buffer.strip():
-                statements.append(buffer.strip())
-            buffer = ""
-    if buffer.strip():
-        statements.append(buffer.strip())
-    return statements
