@@ -39,7 +39,6 @@ from msclkid_middleware.outbox.base import (
     NewRow,
     OutboxRow,
     Outcome,
-    StateCount,
     TokenRecord,
     check_store_options,
 )
@@ -53,14 +52,12 @@ from msclkid_middleware.outbox.postgres_connect import (
 )
 from msclkid_middleware.outbox.postgres_schema import DIALECT, MIGRATIONS, QUERIES, migrate
 from msclkid_middleware.outbox.rows import (
-    decode_row,
-    decode_token,
     insert_values,
     settle_values,
-    state_count,
     token_values,
 )
 from msclkid_middleware.outbox.sql import COLUMNS, known_kinds
+from msclkid_middleware.outbox.sql_store import SqlStore
 
 __all__ = ["MIGRATIONS", "PostgresConfig", "PostgresOutbox", "parse_postgres_url"]
 
@@ -117,7 +114,7 @@ WHERE t.id = o.id AND t.lease_token = o.token AND t.state = 'in_flight'
 _SETTLE_FIELDS = ("id", "token", "state", "next_at", "code", "message", "tracking", "warnings", "refund")
 
 
-class PostgresOutbox:
+class PostgresOutbox(SqlStore):
     """:class:`~msclkid_middleware.outbox.base.OutboxStore` on PostgreSQL, shared by many hosts.
 
     ``max_pending`` bounds the open rows (pending, in_flight, paused) with the reject-new policy of
@@ -126,6 +123,8 @@ class PostgresOutbox:
     ``durability="power_loss"`` forces ``synchronous_commit=on`` for our sessions; ``"crash"`` (the
     default) leaves the server's own setting (PostgreSQL's default is already fsync on commit).
     """
+
+    queries = QUERIES
 
     def __init__(
         self,
@@ -166,10 +165,7 @@ class PostgresOutbox:
     def _run(self, action: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         return self.db.run(action, fn, on_error=lambda: self._count("store_errors"))
 
-    def _count(self, name: str, n: int = 1) -> None:
-        self._counters.add(name, n)
-
-    def _fetch(self, query: str, params: Mapping[str, Any] | Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def _fetch(self, query: str, params: Mapping[str, Any] = {}) -> list[dict[str, Any]]:
         def run(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
             with conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(self.db.q(query), params)
@@ -187,9 +183,6 @@ class PostgresOutbox:
     def schema_version(self) -> int:
         rows = self._fetch("SELECT value FROM {s}.msclkid_outbox_meta WHERE name = 'schema_version'")
         return int(rows[0]["value"])
-
-    def metrics(self) -> Mapping[str, int]:
-        return self._counters.snapshot()
 
     def close(self) -> None:
         self.db.close()
@@ -241,11 +234,11 @@ class PostgresOutbox:
             cur.execute(self.db.q(_ENQUEUE), params)
             inserted = cur.fetchone()
             if inserted is not None:
-                return EnqueueResult(_row(inserted), True)
+                return EnqueueResult(self._row(inserted), True)
             cur.execute(self.db.q(QUERIES.existing), params)
             existing = cur.fetchone()
         if existing is not None:
-            return EnqueueResult(_row(existing), False)
+            return EnqueueResult(self._row(existing), False)
         if params["state"] == "pending":
             self._count("overflow_rejected")
             raise OutboxFull(self.max_pending)
@@ -253,42 +246,9 @@ class PostgresOutbox:
         raise StoreError("outbox enqueue failed: a conflicting row disappeared; retry", reason="storage_conflict")
 
     # -- reads ------------------------------------------------------------------------------------
-    def get(self, row_id: int) -> OutboxRow | None:
-        found = self._fetch(QUERIES.get, {"id": row_id})
-        return _row(found[0]) if found else None
-
-    def find(self, event_id: str, *, kind: Kind | None = None, account: str | None = None) -> list[OutboxRow]:
-        query = QUERIES.find(kind=kind is not None, account=account is not None)
-        return [_row(r) for r in self._fetch(query, {"event_id": event_id, "kind": kind, "account": account})]
-
-    def counts(self) -> list[StateCount]:
-        return [state_count(r) for r in self._fetch(QUERIES.counts)]
-
-    def scan(
-        self, *, since: datetime | None = None, kinds: Collection[Kind] | None = None, page_size: int = 1000
-    ) -> Iterator[OutboxRow]:
-        if page_size < 1:
-            raise ValueError("page_size must be at least 1")
-        query = QUERIES.scan(since=since is not None, kinds=kinds)
-        params: dict[str, Any] = {"since": None if since is None else DIALECT.write_time(since), "limit": page_size}
-        last = 0
-        while True:
-            page = self._fetch(query, {**params, "last": last})
-            for r in page:
-                yield _row(r)
-            if len(page) < page_size:
-                return
-            last = page[-1]["id"]
-
     def open_count(self) -> int:
         found = self._fetch("SELECT COALESCE(sum(n), 0) AS n FROM {s}.msclkid_outbox_open")
         return int(found[0]["n"])
-
-    def next_due(self) -> datetime | None:
-        return DIALECT.read_time(self._fetch(QUERIES.next_due)[0]["due"])
-
-    def paused_accounts(self) -> list[tuple[str, Kind, str]]:
-        return [(r["account"], r["kind"], r["paused_reason"] or "") for r in self._fetch(QUERIES.paused_accounts)]
 
     # -- claim and settle -------------------------------------------------------------------------
     def claim(
@@ -309,7 +269,7 @@ class PostgresOutbox:
         }
         claimed = self._fetch(_CLAIM, params)
         self._count("claimed", len(claimed))
-        return sorted((_row(r) for r in claimed), key=lambda r: r.id)
+        return sorted((self._row(r) for r in claimed), key=lambda r: r.id)
 
     def settle(self, outcomes: Sequence[Outcome], *, now: datetime) -> int:
         if not outcomes:
@@ -336,38 +296,7 @@ class PostgresOutbox:
             self._count("stale_acks", len(outcomes) - applied)
         return applied
 
-    # -- pause, resume, maintenance ---------------------------------------------------------------
-    def pause(self, *, account: str, kinds: Collection[Kind], reason: str, now: datetime) -> int:
-        if not known_kinds(kinds):
-            return 0
-        params = {"reason": reason, "now": DIALECT.write_time(now), "account": account}
-        return self._change("pause", QUERIES.pause(kinds), params)
-
-    def resume(self, *, account: str | None = None, kinds: Collection[Kind] | None = None, now: datetime) -> int:
-        query = QUERIES.resume(account=account is not None, kinds=kinds)
-        return self._change("resume", query, {"now": DIALECT.write_time(now), "account": account})
-
-    def fail_orphans(self, *, now: datetime) -> int:
-        return self._change("fail_orphans", QUERIES.fail_orphans, {"now": DIALECT.write_time(now)})
-
-    def retry_dead(
-        self, *, now: datetime, include_rejected: bool = False, event_id: str | None = None, reset_attempts: bool = True
-    ) -> int:
-        query = QUERIES.retry_dead(
-            include_rejected=include_rejected, event_id=event_id is not None, reset_attempts=reset_attempts
-        )
-        return self._change("retry_dead", query, {"now": DIALECT.write_time(now), "event_id": event_id})
-
-    def prune(self, *, before: datetime) -> int:
-        count = self._change("prune", QUERIES.prune, {"before": DIALECT.write_time(before)})
-        self._count("pruned", count)
-        return count
-
     # -- tokens -----------------------------------------------------------------------------------
-    def load_token(self, name: str) -> TokenRecord | None:
-        found = self._fetch(QUERIES.load_token, {"name": name})
-        return decode_token(found[0], DIALECT.read_time) if found else None
-
     def save_token(self, name: str, record: TokenRecord) -> bool:
         """Never regress, under the row lock.
 
@@ -406,7 +335,3 @@ class PostgresOutbox:
                     conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key("token", self.schema, name),))
         finally:
             conn.close()
-
-
-def _row(r: Mapping[str, Any]) -> OutboxRow:
-    return decode_row(r, DIALECT.read_time)

@@ -30,22 +30,18 @@ from msclkid_middleware.outbox.base import (
     NewRow,
     OutboxRow,
     Outcome,
-    StateCount,
     TokenRecord,
     check_store_options,
-    from_timestamp,
     to_timestamp,
 )
 from msclkid_middleware.outbox.rows import (
-    decode_row,
-    decode_token,
     insert_values,
     settle_values,
-    state_count,
     token_values,
 )
 from msclkid_middleware.outbox.sql import COLUMNS, in_list, known_kinds
-from msclkid_middleware.outbox.sqlite_schema import DIALECT, MIGRATIONS, QUERIES, migrate
+from msclkid_middleware.outbox.sql_store import SqlStore
+from msclkid_middleware.outbox.sqlite_schema import MIGRATIONS, QUERIES, migrate
 
 __all__ = ["MIGRATIONS", "Durability", "SqliteOutbox", "sqlite_path_from_url"]
 
@@ -94,11 +90,7 @@ def _as_row(cur: sqlite3.Cursor, found: Any) -> sqlite3.Row | Mapping[str, Any]:
     return dict(zip([d[0] for d in cur.description], found, strict=True))
 
 
-def _row(r: sqlite3.Row | Mapping[str, Any]) -> OutboxRow:
-    return decode_row(r, DIALECT.read_time)
-
-
-class SqliteOutbox:
+class SqliteOutbox(SqlStore):
     """:class:`~msclkid_middleware.outbox.base.OutboxStore` on a SQLite file.
 
     ``max_pending`` bounds the rows still owed to Microsoft (pending, in_flight, paused): when it is
@@ -107,6 +99,8 @@ class SqliteOutbox:
     ``busy_timeout`` is how long a writer waits for SQLite's write lock before failing with
     ``StoreError(reason="storage_locked")``.
     """
+
+    queries = QUERIES
 
     def __init__(
         self,
@@ -216,9 +210,9 @@ class SqliteOutbox:
         finally:
             conn.close()
 
-    def _read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
+    def _fetch(self, query: str, params: Mapping[str, Any] = {}) -> list[sqlite3.Row]:
         try:
-            return self._conn().execute(sql, params).fetchall()
+            return self._conn().execute(query, params).fetchall()
         except sqlite3.Error as exc:
             self._count("store_errors")
             raise _error(exc, "read") from exc
@@ -229,13 +223,7 @@ class SqliteOutbox:
             migrate(conn)
 
     def schema_version(self) -> int:
-        return int(self._read("PRAGMA user_version")[0][0])
-
-    def _count(self, name: str, n: int = 1) -> None:
-        self._counters.add(name, n)
-
-    def metrics(self) -> Mapping[str, int]:
-        return self._counters.snapshot()
+        return int(self._fetch("PRAGMA user_version")[0][0])
 
     def close(self) -> None:
         with self._lock:
@@ -265,7 +253,7 @@ class SqliteOutbox:
     def _existing(self, conn: Any, values: Mapping[str, Any]) -> OutboxRow | None:
         cur = conn.execute(QUERIES.existing, values)
         found = cur.fetchone()
-        return None if found is None else _row(_as_row(cur, found))
+        return None if found is None else self._row(_as_row(cur, found))
 
     def _enqueue_on(self, conn: Any, values: Mapping[str, Any]) -> EnqueueResult:
         existing = self._existing(conn, values)
@@ -285,44 +273,11 @@ class SqliteOutbox:
             if existing is None:
                 raise
             return EnqueueResult(existing, False)
-        return EnqueueResult(_row(_as_row(cur, cur.fetchone())), True)
+        return EnqueueResult(self._row(_as_row(cur, cur.fetchone())), True)
 
     # -- reads ------------------------------------------------------------------------------------
-    def get(self, row_id: int) -> OutboxRow | None:
-        found = self._read(QUERIES.get, {"id": row_id})
-        return _row(found[0]) if found else None
-
-    def find(self, event_id: str, *, kind: Kind | None = None, account: str | None = None) -> list[OutboxRow]:
-        query = QUERIES.find(kind=kind is not None, account=account is not None)
-        return [_row(r) for r in self._read(query, {"event_id": event_id, "kind": kind, "account": account})]
-
-    def counts(self) -> list[StateCount]:
-        return [state_count(r) for r in self._read(QUERIES.counts)]
-
-    def scan(
-        self, *, since: datetime | None = None, kinds: Collection[Kind] | None = None, page_size: int = 1000
-    ) -> Iterator[OutboxRow]:
-        if page_size < 1:
-            raise ValueError("page_size must be at least 1")
-        query = QUERIES.scan(since=since is not None, kinds=kinds)
-        params: dict[str, Any] = {"since": None if since is None else to_timestamp(since), "limit": page_size}
-        last = 0
-        while True:
-            page = self._read(query, {**params, "last": last})
-            for r in page:
-                yield _row(r)
-            if len(page) < page_size:
-                return
-            last = page[-1]["id"]
-
     def open_count(self) -> int:
-        return int(self._read("SELECT value FROM outbox_meta WHERE name = 'open_rows'")[0][0])
-
-    def next_due(self) -> datetime | None:
-        return from_timestamp(self._read(QUERIES.next_due)[0]["due"])
-
-    def paused_accounts(self) -> list[tuple[str, Kind, str]]:
-        return [(r["account"], r["kind"], r["paused_reason"] or "") for r in self._read(QUERIES.paused_accounts)]
+        return int(self._fetch("SELECT value FROM outbox_meta WHERE name = 'open_rows'")[0][0])
 
     # -- claim and settle -------------------------------------------------------------------------
     def claim(
@@ -352,7 +307,7 @@ class SqliteOutbox:
                 (owner, token, ts + lease_seconds, ts, ts, ts, limit),
             ).fetchall()
         self._count("claimed", len(claimed))
-        return sorted((_row(r) for r in claimed), key=lambda r: r.id)
+        return sorted((self._row(r) for r in claimed), key=lambda r: r.id)
 
     def settle(self, outcomes: Sequence[Outcome], *, now: datetime) -> int:
         if not outcomes:
@@ -372,45 +327,15 @@ class SqliteOutbox:
         with self._write(action) as conn:
             return int(conn.execute(query, params).rowcount)
 
-    def pause(self, *, account: str, kinds: Collection[Kind], reason: str, now: datetime) -> int:
-        if not known_kinds(kinds):
-            return 0
-        params = {"reason": reason, "now": to_timestamp(now), "account": account}
-        return self._change("pause", QUERIES.pause(kinds), params)
-
-    def resume(self, *, account: str | None = None, kinds: Collection[Kind] | None = None, now: datetime) -> int:
-        query = QUERIES.resume(account=account is not None, kinds=kinds)
-        return self._change("resume", query, {"now": to_timestamp(now), "account": account})
-
-    def fail_orphans(self, *, now: datetime) -> int:
-        return self._change("fail_orphans", QUERIES.fail_orphans, {"now": to_timestamp(now)})
-
-    def retry_dead(
-        self, *, now: datetime, include_rejected: bool = False, event_id: str | None = None, reset_attempts: bool = True
-    ) -> int:
-        query = QUERIES.retry_dead(
-            include_rejected=include_rejected, event_id=event_id is not None, reset_attempts=reset_attempts
-        )
-        return self._change("retry_dead", query, {"now": to_timestamp(now), "event_id": event_id})
-
-    def prune(self, *, before: datetime) -> int:
-        count = self._change("prune", QUERIES.prune, {"before": to_timestamp(before)})
-        self._count("pruned", count)
-        return count
-
     def checkpoint(self) -> None:
         """Copy the WAL into the database now (PASSIVE: never waits for readers or writers).
 
         The worker calls this during maintenance so the fsync of a checkpoint happens off the
         request path; ``wal_autocheckpoint`` remains the safety net when no worker runs.
         """
-        self._read("PRAGMA wal_checkpoint(PASSIVE)")
+        self._fetch("PRAGMA wal_checkpoint(PASSIVE)")
 
     # -- tokens -----------------------------------------------------------------------------------
-    def load_token(self, name: str) -> TokenRecord | None:
-        found = self._read(QUERIES.load_token, {"name": name})
-        return decode_token(found[0], DIALECT.read_time) if found else None
-
     def save_token(self, name: str, record: TokenRecord) -> bool:
         with self._write("save_token") as conn:
             # updated_at is the token's own issue time (one clock: the writer's).
