@@ -28,7 +28,7 @@ __all__ = [
 
 
 class Record(Protocol):
-    """A fetched record read by column name (``sqlite3.Row``, psycopg's ``dict_row``)."""
+    """A fetched record read by column name (``sqlite3.Row``, or a dict row from the PostgreSQL driver)."""
 
     def __getitem__(self, column: str, /) -> Any: ...
 
