@@ -568,7 +568,7 @@ def test_profile_fallback_click_on_phone_purchase_on_laptop() -> None:
 
 
 def test_profile_keeps_newest_and_cookie_click_is_saved_once(tmp_path: Any) -> None:
-    from msclkid_middleware.capture.profiles import SqliteProfileStore
+    from msclkid_middleware.outbox import SqliteProfileStore
 
     store = SqliteProfileStore(str(tmp_path / "profiles.sqlite3"))
     writes: list[str] = []
@@ -699,7 +699,7 @@ def test_locked_sqlite_profile_store_does_not_affect_the_response(
 ) -> None:
     import sqlite3
 
-    from msclkid_middleware.capture.profiles import SqliteProfileStore
+    from msclkid_middleware.outbox import SqliteProfileStore
 
     path = str(tmp_path / "locked.sqlite3")
     store = SqliteProfileStore(path, busy_timeout=0.05)

@@ -2,12 +2,16 @@
 
 ``open_store(url)`` picks the store from the URL scheme: ``sqlite:///path`` (the default, in the
 standard library) or ``postgresql://...`` (the ``postgres`` extra, imported only when used).
+
+The database-backed click profile stores live here too, resolved lazily for the same reason:
+``from msclkid_middleware.outbox import SqliteProfileStore`` (``sqlite3``) or ``PostgresProfileStore``
+(the ``postgres`` extra).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msclkid_middleware.errors import ConfigError
 from msclkid_middleware.outbox.base import (
@@ -27,6 +31,12 @@ from msclkid_middleware.outbox.base import (
     TokenRecord,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    from msclkid_middleware.outbox.postgres_profiles import PostgresProfileStore as PostgresProfileStore
+    from msclkid_middleware.outbox.sqlite_profiles import SqliteProfileStore as SqliteProfileStore
+
+# The profile stores stay out of __all__: ``import *`` must work without the postgres extra and
+# without importing sqlite3.
 __all__ = [
     "CAMPAIGN_KINDS",
     "KINDS",
@@ -44,6 +54,20 @@ __all__ = [
     "TokenRecord",
     "open_store",
 ]
+
+
+#: Names resolved on first use: the module that holds each (its driver is imported only then).
+_LAZY = {
+    "SqliteProfileStore": "msclkid_middleware.outbox.sqlite_profiles",
+    "PostgresProfileStore": "msclkid_middleware.outbox.postgres_profiles",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 def open_store(url: str, **options: Any) -> OutboxStore:

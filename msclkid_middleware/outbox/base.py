@@ -17,21 +17,25 @@ lease token, and a row whose lease has expired is claimable again: that is crash
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from msclkid_middleware.errors import ValidationError
+from msclkid_middleware.errors import ConfigError, StoreError, ValidationError
 
 __all__ = [
     "CAMPAIGN_KINDS",
+    "DEFAULT_MAX_PENDING",
     "KINDS",
     "OPEN_STATES",
     "PRIMARY_KINDS",
     "STATES",
     "TERMINAL_STATES",
+    "Counters",
+    "Durability",
     "EnqueueResult",
     "Kind",
     "NewRow",
@@ -41,7 +45,9 @@ __all__ = [
     "State",
     "StateCount",
     "TokenRecord",
+    "check_store_options",
     "from_timestamp",
+    "schema_too_new",
     "to_timestamp",
 ]
 
@@ -58,7 +64,44 @@ STATES: tuple[State, ...] = ("pending", "in_flight", "delivered", "rejected", "d
 OPEN_STATES: tuple[State, ...] = ("pending", "in_flight", "paused")
 TERMINAL_STATES: tuple[State, ...] = ("delivered", "rejected", "dead", "suppressed")
 
+#: ``crash``: a committed row survives the process dying; ``power_loss``: every commit is fsynced.
+Durability = Literal["crash", "power_loss"]
+
+#: The default bound on open rows (``max_pending``).
+DEFAULT_MAX_PENDING = 1_000_000
+
 SettleState = Literal["delivered", "rejected", "dead", "pending", "paused"]
+
+
+def check_store_options(durability: str, max_pending: int) -> None:
+    """The options every store takes, checked the same way."""
+    if durability not in ("crash", "power_loss"):
+        raise ConfigError("durability must be 'crash' or 'power_loss'", setting="durability")
+    if max_pending < 1:
+        raise ConfigError("max_pending must be at least 1", setting="max_pending")
+
+
+def schema_too_new(found: int, known: int) -> StoreError:
+    """A database migrated by a newer release: refuse it rather than misread its rows."""
+    return StoreError(
+        f"the outbox schema is version {found}, newer than this release knows ({known})", reason="schema_too_new"
+    )
+
+
+class Counters:
+    """A store's process-local metrics (``enqueued``, ``duplicates``, ``store_errors``, ...), thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, int] = {}
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._values[name] = self._values.get(name, 0) + n
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._values)
 
 
 def to_timestamp(value: datetime) -> float:

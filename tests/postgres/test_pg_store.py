@@ -22,13 +22,8 @@ from msclkid_middleware.config import Settings
 from msclkid_middleware.dispatch.tracker import ConversionTracker
 from msclkid_middleware.errors import ConfigError, StoreError, ValidationError
 from msclkid_middleware.microsoft import RetryPolicy
-from msclkid_middleware.outbox import OutboxStore, open_store
-from msclkid_middleware.outbox.postgres import (
-    MIGRATIONS,
-    PostgresOutbox,
-    PostgresProfileStore,
-    parse_postgres_url,
-)
+from msclkid_middleware.outbox import OutboxStore, PostgresProfileStore, open_store
+from msclkid_middleware.outbox.postgres import MIGRATIONS, PostgresOutbox, parse_postgres_url
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
 from tests.outbox.conftest import T0, FakeClock, click_id, new_row, record
 from tests.pg_helpers import POSTGRES_URL, Schemas, with_params
