@@ -113,8 +113,8 @@ def resolve(module: str, names: tuple[str, ...]) -> list[str]:
     if inner is None:
         return []
     subs = [f"{inner}.{n}" if inner != "__init__" else n for n in names]
-    # `from msclkid_middleware import faultpoints` loads a module, not the package root's own names.
-    only_modules = inner == "__init__" and names and all(sub in ALL for sub in subs)
+    # `from package import module` loads that module; the package's own __init__ ran first anyway.
+    only_modules = bool(names) and all(sub in ALL for sub in subs)
     found = [inner] if inner in ALL and not only_modules else []
     for n in names:
         sub = f"{inner}.{n}" if inner != "__init__" else n
