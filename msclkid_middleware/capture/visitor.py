@@ -18,17 +18,19 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from msclkid_middleware.capture.cookie import (
-    _COOKIE_NAME,
-    _DOMAIN,
+from msclkid_middleware.capture.signing import (
+    COOKIE_NAME_PATTERN,
+    DOMAIN_PATTERN,
     MAX_MAX_AGE,
     SameSite,
-    _as_keys,
-    _TimedSigner,
-    _verify_token,
+    SecretKeys,
+    cookie_attributes,
+    deletion_header,
+    signers_for,
+    verify_token,
 )
 from msclkid_middleware.errors import ConfigError
 
@@ -93,7 +95,7 @@ class VisitorCookie:
 
     def __init__(
         self,
-        secret_keys: str | bytes | Iterable[str | bytes] | None,
+        secret_keys: SecretKeys,
         *,
         name: str,
         domain: str | None = None,
@@ -103,12 +105,12 @@ class VisitorCookie:
         clock_skew: int = 300,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        keys = _as_keys(secret_keys)
-        if not keys or any(not isinstance(k, str | bytes) or not k for k in keys):
-            raise ConfigError("secret_keys: give at least one non-empty secret key", setting="MSCLKID_SECRET_KEYS")
-        if not isinstance(name, str) or _COOKIE_NAME.fullmatch(name) is None:
+        signers = signers_for(
+            secret_keys, clock, VISITOR_SALT, message="secret_keys: give at least one non-empty secret key"
+        )
+        if not isinstance(name, str) or COOKIE_NAME_PATTERN.fullmatch(name) is None:
             raise ConfigError("visitor_cookie_name must be 1-64 cookie token characters", setting="visitor_cookie_name")
-        if domain is not None and _DOMAIN.fullmatch(domain.lstrip(".")) is None:
+        if domain is not None and DOMAIN_PATTERN.fullmatch(domain.lstrip(".")) is None:
             raise ConfigError("cookie_domain must be a bare domain such as 'example.com'", setting="cookie_domain")
         domain = domain.lstrip(".") if domain is not None else None
         if name.startswith("__Host-") and (domain is not None or not secure):
@@ -127,16 +129,10 @@ class VisitorCookie:
         self.max_age = max_age
         self.clock_skew = clock_skew
         self._clock = clock
-        self._signers = tuple(_TimedSigner(key, clock, VISITOR_SALT) for key in reversed(keys))
-        parts = ["Path=/"]
-        if domain is not None:
-            parts.append(f"Domain={domain}")
-        if secure:
-            parts.append("Secure")
+        self._signers = signers
         # HttpOnly: page scripts get the ID from the server-rendered tag, never from the cookie.
-        parts.extend(("HttpOnly", f"SameSite={samesite}"))
-        self._attributes = "; " + "; ".join(parts)
-        self._deletion = f"{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{self._attributes}"
+        self._attributes = cookie_attributes(domain=domain, secure=secure, http_only=True, samesite=samesite)
+        self._deletion = deletion_header(name, self._attributes)
 
     @staticmethod
     def new_id() -> str:
@@ -151,7 +147,7 @@ class VisitorCookie:
 
     def decode(self, token: str | None) -> LoadedVisitor | None:
         """Verify ``token``; ``None`` when absent, tampered, expired, too new or unparsable."""
-        verified = _verify_token(
+        verified = verify_token(
             token, self._signers, max_length=256, max_age=self.max_age, clock=self._clock, clock_skew=self.clock_skew
         )
         if verified is None:
