@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from msclkid_middleware.capture.profiles import MemoryProfileStore
-from tests.test_middleware import middleware, seen
+from tests.adapters.test_wsgi import middleware, seen
 from tests.wsgi_helpers import HEX, T0, Clock, call, make_environ
 
 NINETY_DAYS = 90 * 24 * 3600

@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from msclkid_middleware.capture import tcf
 from msclkid_middleware.capture.request import RequestFacts, parse_cookies
@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_TCF_COOKIE",
     "Consent",
     "ConsentBasis",
+    "ConsentDecider",
     "ConsentPolicy",
     "ConsentState",
     "Resolver",
@@ -62,6 +63,29 @@ Resolver = Callable[[Mapping[str, Any]], Consent | bool | str | None]
 """The app's own consent lookup: return a :class:`Consent`, ``True``/``False``, ``"granted"``/``"denied"``,
 or ``None`` for "no opinion" (the next signal decides).  It gets the framework's view of the request: the WSGI
 environ under :class:`~msclkid_middleware.middleware.MsclkidMiddleware`."""
+
+
+class ConsentDecider(Protocol):
+    """What capture needs from a consent policy (:class:`ConsentPolicy` is the one the package ships)."""
+
+    def decide(
+        self,
+        request: RequestFacts,
+        cookies: Mapping[str, str] | None = None,
+        *,
+        app_request: Mapping[str, Any] | None = None,
+    ) -> Consent: ...
+
+    def decide_reported(
+        self,
+        request: RequestFacts,
+        cookies: Mapping[str, str] | None = None,
+        *,
+        state: str | None = None,
+        tc_string: str | None = None,
+        app_request: Mapping[str, Any] | None = None,
+    ) -> Consent: ...
+
 
 #: Consent cookie values read as granted / denied (compared case-insensitively).
 DEFAULT_GRANTED_VALUES: tuple[str, ...] = ("granted", "true", "1", "yes", "allow", "accepted")

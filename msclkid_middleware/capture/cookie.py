@@ -185,6 +185,20 @@ class ClickCookie:
         value, signed_at, index = verified
         return self._parse(value, signed_at, stale_key=index > 0)
 
+    def decode_newest(self, tokens: list[str]) -> LoadedCookie | None:
+        """The newest verified click among several values of our cookie (a duplicate tossed from a subdomain
+        in ``__Secure-`` mode must not hide the real one); at most 8 are looked at."""
+        best: LoadedCookie | None = None
+        for token in tokens[:8]:
+            loaded = self.decode(token)
+            if loaded is not None and (
+                best is None
+                or loaded.timestamp > best.timestamp
+                or (loaded.timestamp == best.timestamp and best.stale_key and not loaded.stale_key)
+            ):
+                best = loaded
+        return best
+
     @staticmethod
     def _parse(value: bytes, signed_at: datetime, *, stale_key: bool) -> LoadedCookie | None:
         version, sep, raw_id = value.partition(_SEP)

@@ -27,9 +27,9 @@ __all__ = [
     "SecretKeys",
     "TimedSigner",
     "as_keys",
-    "signers_for",
     "cookie_attributes",
     "deletion_header",
+    "signers_for",
     "verify_token",
 ]
 

@@ -23,9 +23,14 @@ from msclkid_middleware.capture.pageview import (
     is_bot,
 )
 from msclkid_middleware.capture.visitor import DEFAULT_VISITOR_MAX_AGE, VisitorCookie, uet_visitor_id
-from msclkid_middleware.dispatch.page_loads import render_page_tags
 from msclkid_middleware.errors import ConfigError
-from msclkid_middleware.middleware import get_anonymous_id, get_click, get_page_load_id, set_page_title
+from msclkid_middleware.middleware import (
+    get_anonymous_id,
+    get_click,
+    get_page_load_id,
+    render_page_tags,
+    set_page_title,
+)
 from tests.wsgi_helpers import HEX, T0, Clock, call, make_environ
 
 KEYS = ["old-key-0123456789", "new-key-0123456789"]

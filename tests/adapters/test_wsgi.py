@@ -687,7 +687,7 @@ def test_building_the_middleware_loads_no_heavy_modules() -> None:
         "mw = MsclkidMiddleware(lambda e, s: [], secret_keys=['k'])\n"
         "print(','.join(m for m in ('requests', 'sqlite3', 'flask', 'psycopg') if m in sys.modules))\n"
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(root)}
     )
