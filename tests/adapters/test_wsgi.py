@@ -717,3 +717,16 @@ def test_locked_sqlite_profile_store_does_not_affect_the_response(
     assert seen(result)[:2] == (HEX, "url")
     assert len(result.set_cookies) == 1
     assert any("profile store write failed" in r.getMessage() for r in caplog.records)
+
+
+def test_testing_make_click_cookie_round_trips_through_the_middleware() -> None:
+    """DESIGN section 3 promises ``testing.make_click_cookie`` for shops' own tests."""
+    from msclkid_middleware.testing import make_click_cookie
+
+    mw = middleware(secret_keys=["old", "new"])
+    header = make_click_cookie(HEX, ["old", "new"], captured_at=T0 - 3600)
+    assert header.startswith("__Host-msclkid=")
+    result = call(mw, make_environ(cookie=header))
+    assert seen(result)[:2] == (HEX, "cookie")
+    assert result.set_cookies == []  # signed with the newest key: nothing to re-issue
+    assert seen(call(mw, make_environ(cookie=make_click_cookie(HEX, ["other"]))))[:2] == ("-", "-")
