@@ -22,7 +22,7 @@ import html
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 from urllib.parse import quote
 from wsgiref.util import request_uri
 
@@ -31,7 +31,7 @@ from msclkid_middleware.capture.consent import Consent, ConsentDecider
 from msclkid_middleware.capture.cookie import ClickCookie
 from msclkid_middleware.capture.decision import Decision
 from msclkid_middleware.capture.endpoint import INTERNAL_ERROR, MAX_CAPTURE_BODY, Answer, read_body
-from msclkid_middleware.capture.engine import Capture
+from msclkid_middleware.capture.engine import Capture, CaptureOptions
 from msclkid_middleware.capture.request import RequestFacts
 from msclkid_middleware.capture.visitor import VisitorCookie
 from msclkid_middleware.errors import ConfigError
@@ -88,7 +88,7 @@ class MsclkidMiddleware:
     :class:`~msclkid_middleware.errors.ConfigError` here, never on the request path.
     """
 
-    def __init__(self, app: WSGIApplication, **options: Any) -> None:
+    def __init__(self, app: WSGIApplication, **options: Unpack[CaptureOptions]) -> None:
         if not callable(app):
             raise ConfigError("app must be a WSGI application (a callable)", setting="app")
         self.app = app

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Required, TypedDict
 
 from msclkid_middleware.capture.clickid import (
     DEFAULT_MAX_FIELDS,
@@ -50,11 +50,43 @@ from msclkid_middleware.errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.capture.profiles import ProfileStore
 
-__all__ = ["QUERY_MARKER", "Capture"]
+__all__ = ["QUERY_MARKER", "Capture", "CaptureOptions"]
 
 #: A query string without this (case-insensitively) carries no click ID.
 QUERY_MARKER = "msclkid"
 _UET_MARKER = UET_COOKIE_NAME + "="
+
+
+class CaptureOptions(TypedDict, total=False):
+    """:class:`Capture`'s keywords, for adapters that pass them through (``MsclkidMiddleware(app, **options)``).
+
+    Kept beside the signature (a deliberate repeat): the signature holds the defaults, this the names and
+    types an adapter's callers are checked against.
+    """
+
+    secret_keys: Required[SecretKeys]
+    consent: ConsentDecider | None
+    cookie_name: str | None
+    cookie_domain: str | None
+    cookie_secure: bool
+    allow_insecure_cookie: bool
+    cookie_samesite: SameSite
+    max_age: timedelta | int
+    clock_skew: timedelta | int
+    visitor_id: VisitorId | None
+    profile_store: ProfileStore | None
+    capture_path: str | None
+    snippet_path: str | None
+    max_query_length: int
+    max_query_fields: int
+    clock: Callable[[], float]
+    on_page_view: PageViewHook | None
+    anonymous_id_cookie: bool | None
+    visitor_cookie_name: str | None
+    visitor_max_age: timedelta | int
+    bot_user_agents: str | re.Pattern[str] | None
+    page_view_exclude: Iterable[str]
+    sync_script_path: str | None
 
 
 def _seconds(value: timedelta | int) -> int:
