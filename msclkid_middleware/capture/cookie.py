@@ -28,11 +28,10 @@ from datetime import datetime
 
 from msclkid_middleware.capture.clickid import is_valid_click_id
 from msclkid_middleware.capture.signing import (
-    COOKIE_NAME_PATTERN,
-    DOMAIN_PATTERN,
     MAX_MAX_AGE,
     SameSite,
     SecretKeys,
+    check_cookie,
     cookie_attributes,
     deletion_header,
     signers_for,
@@ -114,30 +113,15 @@ class ClickCookie:
             message="secret_keys: give at least one non-empty secret key (a list, oldest to newest), for example "
             "secret_keys=[os.environ['MSCLKID_SECRET_KEYS']]",
         )
-        if not isinstance(name, str) or COOKIE_NAME_PATTERN.fullmatch(name) is None:
-            raise ConfigError(
-                "cookie_name must be 1-64 cookie token characters (letters, digits, '-', '_', ...)",
-                setting="MSCLKID_COOKIE_NAME",
-            )
-        if domain is not None:
-            domain = domain.lstrip(".")
-            if DOMAIN_PATTERN.fullmatch(domain) is None:
-                raise ConfigError(
-                    "cookie_domain must be a bare domain such as 'example.com' (no scheme, port or path)",
-                    setting="MSCLKID_COOKIE_DOMAIN",
-                )
-        if name.startswith("__Host-") and (domain is not None or not secure):
-            raise ConfigError(
-                "a '__Host-' cookie must be Secure and have no Domain (browsers drop it otherwise); for a cookie "
-                "shared across subdomains use cookie_name='__Secure-msclkid' with cookie_domain",
-                setting="MSCLKID_COOKIE_NAME",
-            )
-        if name.startswith("__Secure-") and not secure:
-            raise ConfigError(
-                "a '__Secure-' cookie must be Secure (browsers drop it otherwise); use a name without the "
-                "prefix for plain-http development",
-                setting="MSCLKID_COOKIE_NAME",
-            )
+        domain = check_cookie(
+            name,
+            domain,
+            secure,
+            max_age,
+            labels=("cookie_name", "cookie"),
+            settings=("MSCLKID_COOKIE_NAME", "MSCLKID_COOKIE_DOMAIN", "MSCLKID_COOKIE_MAX_AGE"),
+            host_hint="; for a cookie shared across subdomains use cookie_name='__Secure-msclkid' with cookie_domain",
+        )
         if samesite not in ("Lax", "Strict"):
             raise ConfigError("cookie_samesite must be 'Lax' or 'Strict'", setting="cookie_samesite")
         if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 < max_age <= MAX_MAX_AGE:

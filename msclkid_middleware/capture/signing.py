@@ -27,6 +27,7 @@ __all__ = [
     "SecretKeys",
     "TimedSigner",
     "as_keys",
+    "check_cookie",
     "cookie_attributes",
     "deletion_header",
     "signers_for",
@@ -139,6 +140,53 @@ def signers_for(
     if not keys or any(not isinstance(k, str | bytes) or not k for k in keys):
         raise ConfigError(message, setting="MSCLKID_SECRET_KEYS")
     return tuple(TimedSigner(key, clock, salt) for key in reversed(keys))
+
+
+def check_cookie(
+    name: object,
+    domain: str | None,
+    secure: bool,
+    max_age: object,
+    *,
+    labels: tuple[str, str],
+    settings: tuple[str, str, str],
+    host_hint: str = "",
+) -> str | None:
+    """Check a cookie's name, domain, prefix rules and lifetime; the domain without a leading dot.
+
+    ``labels``: how the name option and the cookie are called in messages (``"cookie_name"``, ``"cookie"``);
+    ``settings``: the settings named in errors for the name, the domain and the lifetime.
+    """
+    name_label, what = labels
+    name_setting, domain_setting, age_setting = settings
+    if not isinstance(name, str) or COOKIE_NAME_PATTERN.fullmatch(name) is None:
+        raise ConfigError(
+            f"{name_label} must be 1-64 cookie token characters (letters, digits, '-', '_', ...)", setting=name_setting
+        )
+    if domain is not None:
+        domain = domain.lstrip(".")
+        if DOMAIN_PATTERN.fullmatch(domain) is None:
+            raise ConfigError(
+                "cookie_domain must be a bare domain such as 'example.com' (no scheme, port or path)",
+                setting=domain_setting,
+            )
+    if name.startswith("__Host-") and (domain is not None or not secure):
+        raise ConfigError(
+            f"a '__Host-' {what} must be Secure and have no Domain (browsers drop it otherwise){host_hint}",
+            setting=name_setting,
+        )
+    if name.startswith("__Secure-") and not secure:
+        raise ConfigError(
+            f"a '__Secure-' {what} must be Secure (browsers drop it otherwise); use a name without the prefix for "
+            "plain-http development",
+            setting=name_setting,
+        )
+    if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 < max_age <= MAX_MAX_AGE:
+        label = "max_age" if age_setting.startswith("MSCLKID_") else age_setting
+        raise ConfigError(
+            f"{label} must be between 1 second and 400 days (browsers cap cookies at 400 days)", setting=age_setting
+        )
+    return domain
 
 
 def cookie_attributes(*, domain: str | None, secure: bool, http_only: bool, samesite: SameSite) -> str:

@@ -22,17 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from msclkid_middleware.capture.signing import (
-    COOKIE_NAME_PATTERN,
-    DOMAIN_PATTERN,
-    MAX_MAX_AGE,
     SameSite,
     SecretKeys,
+    check_cookie,
     cookie_attributes,
     deletion_header,
     signers_for,
     verify_token,
 )
-from msclkid_middleware.errors import ConfigError
 
 __all__ = [
     "DEFAULT_VISITOR_MAX_AGE",
@@ -108,22 +105,14 @@ class VisitorCookie:
         signers = signers_for(
             secret_keys, clock, VISITOR_SALT, message="secret_keys: give at least one non-empty secret key"
         )
-        if not isinstance(name, str) or COOKIE_NAME_PATTERN.fullmatch(name) is None:
-            raise ConfigError("visitor_cookie_name must be 1-64 cookie token characters", setting="visitor_cookie_name")
-        if domain is not None and DOMAIN_PATTERN.fullmatch(domain.lstrip(".")) is None:
-            raise ConfigError("cookie_domain must be a bare domain such as 'example.com'", setting="cookie_domain")
-        domain = domain.lstrip(".") if domain is not None else None
-        if name.startswith("__Host-") and (domain is not None or not secure):
-            raise ConfigError(
-                "a '__Host-' visitor cookie must be Secure and have no Domain", setting="visitor_cookie_name"
-            )
-        if name.startswith("__Secure-") and not secure:
-            raise ConfigError("a '__Secure-' visitor cookie must be Secure", setting="visitor_cookie_name")
-        if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 < max_age <= MAX_MAX_AGE:
-            raise ConfigError(
-                "visitor_max_age must be between 1 second and 400 days (browsers cap cookies at 400 days)",
-                setting="visitor_max_age",
-            )
+        domain = check_cookie(
+            name,
+            domain,
+            secure,
+            max_age,
+            labels=("visitor_cookie_name", "visitor cookie"),
+            settings=("visitor_cookie_name", "cookie_domain", "visitor_max_age"),
+        )
         self.name = name
         self.domain = domain
         self.max_age = max_age
