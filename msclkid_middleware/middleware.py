@@ -199,8 +199,9 @@ class MsclkidMiddleware:
             if extra:
                 headers = [*headers, *extra]
             write = start_response(status, headers) if exc_info is None else start_response(status, headers, exc_info)
-            # The headers are out: now the write the decision asked for (never inside the decision).
-            capture.write_profile(decision, environ)
+            if decision.profile_write is not None:
+                # The headers are out: now the write the decision asked for (never inside the decision).
+                capture.write_profile(decision, environ)
             return write
 
         return wrapped
