@@ -292,10 +292,13 @@ def _page_url(environ: Mapping[str, Any]) -> str:
 def decision_of(request: Mapping[str, Any]) -> Decision | None:
     """The request's :class:`~msclkid_middleware.capture.decision.Decision`, or ``None`` without the middleware.
 
-    ``request`` is a WSGI environ.  An ASGI adapter stores the same Decision in ``scope["state"][STATE_KEY]``;
-    that lookup belongs here, beside this one, so get_click and friends accept either.
+    ``request`` is a WSGI environ, or an ASGI scope (``"type": "http"``) whose adapter stored the same Decision in
+    ``scope["state"][STATE_KEY]``: get_click and friends accept either, and pass it to the app's callbacks.
     """
     state = request.get(STATE_KEY)
+    if state is None and request.get("type") == "http":
+        scope_state = request.get("state")
+        state = scope_state.get(STATE_KEY) if isinstance(scope_state, Mapping) else None
     if isinstance(state, Decision):
         return state
     if isinstance(state, _Plain) and isinstance(request, dict):

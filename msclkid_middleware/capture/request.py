@@ -82,13 +82,13 @@ class RequestFacts(NamedTuple):
             if value is not None and value.__class__ is not str:
                 break
         else:
-            return cls(*values, False)  # type: ignore[arg-type]
+            return cls(*values, False)
         # A server broke the WSGI rule that values are str: such values are absent (not ours to judge).
         fixed = [value if value is None or isinstance(value, str) else None for value in values]
         for index, empty in ((0, "GET"), (1, "/"), (2, ""), (3, ""), (4, "http"), (5, ""), (15, "")):
             if fixed[index] is None:
                 fixed[index] = empty
-        return cls(*fixed, cookie is not None and not isinstance(cookie, str))  # type: ignore[arg-type]
+        return cls._make([*fixed, cookie is not None and not isinstance(cookie, str)])
 
 
 def parse_cookies(header: str, name: str = "") -> tuple[dict[str, str], list[str]]:

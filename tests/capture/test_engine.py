@@ -129,6 +129,18 @@ def test_page_view_needs_html_a_document_and_a_person() -> None:
     assert not capture.is_page_view(RequestFacts(user_agent="Mozilla/5.0", sec_fetch_dest="image"), "200 OK", html)
 
 
+def test_get_click_finds_a_decision_in_an_asgi_scope_state() -> None:
+    from msclkid_middleware.middleware import STATE_KEY, get_click, get_consent
+
+    decision = engine().decide(RequestFacts(query=f"msclkid={HEX}"))
+    scope = {"type": "http", "state": {STATE_KEY: decision}}
+    click = get_click(scope)
+    assert click is not None
+    assert click.msclkid == HEX
+    assert get_consent(scope) == Consent("granted", "default")
+    assert get_click({"type": "http"}) is None
+
+
 # Moved from tests/test_review_regressions.py (issue 17): the click's lifetime rule lives in the decision.
 def test_profile_click_older_than_the_cookie_lifetime_is_not_used() -> None:
     """The profile fallback keeps a click exactly as long as the cookie would: 90 days from the click."""
