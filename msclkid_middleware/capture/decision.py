@@ -32,7 +32,6 @@ from msclkid_middleware.capture.visitor import (
     VisitorCookie,
     uet_visitor_id,
 )
-from msclkid_middleware.redact import shorten
 
 if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.capture.profiles import ProfileStore
@@ -265,7 +264,9 @@ class Decision:
         saving = self.context.profile_store is not None
         if self.url_id and (self.cookie is None or self.cookie.msclkid != self.url_id):
             header = cookie.set_cookie(self.url_id, self.now)
-            self.context.log.debug("captured click %s from the landing URL", shorten(self.url_id))
+            # "%.6s…": the click ID cut for logs as redact.shorten does (capture imports only the foundation's
+            # errors and config), and only formatted when debug logging is on.
+            self.context.log.debug("captured click %.6s… from the landing URL", self.url_id)
             if saving:
                 self.profile_write = ProfileWrite(click_at(self.url_id, self.now, "url"), new=True)
         elif self.cookie is not None:

@@ -22,7 +22,6 @@ from msclkid_middleware.capture.consent import Consent
 from msclkid_middleware.capture.decision import AppRequest, Decision, DecisionContext, ProfileWrite, click_at
 from msclkid_middleware.capture.request import RequestFacts, parse_cookies
 from msclkid_middleware.errors import ConfigError
-from msclkid_middleware.redact import shorten
 
 __all__ = [
     "MAX_CAPTURE_BODY",
@@ -297,7 +296,7 @@ class CaptureEndpoint:
             if header:
                 headers.append(("Set-Cookie", header))
             saved = click_at(msclkid, decision.now, "snippet")
-            self.context.log.debug("captured click %s through the capture endpoint", shorten(msclkid))
+            self.context.log.debug("captured click %.6s… through the capture endpoint", msclkid)  # cut, as on landings
         if self.context.profile_store is not None:
             decision.profile_write = ProfileWrite(saved, new=True)
         return Answer("204 No Content", headers, decision=decision)
