@@ -86,7 +86,12 @@ class LoadedVisitor:
 
 
 class VisitorCookie:
-    """Encode, verify and emit the signed visitor-ID cookie (attributes checked once, here)."""
+    """Encode, verify and emit the signed visitor-ID cookie (attributes checked once, here).
+
+    It reads like :class:`~msclkid_middleware.capture.cookie.ClickCookie` on purpose (a kept repeat): both are
+    thin over :mod:`~msclkid_middleware.capture.signing`, but the payloads (a click ID and its capture time vs a
+    visitor ID), the lifetimes (fixed from the click vs refreshed daily) and the settings named in errors differ.
+    """
 
     __slots__ = ("_attributes", "_clock", "_deletion", "_signers", "clock_skew", "domain", "max_age", "name")
 
