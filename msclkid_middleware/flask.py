@@ -27,7 +27,7 @@ from msclkid_middleware.cli import LazyGroup as _LazyGroup
 from msclkid_middleware.cli.common import ENVIRON_META_KEY
 from msclkid_middleware.config import DEFAULT_STORE_FILENAME, Settings
 from msclkid_middleware.errors import ConfigError
-from msclkid_middleware.middleware import MsclkidMiddleware, get_click, get_consent
+from msclkid_middleware.middleware import MsclkidMiddleware, get_click, get_consent, render_page_tags
 
 if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.capture.clickid import Click
@@ -409,7 +409,6 @@ def msclkid_page_tags(
     """
     if not has_request_context():
         return Markup("")
-    from msclkid_middleware.dispatch.page_loads import render_page_tags
 
     state = Msclkid.state()
     middleware = state.middleware

@@ -6,9 +6,10 @@ import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from msclkid_middleware.capture import tcf
+from msclkid_middleware.capture.request import RequestFacts, parse_cookies
 from msclkid_middleware.capture.tcf import MICROSOFT_VENDOR_ID
 from msclkid_middleware.errors import ConfigError, TcfDecodeError
 
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_TCF_COOKIE",
     "Consent",
     "ConsentBasis",
+    "ConsentDecider",
     "ConsentPolicy",
     "ConsentState",
     "Resolver",
@@ -59,7 +61,31 @@ class Consent:
 
 Resolver = Callable[[Mapping[str, Any]], Consent | bool | str | None]
 """The app's own consent lookup: return a :class:`Consent`, ``True``/``False``, ``"granted"``/``"denied"``,
-or ``None`` for "no opinion" (the next signal decides).  It gets the WSGI environ."""
+or ``None`` for "no opinion" (the next signal decides).  It gets the framework's view of the request: the WSGI
+environ under :class:`~msclkid_middleware.middleware.MsclkidMiddleware`."""
+
+
+class ConsentDecider(Protocol):
+    """What capture needs from a consent policy (:class:`ConsentPolicy` is the one the package ships)."""
+
+    def decide(
+        self,
+        request: RequestFacts,
+        cookies: Mapping[str, str] | None = None,
+        *,
+        app_request: Mapping[str, Any] | None = None,
+    ) -> Consent: ...
+
+    def decide_reported(
+        self,
+        request: RequestFacts,
+        cookies: Mapping[str, str] | None = None,
+        *,
+        state: str | None = None,
+        tc_string: str | None = None,
+        app_request: Mapping[str, Any] | None = None,
+    ) -> Consent: ...
+
 
 #: Consent cookie values read as granted / denied (compared case-insensitively).
 DEFAULT_GRANTED_VALUES: tuple[str, ...] = ("granted", "true", "1", "yes", "allow", "accepted")
@@ -115,7 +141,6 @@ class ConsentPolicy:
         "_denied_values",
         "_granted_values",
         "_honor_gpc",
-        "_parse_cookie",
         "_resolver",
         "_tcf_allows",
         "_tcf_cookie_name",
@@ -153,9 +178,6 @@ class ConsentPolicy:
             )
         if isinstance(vendor_id, bool) or not isinstance(vendor_id, int) or not 1 <= vendor_id <= 0xFFFF:
             raise ConfigError("ConsentPolicy(vendor_id=...) must be an IAB vendor ID between 1 and 65535")
-        # werkzeug is imported when a policy is built, not when this pure module is imported.
-        from werkzeug.http import parse_cookie
-
         self._default: Literal["granted", "denied"] = default
         self._resolver = resolver
         self._honor_gpc = bool(honor_gpc)
@@ -164,7 +186,6 @@ class ConsentPolicy:
         self._denied_values = denied
         self._tcf_cookie_name = tcf_cookie_name
         self._vendor_id = vendor_id
-        self._parse_cookie = parse_cookie
         # A cookie whose name is not in the raw header is absent: skip parsing the header then.
         self._cookie_needles = tuple(n for n in (cookie_name, tcf_cookie_name) if n is not None)
         # A visitor sends the same TC string with every request; remember the last few verdicts
@@ -225,21 +246,31 @@ class ConsentPolicy:
         )
 
     # -- decisions ----------------------------------------------------------------------------------
-    def decide(self, environ: Mapping[str, Any], cookies: Mapping[str, str] | None = None) -> Consent:
+    def decide(
+        self,
+        request: RequestFacts | Mapping[str, Any],
+        cookies: Mapping[str, str] | None = None,
+        *,
+        app_request: Mapping[str, Any] | None = None,
+    ) -> Consent:
         """The decision for a request, from server-side signals only.  Never raises.
 
-        ``cookies`` are the request's parsed cookies when the caller has them already; otherwise
-        ``HTTP_COOKIE`` is parsed here (with werkzeug; for a repeated name the first value wins).
+        ``request`` is the request's :class:`~msclkid_middleware.capture.request.RequestFacts`, or a
+        CGI-style environ (WSGI, Django's ``request.META``) read into them.  ``app_request`` is what the
+        resolver gets (the environ itself when one was given; ``{}`` otherwise).  ``cookies`` are the
+        request's parsed cookies when the caller has them already; otherwise the ``Cookie`` header is
+        parsed here (for a repeated name the first value wins).
         """
-        return self._safely(environ, cookies, None, None)
+        return self._safely(request, cookies, None, None, app_request)
 
     def decide_reported(
         self,
-        environ: Mapping[str, Any],
+        request: RequestFacts | Mapping[str, Any],
         cookies: Mapping[str, str] | None = None,
         *,
         state: str | None = None,
         tc_string: str | None = None,
+        app_request: Mapping[str, Any] | None = None,
     ) -> Consent:
         """The decision for a capture request from the page's snippet.  Never raises.
 
@@ -247,27 +278,42 @@ class ConsentPolicy:
         ``None`` for no opinion; anything else counts as denied) and ``tc_string`` the CMP's TC
         string, which replaces the TCF cookie.  The resolver and GPC still come first.
         """
-        return self._safely(environ, cookies, state, tc_string)
+        return self._safely(request, cookies, state, tc_string, app_request)
 
     def _safely(
-        self, environ: Mapping[str, Any], cookies: Mapping[str, str] | None, state: str | None, tc_string: str | None
+        self,
+        request: RequestFacts | Mapping[str, Any],
+        cookies: Mapping[str, str] | None,
+        state: str | None,
+        tc_string: str | None,
+        app_request: Mapping[str, Any] | None,
     ) -> Consent:
         try:
-            return self._decide(environ, cookies, state, tc_string)
+            if not isinstance(request, RequestFacts):
+                if app_request is None:
+                    app_request = request
+                request = RequestFacts.from_environ(request)
+            return self._decide(request, cookies, state, tc_string, app_request)
         except Exception:  # the request path must never see an exception from here; deny instead
             _log.error("consent decision failed; treating the request as denied", exc_info=True)
             return _DENIED["default"]
 
     def _decide(
-        self, environ: Mapping[str, Any], cookies: Mapping[str, str] | None, state: str | None, tc_string: str | None
+        self,
+        request: RequestFacts,
+        cookies: Mapping[str, str] | None,
+        state: str | None,
+        tc_string: str | None,
+        app_request: Mapping[str, Any] | None,
     ) -> Consent:
         # 1. The app knows best (a logged-in user's stored choice, a geo lookup, ...).
         if self._resolver is not None:
-            decision = _ask_resolver(self._resolver, environ)
+            decision = _ask_resolver(self._resolver, app_request if app_request is not None else {})
             if decision is not None:
                 return decision
         # 2. Global Privacy Control: an opt-out the page's JavaScript cannot forge.
-        if self._honor_gpc and _gpc(environ):
+        gpc = request.sec_gpc
+        if self._honor_gpc and gpc is not None and gpc.strip() == "1":
             return _DENIED["gpc"]
         # 3. What the page's snippet reported (explicit msclkid('consent', ...) or data-consent).
         if state is not None:
@@ -282,9 +328,10 @@ class ConsentPolicy:
         # 4. and 5. need cookies; parse them at most once, and only when a wanted name is there.
         jar: Mapping[str, str] | None = cookies
         if jar is None and self._cookie_needles:
-            jar = self._cookies_from(environ)
-            if jar is None:
+            if request.cookie_unreadable:
+                _log.debug("the Cookie header is not a string; treating the request as denied")
                 return _DENIED["cookie"]
+            jar = self._cookies_from(request.cookie_header)
         try:
             if self._cookie_name is not None and jar:
                 decision = self._from_cookie(jar, self._cookie_name)
@@ -300,21 +347,11 @@ class ConsentPolicy:
         # 6. Nothing had an opinion.
         return _GRANTED["default"] if self._default == "granted" else _DENIED["default"]
 
-    def _cookies_from(self, environ: Mapping[str, Any]) -> Mapping[str, str] | None:
-        """The request's cookies, ``{}`` when none we read is present, ``None`` when they cannot be parsed."""
-        header = environ.get("HTTP_COOKIE")
-        if not header:
+    def _cookies_from(self, header: str) -> Mapping[str, str]:
+        """The request's cookies; ``{}`` when none we read is present (the header is not even parsed then)."""
+        if not header or not any(needle in header for needle in self._cookie_needles):
             return {}
-        if not isinstance(header, str):
-            _log.debug("HTTP_COOKIE is not a string; treating the request as denied")
-            return None
-        if not any(needle in header for needle in self._cookie_needles):
-            return {}
-        try:
-            return self._parse_cookie(header)
-        except Exception:  # werkzeug is lenient, so this means something truly odd; fail closed
-            _log.debug("Cookie header could not be parsed; treating the request as denied", exc_info=True)
-            return None
+        return parse_cookies(header)[0]
 
     def _from_cookie(self, jar: Mapping[str, str], name: str) -> Consent | None:
         value = _get(jar, name)
@@ -371,11 +408,6 @@ def _tcf_verdict(vendor_id: int) -> Callable[[str], bool]:
         return tc.vendor_allowed(vendor_id)
 
     return allows
-
-
-def _gpc(environ: Mapping[str, Any]) -> bool:
-    value = environ.get("HTTP_SEC_GPC")
-    return isinstance(value, str) and value.strip() == "1"
 
 
 def _get(jar: Mapping[str, str], name: str) -> str | None:

@@ -21,18 +21,22 @@ and unused base64 bits).
 
 from __future__ import annotations
 
-import hashlib
-import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
-
-from itsdangerous import BadData, SignatureExpired, Signer, TimestampSigner
-from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from msclkid_middleware.capture.clickid import is_valid_click_id
+from msclkid_middleware.capture.signing import (
+    MAX_MAX_AGE,
+    SameSite,
+    SecretKeys,
+    check_cookie,
+    cookie_attributes,
+    deletion_header,
+    signers_for,
+    verify_token,
+)
 from msclkid_middleware.errors import ConfigError
 
 __all__ = [
@@ -42,30 +46,18 @@ __all__ = [
     "MAX_SET_COOKIE_LENGTH",
     "ClickCookie",
     "LoadedCookie",
+    "SameSite",
 ]
 
 COOKIE_SALT = b"msclkid-middleware.click-cookie.v1"
 DEFAULT_MAX_AGE = 90 * 24 * 3600
 DEFAULT_CLOCK_SKEW = 300
-#: Browsers cap cookies at 400 days (RFC 6265bis); a longer Max-Age is silently shortened.
-MAX_MAX_AGE = 400 * 24 * 3600
 #: Hard cap on the whole ``Set-Cookie`` value.  Werkzeug only *warns* above 4093 bytes; a token
 #: for a 64-character ID with every attribute is about 250 bytes, so 1 KiB is generous headroom.
 MAX_SET_COOKIE_LENGTH = 1024
 
 _VERSION = b"1"
 _SEP = b"."
-# RFC 6265 cookie-name token characters (no separators, no CTLs, no whitespace).
-_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
-# Every token we issue: version, click ID, base64 timestamp and signature, dot-separated.
-_TOKEN = re.compile(r"[A-Za-z0-9_.-]+")
-# Unpadded base64: the last character of a segment of length 4n+2 (4n+3) carries 4 (2) unused
-# bits, which must be zero; length 4n+1 is never valid.  "" means any character.
-_LAST_CHAR = {0: "", 2: "AQgw", 3: "AEIMQUYcgkosw048"}
-# A host name or registrable domain: letters, digits, hyphens, dots; no port, no leading dot.
-_DOMAIN = re.compile(r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9-]{1,63}")
-
-SameSite = Literal["Lax", "Strict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,84 +70,6 @@ class LoadedCookie:
     timestamp: int
     #: Verified by an older key: re-issue it under the newest key.
     stale_key: bool
-
-
-class _TimedSigner(TimestampSigner):
-    """A TimestampSigner for one key and salt, with an injectable clock and the derived key cached.
-
-    itsdangerous derives the HMAC key from (secret, salt) on every call; with one key per
-    signer the derivation is done once, here.  The click cookie and the visitor cookie use it
-    with their own salts.
-    """
-
-    def __init__(self, secret_key: str | bytes, clock: Callable[[], float], salt: bytes = COOKIE_SALT) -> None:
-        super().__init__(secret_key, salt=salt, key_derivation="hmac", digest_method=hashlib.sha256)
-        self._clock = clock
-        self._derived = TimestampSigner.derive_key(self)
-
-    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        # This signer holds exactly one key, so every derivation yields the cached value.
-        return self._derived
-
-    def get_timestamp(self) -> int:
-        return int(self._clock())
-
-    def sign_at(self, value: bytes, timestamp: int) -> bytes:
-        """Sign ``value`` as if at ``timestamp`` (the click's capture time)."""
-        return Signer.sign(self, value + self.sep + base64_encode(int_to_bytes(timestamp)))
-
-
-def _verify_token(
-    token: str | None,
-    signers: tuple[_TimedSigner, ...],
-    *,
-    max_length: int,
-    max_age: int,
-    clock: Callable[[], float],
-    clock_skew: float,
-) -> tuple[bytes, datetime, int] | None:
-    """``(payload, signed_at, key index)`` of a token one of ``signers`` (newest first) signed, else ``None``.
-
-    ``None`` when absent, too long, not canonical, tampered, expired or dated further ahead than
-    ``clock_skew``.
-    """
-    if not token or len(token) > max_length or _TOKEN.fullmatch(token) is None:
-        # Only tokens in the alphabet we emit: itsdangerous' base64 decoding silently drops
-        # non-ASCII characters, which would make a decorated copy of a token verify.
-        return None
-    parts = token.split(".")
-    if len(parts) != 4:
-        return None
-    for part in parts[2:]:
-        # Canonical base64 only: a changed unused low bit in the last character decodes to the
-        # same bytes, so without this check one cookie would have several valid spellings.
-        allowed = _LAST_CHAR.get(len(part) % 4)
-        if not part or allowed is None or (allowed and part[-1] not in allowed):
-            return None
-    for index, signer in enumerate(signers):
-        try:
-            value, signed_at = signer.unsign(token, max_age=max_age, return_timestamp=True)
-        except SignatureExpired as exc:
-            # Raised only after the signature verified.  Dated in the future within the skew
-            # allowance: another host's clock runs ahead, accept.  Too old or too new: absent.
-            if exc.date_signed is None or not isinstance(exc.payload, bytes):
-                return None
-            ahead = exc.date_signed.timestamp() - clock()
-            if not 0 < ahead <= clock_skew:
-                return None
-            value, signed_at = exc.payload, exc.date_signed
-        except BadData:
-            continue  # not this key (or garbage): try the next one
-        return value, signed_at, index
-    return None
-
-
-def _as_keys(secret_keys: str | bytes | Iterable[str | bytes] | None) -> tuple[str | bytes, ...]:
-    if secret_keys is None:
-        return ()
-    if isinstance(secret_keys, str | bytes):
-        return (secret_keys,)
-    return tuple(secret_keys)
 
 
 class ClickCookie:
@@ -181,7 +95,7 @@ class ClickCookie:
 
     def __init__(
         self,
-        secret_keys: str | bytes | Iterable[str | bytes] | None,
+        secret_keys: SecretKeys,
         *,
         name: str = "__Host-msclkid",
         domain: str | None = None,
@@ -192,37 +106,22 @@ class ClickCookie:
         clock_skew: int = DEFAULT_CLOCK_SKEW,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        keys = _as_keys(secret_keys)
-        if not keys or any(not isinstance(k, str | bytes) or not k for k in keys):
-            raise ConfigError(
-                "secret_keys: give at least one non-empty secret key (a list, oldest to newest), for example "
-                "secret_keys=[os.environ['MSCLKID_SECRET_KEYS']]",
-                setting="MSCLKID_SECRET_KEYS",
-            )
-        if not isinstance(name, str) or _COOKIE_NAME.fullmatch(name) is None:
-            raise ConfigError(
-                "cookie_name must be 1-64 cookie token characters (letters, digits, '-', '_', ...)",
-                setting="MSCLKID_COOKIE_NAME",
-            )
-        if domain is not None:
-            domain = domain.lstrip(".")
-            if _DOMAIN.fullmatch(domain) is None:
-                raise ConfigError(
-                    "cookie_domain must be a bare domain such as 'example.com' (no scheme, port or path)",
-                    setting="MSCLKID_COOKIE_DOMAIN",
-                )
-        if name.startswith("__Host-") and (domain is not None or not secure):
-            raise ConfigError(
-                "a '__Host-' cookie must be Secure and have no Domain (browsers drop it otherwise); for a cookie "
-                "shared across subdomains use cookie_name='__Secure-msclkid' with cookie_domain",
-                setting="MSCLKID_COOKIE_NAME",
-            )
-        if name.startswith("__Secure-") and not secure:
-            raise ConfigError(
-                "a '__Secure-' cookie must be Secure (browsers drop it otherwise); use a name without the "
-                "prefix for plain-http development",
-                setting="MSCLKID_COOKIE_NAME",
-            )
+        signers = signers_for(
+            secret_keys,
+            clock,
+            COOKIE_SALT,
+            message="secret_keys: give at least one non-empty secret key (a list, oldest to newest), for example "
+            "secret_keys=[os.environ['MSCLKID_SECRET_KEYS']]",
+        )
+        domain = check_cookie(
+            name,
+            domain,
+            secure,
+            max_age,
+            labels=("cookie_name", "cookie"),
+            settings=("MSCLKID_COOKIE_NAME", "MSCLKID_COOKIE_DOMAIN", "MSCLKID_COOKIE_MAX_AGE"),
+            host_hint="; for a cookie shared across subdomains use cookie_name='__Secure-msclkid' with cookie_domain",
+        )
         if samesite not in ("Lax", "Strict"):
             raise ConfigError("cookie_samesite must be 'Lax' or 'Strict'", setting="cookie_samesite")
         if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 < max_age <= MAX_MAX_AGE:
@@ -241,18 +140,9 @@ class ClickCookie:
         self.max_age = max_age
         self.clock_skew = clock_skew
         self._clock = clock
-        # Newest first: the common case (a cookie signed with the current key) costs one HMAC.
-        self._signers = tuple(_TimedSigner(key, clock) for key in reversed(keys))
-        parts = ["Path=/"]
-        if domain is not None:
-            parts.append(f"Domain={domain}")
-        if secure:
-            parts.append("Secure")
-        if http_only:
-            parts.append("HttpOnly")
-        parts.append(f"SameSite={samesite}")
-        self._attributes = "; " + "; ".join(parts)
-        self._deletion = f"{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{self._attributes}"
+        self._signers = signers
+        self._attributes = cookie_attributes(domain=domain, secure=secure, http_only=http_only, samesite=samesite)
+        self._deletion = deletion_header(name, self._attributes)
         longest = f"{name}={'x' * 160}; Max-Age={MAX_MAX_AGE}{self._attributes}"
         if len(longest) > MAX_SET_COOKIE_LENGTH:
             raise ConfigError(
@@ -271,13 +161,27 @@ class ClickCookie:
 
     def decode(self, token: str | None) -> LoadedCookie | None:
         """Verify ``token``; ``None`` when it is absent, tampered, expired, too new or unparsable."""
-        verified = _verify_token(
+        verified = verify_token(
             token, self._signers, max_length=512, max_age=self.max_age, clock=self._clock, clock_skew=self.clock_skew
         )
         if verified is None:
             return None
         value, signed_at, index = verified
         return self._parse(value, signed_at, stale_key=index > 0)
+
+    def decode_newest(self, tokens: list[str]) -> LoadedCookie | None:
+        """The newest verified click among several values of our cookie (a duplicate tossed from a subdomain
+        in ``__Secure-`` mode must not hide the real one); at most 8 are looked at."""
+        best: LoadedCookie | None = None
+        for token in tokens[:8]:
+            loaded = self.decode(token)
+            if loaded is not None and (
+                best is None
+                or loaded.timestamp > best.timestamp
+                or (loaded.timestamp == best.timestamp and best.stale_key and not loaded.stale_key)
+            ):
+                best = loaded
+        return best
 
     @staticmethod
     def _parse(value: bytes, signed_at: datetime, *, stale_key: bool) -> LoadedCookie | None:

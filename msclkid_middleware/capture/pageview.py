@@ -12,13 +12,14 @@ a browser marks as not loading a document (``Sec-Fetch-Dest`` other than ``docum
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from msclkid_middleware.capture.clickid import Click
 from msclkid_middleware.capture.consent import Consent
+from msclkid_middleware.capture.request import RequestFacts
 from msclkid_middleware.errors import ConfigError
 
 __all__ = [
@@ -158,15 +159,15 @@ def is_html_document(status: str, headers: Iterable[tuple[str, str]]) -> bool:
     return False
 
 
-def is_document_request(environ: Mapping[str, Any]) -> bool:
+def is_document_request(request: RequestFacts) -> bool:
     """False when the browser says this request does not load a page a person sees."""
-    dest = environ.get("HTTP_SEC_FETCH_DEST")
+    dest = request.sec_fetch_dest
     if dest is not None and dest not in ("document", "iframe", "frame"):
         return False
-    purpose = environ.get("HTTP_SEC_PURPOSE") or environ.get("HTTP_PURPOSE") or environ.get("HTTP_X_PURPOSE")
+    purpose = request.purpose
     if purpose and "prefetch" in purpose.lower():
         return False
-    return not environ.get("HTTP_HX_REQUEST")
+    return not request.hx_request
 
 
 def is_bot(pattern: re.Pattern[str] | None, user_agent: str | None) -> bool:

@@ -18,19 +18,18 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from msclkid_middleware.capture.cookie import (
-    _COOKIE_NAME,
-    _DOMAIN,
-    MAX_MAX_AGE,
+from msclkid_middleware.capture.signing import (
     SameSite,
-    _as_keys,
-    _TimedSigner,
-    _verify_token,
+    SecretKeys,
+    check_cookie,
+    cookie_attributes,
+    deletion_header,
+    signers_for,
+    verify_token,
 )
-from msclkid_middleware.errors import ConfigError
 
 __all__ = [
     "DEFAULT_VISITOR_MAX_AGE",
@@ -87,13 +86,18 @@ class LoadedVisitor:
 
 
 class VisitorCookie:
-    """Encode, verify and emit the signed visitor-ID cookie (attributes checked once, here)."""
+    """Encode, verify and emit the signed visitor-ID cookie (attributes checked once, here).
+
+    It reads like :class:`~msclkid_middleware.capture.cookie.ClickCookie` on purpose (a kept repeat): both are
+    thin over :mod:`~msclkid_middleware.capture.signing`, but the payloads (a click ID and its capture time vs a
+    visitor ID), the lifetimes (fixed from the click vs refreshed daily) and the settings named in errors differ.
+    """
 
     __slots__ = ("_attributes", "_clock", "_deletion", "_signers", "clock_skew", "domain", "max_age", "name")
 
     def __init__(
         self,
-        secret_keys: str | bytes | Iterable[str | bytes] | None,
+        secret_keys: SecretKeys,
         *,
         name: str,
         domain: str | None = None,
@@ -103,40 +107,26 @@ class VisitorCookie:
         clock_skew: int = 300,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        keys = _as_keys(secret_keys)
-        if not keys or any(not isinstance(k, str | bytes) or not k for k in keys):
-            raise ConfigError("secret_keys: give at least one non-empty secret key", setting="MSCLKID_SECRET_KEYS")
-        if not isinstance(name, str) or _COOKIE_NAME.fullmatch(name) is None:
-            raise ConfigError("visitor_cookie_name must be 1-64 cookie token characters", setting="visitor_cookie_name")
-        if domain is not None and _DOMAIN.fullmatch(domain.lstrip(".")) is None:
-            raise ConfigError("cookie_domain must be a bare domain such as 'example.com'", setting="cookie_domain")
-        domain = domain.lstrip(".") if domain is not None else None
-        if name.startswith("__Host-") and (domain is not None or not secure):
-            raise ConfigError(
-                "a '__Host-' visitor cookie must be Secure and have no Domain", setting="visitor_cookie_name"
-            )
-        if name.startswith("__Secure-") and not secure:
-            raise ConfigError("a '__Secure-' visitor cookie must be Secure", setting="visitor_cookie_name")
-        if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 < max_age <= MAX_MAX_AGE:
-            raise ConfigError(
-                "visitor_max_age must be between 1 second and 400 days (browsers cap cookies at 400 days)",
-                setting="visitor_max_age",
-            )
+        signers = signers_for(
+            secret_keys, clock, VISITOR_SALT, message="secret_keys: give at least one non-empty secret key"
+        )
+        domain = check_cookie(
+            name,
+            domain,
+            secure,
+            max_age,
+            labels=("visitor_cookie_name", "visitor cookie"),
+            settings=("visitor_cookie_name", "cookie_domain", "visitor_max_age"),
+        )
         self.name = name
         self.domain = domain
         self.max_age = max_age
         self.clock_skew = clock_skew
         self._clock = clock
-        self._signers = tuple(_TimedSigner(key, clock, VISITOR_SALT) for key in reversed(keys))
-        parts = ["Path=/"]
-        if domain is not None:
-            parts.append(f"Domain={domain}")
-        if secure:
-            parts.append("Secure")
+        self._signers = signers
         # HttpOnly: page scripts get the ID from the server-rendered tag, never from the cookie.
-        parts.extend(("HttpOnly", f"SameSite={samesite}"))
-        self._attributes = "; " + "; ".join(parts)
-        self._deletion = f"{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{self._attributes}"
+        self._attributes = cookie_attributes(domain=domain, secure=secure, http_only=True, samesite=samesite)
+        self._deletion = deletion_header(name, self._attributes)
 
     @staticmethod
     def new_id() -> str:
@@ -151,7 +141,7 @@ class VisitorCookie:
 
     def decode(self, token: str | None) -> LoadedVisitor | None:
         """Verify ``token``; ``None`` when absent, tampered, expired, too new or unparsable."""
-        verified = _verify_token(
+        verified = verify_token(
             token, self._signers, max_length=256, max_age=self.max_age, clock=self._clock, clock_skew=self.clock_skew
         )
         if verified is None:

@@ -19,31 +19,25 @@ the URL); ``"off"`` (``for_mode`` only) records nothing.
 from __future__ import annotations
 
 import atexit
-import html
 import logging
 import os
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from msclkid_middleware.capture.pageview import PageView
 from msclkid_middleware.errors import ConfigError, ValidationError
-from msclkid_middleware.middleware import get_anonymous_id, get_consent, get_page_load_id, set_page_title
 
 if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.dispatch.tracker import ConversionTracker
 
 __all__ = [
     "DEFAULT_PIXEL_URL",
-    "DEFAULT_SYNC_SCRIPT_SRC",
     "PageLoadMode",
     "PageLoadRecorder",
-    "PageTags",
     "page_load_event_id",
-    "render_page_tags",
 ]
 
 logger = logging.getLogger("msclkid_middleware.dispatch.page_loads")
@@ -52,8 +46,6 @@ PageLoadMode = Literal["landing", "html"]
 _MODES = ("off", "landing", "html")
 #: Microsoft's ID-sync pixel (reference: UET CAPI guide, "client-side ID sync").
 DEFAULT_PIXEL_URL = "https://c.bing.com/c.gif"
-#: Where :class:`~msclkid_middleware.middleware.MsclkidMiddleware` serves the ID-sync script by default.
-DEFAULT_SYNC_SCRIPT_SRC = "/_msclkid-sync.js"
 _STOP: Any = object()
 
 
@@ -291,53 +283,3 @@ class PageLoadRecorder:
                     self.record(view)
                 finally:
                     self._done()
-
-
-class PageTags(str):
-    """HTML we built and escaped ourselves: Jinja (``__html__``) inserts it as it is, without ``|safe``."""
-
-    __slots__ = ()
-
-    def __html__(self) -> str:
-        return str(self)
-
-
-def render_page_tags(
-    environ: Mapping[str, Any],
-    *,
-    customer_id: str | int | None,
-    title: str | None = None,
-    script_src: str = DEFAULT_SYNC_SCRIPT_SRC,
-    pixel_url: str | None = None,
-    external_id: str | None = None,
-    nonce: str | None = None,
-) -> PageTags:
-    """HTML for a page's ``<head>``: the page-load ID ``<meta>`` the snippet reads, and (with consent and an
-    anonymous ID) the ID-sync script tag.  Put it before the snippet's ``<script>``.
-
-    - ``customer_id``: the Microsoft Advertising *customer* ID (``MSADS_CUSTOMER_ID``) for ``Red3=BACID_...``;
-      without it no sync tag is rendered.
-    - ``title``: the page title for the server's ``pageLoad`` event (``pageTitle``).
-    - ``pixel_url``: another pixel URL than ``https://c.bing.com/c.gif`` (tests point it at a local route).
-    - ``external_id``: an anonymised signed-in user ID (never an email or a database key), sent as ``uid``.
-    - ``nonce``: the page's Content-Security-Policy nonce, if it uses one.
-    """
-    if title is not None:
-        set_page_title(environ, title)
-    page_load_id = get_page_load_id(environ)
-    parts: list[str] = []
-    if page_load_id is not None:
-        parts.append(f'<meta name="msclkid-page-load-id" content="{page_load_id}">')
-    consent = get_consent(environ)
-    vid = get_anonymous_id(environ) if consent is not None and consent.granted else None
-    cid = str(customer_id).strip() if customer_id is not None else ""
-    if vid and cid.isdigit():
-        attrs = [f'src="{html.escape(script_src)}"', f'data-cid="{cid}"', f'data-vid="{vid}"']
-        if pixel_url:
-            attrs.append(f'data-pixel="{html.escape(pixel_url)}"')
-        if external_id:
-            attrs.append(f'data-uid="{html.escape(external_id)}"')
-        if nonce:
-            attrs.append(f'nonce="{html.escape(nonce)}"')
-        parts.append(f"<script {' '.join(attrs)} async></script>")
-    return PageTags("\n".join(parts))

@@ -25,9 +25,9 @@ from werkzeug.serving import make_server
 from msclkid_middleware.capture.consent import ConsentPolicy
 from msclkid_middleware.capture.visitor import VisitorCookie
 from msclkid_middleware.config import Settings
-from msclkid_middleware.dispatch.page_loads import PageLoadRecorder, render_page_tags
+from msclkid_middleware.dispatch.page_loads import PageLoadRecorder
 from msclkid_middleware.dispatch.tracker import ConversionTracker
-from msclkid_middleware.middleware import MsclkidMiddleware, get_anonymous_id, get_click, get_consent
+from msclkid_middleware.middleware import MsclkidMiddleware, get_anonymous_id, get_click, get_consent, render_page_tags
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "msclkid_middleware" / "static"
 SOURCE = STATIC / "msclkid.js"
 MINIFIED = STATIC / "msclkid.min.js"

@@ -17,7 +17,7 @@ from msclkid_middleware import cli
 from msclkid_middleware.flask import Msclkid, cli_group
 from msclkid_middleware.testing import EmulatorHandle
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(autouse=True)

@@ -473,7 +473,7 @@ def test_property_mutated_valid_strings_never_raise_anything_else(data: st.DataO
 
 
 def _load_fuzz_harness() -> Any:
-    path = Path(__file__).resolve().parent.parent / "fuzz" / "fuzz_tcf.py"
+    path = Path(__file__).resolve().parents[2] / "fuzz" / "fuzz_tcf.py"
     spec = importlib.util.spec_from_file_location("fuzz_tcf", path)
     assert spec is not None
     assert spec.loader is not None
@@ -484,7 +484,7 @@ def _load_fuzz_harness() -> Any:
 
 def test_fuzz_harness_seed_corpus_passes() -> None:
     harness = _load_fuzz_harness()
-    corpus = sorted((Path(__file__).resolve().parent.parent / "fuzz" / "corpus_tcf").iterdir())
+    corpus = sorted((Path(__file__).resolve().parents[2] / "fuzz" / "corpus_tcf").iterdir())
     assert len(corpus) >= 10
     for seed in corpus:
         harness.check_one(seed.read_bytes())

@@ -19,7 +19,7 @@ from msclkid_middleware.flask import CONFIG_DEFAULTS, EXTENSION_KEY, Msclkid, cu
 from msclkid_middleware.middleware import MsclkidMiddleware
 from msclkid_middleware.testing import EmulatorHandle
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def add_views(app: Flask) -> None:

@@ -12,7 +12,7 @@ from flask_helpers import CLICK
 
 from msclkid_middleware.flask import Msclkid
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_readme_flask_quick_start_runs(tmp_path: Path) -> None:

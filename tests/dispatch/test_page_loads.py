@@ -244,7 +244,7 @@ def test_after_close_views_are_recorded_inline(ms: EmulatorHandle, tracker: Conv
 
 def test_docs_plain_wsgi_recipe_runs(ms: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The recipe in docs/uet.md, as written, against the emulator."""
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "uet.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "uet.md").read_text()
     (block,) = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
     for name, value in ms.env.items():
         monkeypatch.setenv(name, value)

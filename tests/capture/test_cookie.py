@@ -215,7 +215,7 @@ def test_decode_never_raises_on_garbage(value: str) -> None:
 
 
 def test_every_unsign_call_in_the_package_passes_max_age() -> None:
-    package = pathlib.Path(__file__).resolve().parent.parent / "msclkid_middleware"
+    package = pathlib.Path(__file__).resolve().parents[2] / "msclkid_middleware"
     offenders = []
     checked = 0
     for path in package.rglob("*.py"):
@@ -260,3 +260,15 @@ def test_non_canonical_base64_spellings_are_rejected() -> None:
     assert twins
     for twin in twins:
         assert c.decode(valid[:-1] + twin) is None
+
+
+@given(st.binary(min_size=1, max_size=100), st.binary(max_size=300))
+def test_prepared_hmac_equals_the_standard_library(key: bytes, value: bytes) -> None:
+    import hmac
+
+    from msclkid_middleware.capture.signing import HmacSha256
+
+    algorithm = HmacSha256(key)
+    assert algorithm.get_signature(key, value) == hmac.digest(key, value, "sha256")
+    assert algorithm.get_signature(b"other", value) == hmac.digest(b"other", value, "sha256")
+    assert algorithm.verify_signature(key, value, hmac.digest(key, value, "sha256"))

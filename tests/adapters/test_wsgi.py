@@ -687,7 +687,7 @@ def test_building_the_middleware_loads_no_heavy_modules() -> None:
         "mw = MsclkidMiddleware(lambda e, s: [], secret_keys=['k'])\n"
         "print(','.join(m for m in ('requests', 'sqlite3', 'flask', 'psycopg') if m in sys.modules))\n"
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(root)}
     )
@@ -717,3 +717,16 @@ def test_locked_sqlite_profile_store_does_not_affect_the_response(
     assert seen(result)[:2] == (HEX, "url")
     assert len(result.set_cookies) == 1
     assert any("profile store write failed" in r.getMessage() for r in caplog.records)
+
+
+def test_testing_make_click_cookie_round_trips_through_the_middleware() -> None:
+    """DESIGN section 3 promises ``testing.make_click_cookie`` for shops' own tests."""
+    from msclkid_middleware.testing import make_click_cookie
+
+    mw = middleware(secret_keys=["old", "new"])
+    header = make_click_cookie(HEX, ["old", "new"], captured_at=T0 - 3600)
+    assert header.startswith("__Host-msclkid=")
+    result = call(mw, make_environ(cookie=header))
+    assert seen(result)[:2] == (HEX, "cookie")
+    assert result.set_cookies == []  # signed with the newest key: nothing to re-issue
+    assert seen(call(mw, make_environ(cookie=make_click_cookie(HEX, ["other"]))))[:2] == ("-", "-")

@@ -29,7 +29,7 @@ from flask_helpers import CLICK, AppFactory
 from msclkid_middleware.flask import Msclkid
 from msclkid_middleware.testing import EmulatorHandle
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def dispatch_threads() -> list[threading.Thread]:

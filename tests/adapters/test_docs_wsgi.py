@@ -8,7 +8,7 @@ from typing import Any
 
 from werkzeug.test import Client
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "wsgi.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "wsgi.md"
 
 
 def python_blocks() -> list[str]:

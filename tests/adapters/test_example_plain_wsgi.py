@@ -12,7 +12,7 @@ from types import ModuleType
 import requests
 from werkzeug.test import Client
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_example() -> ModuleType:

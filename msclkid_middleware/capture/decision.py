@@ -1,0 +1,302 @@
+"""One request's capture decision: read once, decided on first use, never touching the request again (pure).
+
+A :class:`Decision` holds the request's :class:`~msclkid_middleware.capture.request.RequestFacts` and what
+was read from them (the URL's click ID, our verified cookie, UET's cookie).  Everything else (consent, the
+click, the anonymous ID, the ``Set-Cookie`` values) is worked out the first time it is asked for, and at
+most once, so a request whose app never asks costs nothing.  The app's own callbacks (consent resolver,
+``visitor_id``) take the framework's view of the request, ``app_request`` (the WSGI environ, an ASGI
+scope): it is passed into each call, never kept, so a Decision never references its request.
+
+Writes are not done here: :attr:`Decision.profile_write` says which click the profile store should get,
+and the adapter has the engine write it once the response headers are out.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from msclkid_middleware.capture.clickid import Click, ClickSource
+from msclkid_middleware.capture.consent import Consent, ConsentDecider
+from msclkid_middleware.capture.cookie import ClickCookie, LoadedCookie
+from msclkid_middleware.capture.pageview import AnonymousIdSource
+from msclkid_middleware.capture.request import RequestFacts, parse_cookies
+from msclkid_middleware.capture.visitor import (
+    UET_VISITOR_COOKIE,
+    VISITOR_REFRESH_AFTER,
+    LoadedVisitor,
+    VisitorCookie,
+    uet_visitor_id,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from msclkid_middleware.capture.profiles import ProfileStore
+
+__all__ = ["AppRequest", "Decision", "DecisionContext", "ProfileWrite", "VisitorId", "click_at"]
+
+#: The framework's view of the request, handed to the app's callbacks: a WSGI environ, an ASGI scope.
+AppRequest = Mapping[str, Any]
+VisitorId = Callable[[AppRequest], str | None]
+
+_UNSET: Any = object()
+
+
+def click_at(msclkid: str, timestamp: int, source: ClickSource) -> Click:
+    """A :class:`Click` captured at ``timestamp`` (seconds since the epoch)."""
+    return Click(msclkid, datetime.fromtimestamp(timestamp, UTC), source)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionContext:
+    """The configured parts a decision uses (built once by :class:`~msclkid_middleware.capture.engine.Capture`)."""
+
+    cookie: ClickCookie
+    visitor_cookie: VisitorCookie | None
+    consent: ConsentDecider
+    visitor_id: VisitorId | None
+    profile_store: ProfileStore | None
+    clock: Callable[[], float]
+    #: Failures are logged by the adapter's logger, so operators filter one name per integration.
+    log: logging.Logger
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileWrite:
+    """A click the profile store should get for this request's visitor (``new``: not merely seen again)."""
+
+    click: Click
+    new: bool
+
+
+class Decision:
+    """Everything capture knows about one request; each value computed lazily, at most once."""
+
+    __slots__ = (
+        "_anon",
+        "_anon_new",
+        "_click",
+        "_consent",
+        "_headers",
+        "_page_load_id",
+        "_visitor",
+        "_vloaded",
+        "anonymous_id_source",
+        "context",
+        "cookie",
+        "cookie_present",
+        "cookies",
+        "facts",
+        "now",
+        "page_view",
+        "profile_write",
+        "sent",
+        "title",
+        "uet_id",
+        "url_id",
+    )
+
+    def __init__(
+        self,
+        context: DecisionContext,
+        facts: RequestFacts,
+        *,
+        url_id: str | None = None,
+        cookie: LoadedCookie | None = None,
+        cookie_present: bool = False,
+        uet_id: str | None = None,
+        cookies: dict[str, str] | None = None,
+        consent: Consent | None = None,
+    ) -> None:
+        self.context = context
+        self.facts = facts
+        self.now = int(context.clock())
+        self.url_id = url_id
+        self.cookie = cookie
+        self.cookie_present = cookie_present
+        self.uet_id = uet_id
+        self.cookies = cookies
+        self._consent = consent
+        self._click: Click | None = _UNSET
+        self._visitor: str | None = _UNSET
+        self._headers: list[tuple[str, str]] | None = None
+        #: Set with the response headers: the click the profile store gets once they are out.
+        self.profile_write: ProfileWrite | None = None
+        # Page views and the anonymous visitor ID (issue 13): all lazy, so a request that never asks costs nothing.
+        self._anon: str | None = _UNSET
+        self._anon_new = False
+        self.anonymous_id_source: AnonymousIdSource | None = None
+        self._vloaded: LoadedVisitor | None = None
+        self._page_load_id: str | None = None
+        #: The response is a page view to report (set by the adapter when the response starts).
+        self.page_view = False
+        #: The response headers are out: too late for a Set-Cookie.
+        self.sent = False
+        self.title: str | None = None
+
+    # -- lazily computed values ----------------------------------------------------------------
+    def consent(self, app_request: AppRequest) -> Consent:
+        if self._consent is None:
+            try:
+                self._consent = self.context.consent.decide(self.facts, self.cookies, app_request=app_request)
+                if not isinstance(self._consent, Consent):
+                    raise TypeError("the consent policy did not return a Consent")
+            except Exception:
+                self.context.log.warning("consent policy failed; treating the request as denied", exc_info=True)
+                self._consent = Consent.denied_by("default")
+        return self._consent
+
+    def visitor(self, app_request: AppRequest) -> str | None:
+        if self._visitor is _UNSET:
+            self._visitor = None
+            if self.context.visitor_id is not None:
+                try:
+                    vid = self.context.visitor_id(app_request)
+                    self._visitor = vid if isinstance(vid, str) and vid else None
+                except Exception:
+                    self.context.log.warning(
+                        "visitor_id callable failed; no profile used for this request", exc_info=True
+                    )
+        return self._visitor
+
+    def click(self, app_request: AppRequest) -> Click | None:
+        if self._click is _UNSET:
+            self._click = None
+            try:
+                self._click = self._resolve_click(app_request)
+            except Exception:
+                self.context.log.warning("could not resolve the click for this request", exc_info=True)
+        return self._click
+
+    def jar(self) -> dict[str, str]:
+        """The request's cookies (parsed once; requests that carried nothing of ours parse them on first use)."""
+        if self.cookies is None:
+            self.cookies = parse_cookies(self.facts.cookie_header)[0]
+        return self.cookies
+
+    def page_load_id(self) -> str:
+        if self._page_load_id is None:
+            self._page_load_id = str(uuid.uuid4())
+        return self._page_load_id
+
+    def anonymous_id(self, app_request: AppRequest) -> str | None:
+        if self._anon is _UNSET:
+            self._anon = None
+            try:
+                self._anon = self._resolve_anonymous(app_request)
+            except Exception:
+                self.context.log.warning("could not resolve the anonymous visitor ID for this request", exc_info=True)
+        return self._anon
+
+    def _resolve_anonymous(self, app_request: AppRequest) -> str | None:
+        jar = self.jar()
+        if not self.consent(app_request).granted:
+            return None  # as UET itself: no first-party cookie is read or written without consent
+        uet = uet_visitor_id(jar.get(UET_VISITOR_COOKIE))
+        if uet is not None:
+            self.anonymous_id_source = "uet"
+            return uet
+        cookie = self.context.visitor_cookie
+        if cookie is None:
+            return None
+        self._vloaded = cookie.decode(jar.get(cookie.name))
+        if self._vloaded is not None:
+            self.anonymous_id_source = "cookie"
+            return self._vloaded.visitor_id
+        if self.sent:
+            return None  # too late for a Set-Cookie: an ID we could not keep would not match the next one
+        self._anon_new = True
+        self.anonymous_id_source = "cookie"
+        return cookie.new_id()
+
+    def _resolve_click(self, app_request: AppRequest) -> Click | None:
+        context = self.context
+        if not (self.url_id or self.cookie or self.uet_id or context.profile_store is not None):
+            return None
+        if not self.consent(app_request).granted:
+            return None
+        if self.url_id:
+            # Reloading the landing URL is not a new click: keep the time it was first captured.
+            same = self.cookie is not None and self.cookie.msclkid == self.url_id
+            ts = self.cookie.timestamp if same and self.cookie is not None else self.now
+            return click_at(self.url_id, ts, "url")
+        if self.cookie is not None:
+            return Click(self.cookie.msclkid, self.cookie.captured_at, "cookie")
+        if self.uet_id:
+            # UET's cookie carries no click time: the time we saw it is the best we know.
+            return click_at(self.uet_id, self.now, "uet_cookie")
+        store = context.profile_store
+        visitor = self.visitor(app_request)
+        if store is None or visitor is None:
+            return None
+        try:
+            saved = store.get(visitor)
+        except Exception:
+            context.log.warning("profile store read failed; no profile click for this request", exc_info=True)
+            return None
+        # A stored click lives exactly as long as its cookie would (max_age from the click, not sliding):
+        # an older one is outside every conversion window Microsoft allows and must not be attributed.
+        if saved is not None and saved.captured_at.timestamp() + context.cookie.max_age <= self.now:
+            return None
+        return saved
+
+    # -- the response side ---------------------------------------------------------------------
+    def response_headers(self, app_request: AppRequest) -> list[tuple[str, str]]:
+        """Our click-cookie ``Set-Cookie`` header(s) for this response; computed once, never raises."""
+        if self._headers is None:
+            self._headers = []
+            try:
+                self._headers = self._decide_headers(app_request)
+            except Exception:
+                self.context.log.warning("click cookie handling failed; response left untouched", exc_info=True)
+        return self._headers
+
+    def _decide_headers(self, app_request: AppRequest) -> list[tuple[str, str]]:
+        cookie = self.context.cookie
+        if not (self.url_id or self.cookie_present or self.uet_id):
+            return []
+        if not self.consent(app_request).granted:
+            return [("Set-Cookie", cookie.delete_cookie())] if self.cookie_present else []
+        header: str | None = None
+        saving = self.context.profile_store is not None
+        if self.url_id and (self.cookie is None or self.cookie.msclkid != self.url_id):
+            header = cookie.set_cookie(self.url_id, self.now)
+            # "%.6s…": the click ID cut for logs as redact.shorten does (capture imports only the foundation's
+            # errors and config), and only formatted when debug logging is on.
+            self.context.log.debug("captured click %.6s… from the landing URL", self.url_id)
+            if saving:
+                self.profile_write = ProfileWrite(click_at(self.url_id, self.now, "url"), new=True)
+        elif self.cookie is not None:
+            if self.cookie.stale_key:
+                # Signed with an older key: re-issue under the newest key, same click time.
+                header = cookie.set_cookie(self.cookie.msclkid, self.cookie.timestamp)
+            if saving:
+                saved = Click(self.cookie.msclkid, self.cookie.captured_at, "cookie")
+                self.profile_write = ProfileWrite(saved, new=False)
+        return [("Set-Cookie", header)] if header else []
+
+    def visitor_headers(self, app_request: AppRequest) -> list[tuple[str, str]]:
+        """Our visitor-cookie ``Set-Cookie`` for this response (issue, refresh or delete); never raises."""
+        cookie = self.context.visitor_cookie
+        if cookie is None:
+            return []
+        # Only page views and requests whose app asked for the ID touch the cookie: assets, API calls and
+        # the like cost nothing, and a refusal removes the cookie on the next page view.
+        if not self.page_view and self._anon is _UNSET:
+            return []
+        try:
+            self.anonymous_id(app_request)
+            present = (cookie.name + "=") in self.facts.cookie_header
+            if not self.consent(app_request).granted:
+                return [("Set-Cookie", cookie.delete_cookie())] if present else []
+            if self._anon_new and self._anon is not None:
+                return [("Set-Cookie", cookie.set_cookie(self._anon, self.now))]
+            loaded = self._vloaded
+            if loaded is not None and (loaded.stale_key or self.now - loaded.timestamp >= VISITOR_REFRESH_AFTER):
+                return [("Set-Cookie", cookie.set_cookie(loaded.visitor_id, self.now))]
+        except Exception:
+            self.context.log.warning("visitor cookie handling failed; response left untouched", exc_info=True)
+        return []

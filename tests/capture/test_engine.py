@@ -1,0 +1,158 @@
+"""The capture core decides on RequestFacts alone: no WSGI environ, no framework, no writes inside a decision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from msclkid_middleware.capture.clickid import Click
+from msclkid_middleware.capture.consent import Consent, ConsentPolicy
+from msclkid_middleware.capture.decision import ProfileWrite
+from msclkid_middleware.capture.engine import Capture
+from msclkid_middleware.capture.profiles import MemoryProfileStore
+from msclkid_middleware.capture.request import RequestFacts
+from tests.adapters.test_wsgi import middleware, seen
+from tests.wsgi_helpers import HEX, T0, Clock, call, make_environ
+
+KEYS = ["old-key-0123456789", "new-key-0123456789"]
+NINETY_DAYS = 90 * 24 * 3600
+NOBODY: dict[str, str] = {}
+
+
+def engine(clock: Clock | None = None, **options: object) -> Capture:
+    return Capture(secret_keys=KEYS, clock=clock or Clock(), **options)  # type: ignore[arg-type]
+
+
+def test_landing_decision_sets_the_signed_cookie() -> None:
+    capture = engine()
+    decision = capture.decide(RequestFacts(query=f"utm=x&MSCLKID={HEX}"))
+    assert decision.click(NOBODY) == Click(HEX, datetime.fromtimestamp(T0, UTC), "url")
+    assert decision.consent(NOBODY) == Consent("granted", "default")
+    (header,) = decision.response_headers(NOBODY)
+    assert header[0] == "Set-Cookie"
+    token = header[1].split(";", 1)[0].split("=", 1)[1]
+    loaded = capture.cookie.decode(token)
+    assert loaded is not None
+    assert loaded.msclkid == HEX
+    assert loaded.timestamp == T0
+
+
+def test_cookie_decision_reads_our_cookie_and_sets_nothing() -> None:
+    capture = engine()
+    token = capture.cookie.encode(HEX, T0 - 60)
+    decision = capture.decide(RequestFacts(cookie_header=f"a=b; {capture.cookie.name}={token}"))
+    click = decision.click(NOBODY)
+    assert click is not None
+    assert click.source == "cookie"
+    assert click.msclkid == HEX
+    assert decision.response_headers(NOBODY) == []
+
+
+def test_uet_cookie_is_a_fallback() -> None:
+    decision = engine().decide(RequestFacts(cookie_header=f"_uetmsclkid=_uet{HEX}"))
+    click = decision.click(NOBODY)
+    assert click is not None
+    assert (click.msclkid, click.source) == (HEX, "uet_cookie")
+
+
+def test_gpc_denies_and_deletes_an_existing_cookie() -> None:
+    capture = engine()
+    token = capture.cookie.encode(HEX, T0)
+    decision = capture.decide(RequestFacts(cookie_header=f"{capture.cookie.name}={token}", sec_gpc="1"))
+    assert decision.consent(NOBODY) == Consent("denied", "gpc")
+    assert decision.click(NOBODY) is None
+    (header,) = decision.response_headers(NOBODY)
+    assert "Max-Age=0" in header[1]
+
+
+def test_the_resolver_gets_the_app_request_passed_in() -> None:
+    seen_requests: list[object] = []
+
+    def resolver(app_request: object) -> bool:
+        seen_requests.append(app_request)
+        return False
+
+    decision = engine(consent=ConsentPolicy(resolver=resolver)).decide(RequestFacts(query=f"msclkid={HEX}"))
+    app_request = {"user": "u1"}
+    assert decision.consent(app_request) == Consent("denied", "resolver")
+    assert seen_requests == [app_request]
+    assert decision.response_headers(app_request) == []
+
+
+def test_profile_write_is_a_value_written_only_when_asked() -> None:
+    store = MemoryProfileStore()
+    capture = engine(visitor_id=lambda request: request.get("user"), profile_store=store)
+    decision = capture.decide(RequestFacts(query=f"msclkid={HEX}"))
+    decision.response_headers({"user": "u1"})
+    assert decision.profile_write == ProfileWrite(Click(HEX, datetime.fromtimestamp(T0, UTC), "url"), new=True)
+    assert store.get("u1") is None  # deciding wrote nothing
+    capture.write_profile(decision, {"user": "u1"})
+    saved = store.get("u1")
+    assert saved is not None
+    assert saved.msclkid == HEX
+    assert decision.profile_write is None  # written at most once
+
+
+def test_cheap_check_and_blank_decision() -> None:
+    capture = engine()
+    assert not capture.carries_ours("page=2", "session=abc")
+    assert capture.carries_ours("MsClkId=x", "")
+    assert capture.carries_ours("", f"{capture.cookie.name}=x")
+    assert capture.carries_ours("", "_uetmsclkid=x")
+    assert not capture.carries_ours(b"msclkid=x", None)  # a server's non-str value is not ours to judge
+    decision = capture.blank(RequestFacts())
+    assert decision.click(NOBODY) is None
+    assert decision.response_headers(NOBODY) == []
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        pytest.param(RequestFacts(), True, id="plain-get"),
+        pytest.param(RequestFacts(method="POST"), False, id="post"),
+        pytest.param(RequestFacts(path="/app.js"), False, id="asset"),
+        pytest.param(RequestFacts(path="/admin/x"), False, id="excluded"),
+    ],
+)
+def test_page_view_candidates(facts: RequestFacts, expected: bool) -> None:
+    assert engine(page_view_exclude=("/admin/",)).page_view_candidate(facts) is expected
+
+
+def test_page_view_needs_html_a_document_and_a_person() -> None:
+    capture = engine()
+    html = [("Content-Type", "text/html")]
+    person = RequestFacts(user_agent="Mozilla/5.0 Firefox/130.0")
+    assert capture.is_page_view(person, "200 OK", html)
+    assert not capture.is_page_view(person, "200 OK", [("Content-Type", "application/json")])
+    assert not capture.is_page_view(RequestFacts(user_agent="Googlebot/2.1"), "200 OK", html)
+    assert not capture.is_page_view(RequestFacts(user_agent="Mozilla/5.0", sec_fetch_dest="image"), "200 OK", html)
+
+
+def test_get_click_finds_a_decision_in_an_asgi_scope_state() -> None:
+    from msclkid_middleware.middleware import STATE_KEY, get_click, get_consent
+
+    decision = engine().decide(RequestFacts(query=f"msclkid={HEX}"))
+    scope = {"type": "http", "state": {STATE_KEY: decision}}
+    click = get_click(scope)
+    assert click is not None
+    assert click.msclkid == HEX
+    assert get_consent(scope) == Consent("granted", "default")
+    assert get_click({"type": "http"}) is None
+
+
+# Moved from tests/test_review_regressions.py (issue 17): the click's lifetime rule lives in the decision.
+def test_profile_click_older_than_the_cookie_lifetime_is_not_used() -> None:
+    """The profile fallback keeps a click exactly as long as the cookie would: 90 days from the click."""
+    store = MemoryProfileStore()
+    clock = Clock()
+    mw = middleware(clock=clock, visitor_id=lambda e: "user-1", profile_store=store)
+    call(mw, make_environ(query=f"msclkid={HEX}"))
+    stored = store.get("user-1")
+    assert stored is not None
+    assert stored.captured_at == datetime.fromtimestamp(T0, UTC)
+
+    clock.now = T0 + NINETY_DAYS - 60
+    assert seen(call(mw, make_environ(path="/checkout")))[:2] == (HEX, "profile")
+    clock.now = T0 + NINETY_DAYS + 60
+    assert seen(call(mw, make_environ(path="/checkout")))[:2] == ("-", "-")

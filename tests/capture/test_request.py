@@ -1,0 +1,58 @@
+"""RequestFacts: what capture reads from a request, and the one Cookie-header parser."""
+
+from __future__ import annotations
+
+import pytest
+
+from msclkid_middleware.capture.request import RequestFacts, parse_cookies
+from tests.wsgi_helpers import make_environ
+
+
+def test_facts_from_a_wsgi_environ() -> None:
+    environ = make_environ(
+        "/mug",
+        query="msclkid=x",
+        cookie="a=1",
+        method="POST",
+        headers={"Origin": "https://shop.test", "Sec-GPC": "1", "Sec-Purpose": "prefetch", "User-Agent": "UA"},
+        content_type="application/json",
+        body=b"{}",
+    )
+    environ["REMOTE_ADDR"] = "203.0.113.9"
+    facts = RequestFacts.from_environ(environ)
+    assert (facts.method, facts.path, facts.query, facts.cookie_header) == ("POST", "/mug", "msclkid=x", "a=1")
+    assert (facts.scheme, facts.host, facts.client_address) == ("https", "shop.test", "203.0.113.9")
+    assert (facts.origin, facts.sec_gpc, facts.purpose, facts.user_agent) == (
+        "https://shop.test",
+        "1",
+        "prefetch",
+        "UA",
+    )
+    assert facts.content_type == "application/json"
+    assert facts.content_length == "2"
+    assert not facts.cookie_unreadable
+
+
+def test_host_falls_back_to_the_server_name_and_port() -> None:
+    facts = RequestFacts.from_environ({"SERVER_NAME": "shop.test", "SERVER_PORT": "8080"})
+    assert facts.host == "shop.test:8080"
+    assert RequestFacts.from_environ({}) == RequestFacts()
+
+
+@pytest.mark.parametrize("value", [b"x=1", ["x=1"], 3])
+def test_non_text_values_are_absent_and_an_odd_cookie_header_is_flagged(value: object) -> None:
+    facts = RequestFacts.from_environ({"QUERY_STRING": value, "HTTP_COOKIE": value, "HTTP_SEC_GPC": value})
+    assert (facts.query, facts.cookie_header, facts.sec_gpc) == ("", "", None)
+    assert facts.cookie_unreadable
+
+
+def test_facts_are_frozen() -> None:
+    with pytest.raises(AttributeError):
+        RequestFacts().path = "/x"  # type: ignore[misc]
+
+
+def test_parse_cookies_first_value_wins_and_ours_are_all_kept() -> None:
+    cookies, ours = parse_cookies('a=1; b="two"; a=3; junk; ours=x; ours=y', "ours")
+    assert cookies == {"a": "1", "b": "two", "ours": "x"}
+    assert ours == ["x", "y"]
+    assert parse_cookies("") == ({}, [])
