@@ -105,13 +105,23 @@ def exercise(run: Running) -> None:
     landing = session.get(ad, timeout=10)
     assert landing.status_code == 200
     assert landing.history[0].status_code == 302
-    assert click_id in landing.text
+    # The shop runs opt-in: accept the banner (its no-JavaScript form, with the page's CSRF token) to keep the click.
+    token = re.search(r'name="csrf_token" value="([^"]+)"', landing.text)
+    assert token is not None
+    accepted = session.post(
+        shop + "consent",
+        data={"choice": "granted", "next": landing.url.removeprefix(shop[:-1]), "csrf_token": token.group(1)},
+        timeout=10,
+    )
+    assert accepted.status_code == 200
+    assert f'<code id="click-id">{click_id}</code>' in accepted.text
     assert session.get(shop, timeout=10).status_code == 200
     board = requests.get(dashboard, timeout=10)
     assert board.status_code == 200
     assert "Microsoft Ads emulator" in board.text
     bought = session.post(
-        shop + "checkout/blue-mug", data={"email": "ana@example.com", "phone": "+14255551234", "quantity": "1"}
+        shop + "checkout/blue-mug",
+        data={"email": "ana@example.com", "phone": "+14255551234", "quantity": "1", "csrf_token": token.group(1)},
     )
     assert bought.status_code == 200
     deadline = time.monotonic() + 20

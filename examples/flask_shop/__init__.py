@@ -4,10 +4,17 @@ The journey it shows, end to end:
 
 1. An ad click lands on ``/go?product=blue-mug&msclkid=...``, which redirects (302, query dropped) to
    the product page: the middleware has already kept the click in its signed cookie, on the redirect.
-2. A consent banner (accept/decline) writes the site's consent cookie and tells the snippet.
+   The shop runs opt-in (``MSCLKID_CONSENT_DEFAULT="denied"``): until the visitor accepts, nothing about the
+   click is stored, so the redirect keeps ``msclkid`` in the product URL for the snippet to hold in memory.
+2. A consent banner (accept/decline) writes the site's consent cookie and tells the snippet; the footer shows
+   the server's view of the click and the consent, updated on the same page.
 3. The checkout form (email, phone) creates the order; its confirmation records the offline
    conversion and a UET ``checkout_complete`` event whose ``event_id`` the page also pushes to UET.
-4. "My orders" offers a partial refund (Restate) and a cancellation (Retract).
+4. "My orders" offers a partial refund (Restate) and a cancellation (Retract), and says in words what became
+   of each report to Microsoft ("restated to 8.50: delivered", "not sent: visitor refused consent").
+5. Every form carries a CSRF token (Flask-WTF's ``CSRFProtect``: the ``demo`` extra), and the banner's ``next``
+   is a same-site path or ``/`` (see ``redirects.py``).  ``/report`` shows the HTML report when the package
+   has one; the header links to the emulator's dashboard when ``SHOP_EMULATOR_URL`` is set (``make demo`` does).
 
 Run the shop alone with ``flask --app examples.flask_shop run`` (configure ``MSADS_*``/``UET_*``), or
 everything (emulator, shop, worker) with ``make demo`` / ``python -m examples.flask_shop``.
@@ -16,20 +23,38 @@ It serves plain http on 127.0.0.1, so it uses the explicit development cookie mo
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import re
 import secrets
 import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from flask import Flask, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Flask,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    session,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.wrappers import Response
 
+from examples.flask_shop.redirects import safe_next
+from examples.flask_shop.status_words import describe, event_words
 from msclkid_middleware.conversions.identity import normalize_email, normalize_phone
 from msclkid_middleware.errors import AdjustmentError, MsclkidError, ValidationError
 from msclkid_middleware.flask import Msclkid, current_click, current_consent
@@ -41,11 +66,18 @@ CONSENT_COOKIE = "shop_consent"
 CONVERSION_GOAL = "Purchase"
 UET_EVENT = "checkout_complete"
 _EVENT_ID = re.compile(r"^[\w-]{1,100}$")
+_CLICK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the middleware's own rule for an msclkid
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _PREFIXES = ("MSCLKID_", "MSADS_", "UET_")
 
 # Development mode: plain-http cookies on 127.0.0.1 must be asked for in code, never by configuration alone.
 msclkid = Msclkid(allow_insecure_cookie=True)
+# Every POST form (banner, checkout, refund, cancel) needs the session's token: a cross-site page cannot set a
+# visitor's consent or refund an order.  The snippet's capture endpoint is the middleware's, outside Flask's
+# views, and has its own same-origin rule.
+csrf = CSRFProtect()
+#: Where the HTML report will come from (``msclkid report --html``): ``render_html(tracker) -> str``.
+REPORT_MODULE = "msclkid_middleware.ops.html_report"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +106,21 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, instance_path: s
         SHOP_CURRENCY="USD",
         MSCLKID_COOKIE_SECURE=False,  # plain http on 127.0.0.1 (with allow_insecure_cookie above)
         MSCLKID_CONSENT_COOKIE=CONSENT_COOKIE,
-        MSCLKID_CONSENT_DEFAULT="granted",
+        # Opt-in, as EEA/UK/CH sites run: nothing is stored for advertising until the visitor accepts.
+        MSCLKID_CONSENT_DEFAULT="denied",
         MSADS_CONVERSION_GOALS=CONVERSION_GOAL,
+        # A page left open for hours still submits: the token lives as long as the session.
+        WTF_CSRF_TIME_LIMIT=None,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SHOP_EMULATOR_URL=os.environ.get("SHOP_EMULATOR_URL") or None,
     )
     app.config.update({k: v for k, v in os.environ.items() if k.startswith(_PREFIXES)})
     if test_config:
         app.config.update(test_config)
     os.makedirs(app.instance_path, exist_ok=True)
     msclkid.init_app(app)
+    csrf.init_app(app)
+    app.register_error_handler(CSRFError, _csrf_refused)
     app.teardown_appcontext(_close_db)
     app.before_request(_csp_nonce)
     app.after_request(_security_headers)
@@ -101,6 +140,11 @@ CREATE TABLE IF NOT EXISTS orders (
     refunded TEXT NOT NULL DEFAULT '0',
     uet_event_id TEXT,
     created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS adjustments (
+    tracker_key TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL,
+    restated_to TEXT
 )
 """
 
@@ -110,7 +154,7 @@ def _db() -> sqlite3.Connection:
     if conn is None:
         conn = sqlite3.connect(os.path.join(current_app.instance_path, "shop.sqlite3"), timeout=10)
         conn.row_factory = sqlite3.Row
-        conn.execute(_SCHEMA)
+        conn.executescript(_SCHEMA)
         g.shop_db = conn
     return conn
 
@@ -145,7 +189,10 @@ def _csp_nonce() -> None:
 
 def _security_headers(response: Response) -> Response:
     nonce = g.get("csp_nonce")
-    if nonce and response.mimetype == "text/html":
+    if g.get("report_csp"):
+        # The HTML report is one self-contained file: its own inline style and SVG, nothing fetched, no script.
+        response.headers["Content-Security-Policy"] = g.report_csp
+    elif nonce and response.mimetype == "text/html":
         # A strict policy: the snippet and the shop's script run with the nonce, nothing inline.
         response.headers["Content-Security-Policy"] = (
             f"default-src 'self'; script-src 'nonce-{nonce}'; connect-src 'self'; object-src 'none'; "
@@ -159,6 +206,15 @@ def _consent_choice() -> str | None:
     return value if value in ("granted", "denied") else None
 
 
+def _opt_in() -> bool:
+    return current_app.config.get("MSCLKID_CONSENT_DEFAULT") == "denied"
+
+
+def _csrf_refused(error: CSRFError) -> tuple[str, int]:
+    # Flask-WTF answers 400; say in words that nothing changed and how to go on.
+    return render_template("refused.html", reason=error.description), 400
+
+
 # -- views -------------------------------------------------------------------------------------------------
 def _register_routes(app: Flask) -> None:
     app.add_url_rule("/", "index", index)
@@ -170,8 +226,17 @@ def _register_routes(app: Flask) -> None:
     app.add_url_rule("/orders/<order_id>/refund", "refund", refund, methods=["POST"])
     app.add_url_rule("/orders/<order_id>/cancel", "cancel", cancel, methods=["POST"])
     app.add_url_rule("/consent", "consent", consent, methods=["POST"])
+    app.add_url_rule("/consent/status", "consent_status", consent_status)
+    app.add_url_rule("/report", "report", report)
+    app.add_url_rule("/favicon.ico", "favicon", favicon)
     app.context_processor(
-        lambda: {"consent_choice": _consent_choice(), "products": PRODUCTS, "page_load_id": g.get("page_load_id")}
+        lambda: {
+            "consent_choice": _consent_choice(),
+            "opt_in": _opt_in(),
+            "products": PRODUCTS,
+            "page_load_id": g.get("page_load_id"),
+            "emulator_url": current_app.config.get("SHOP_EMULATOR_URL"),
+        }
     )
 
 
@@ -182,11 +247,16 @@ def index() -> str:
 def go() -> Response:
     """The ad's landing URL: a tracking redirect that drops the query string, as many do.
 
-    The middleware has read ``msclkid`` before this view runs; its Set-Cookie rides on the 302.
+    The middleware has read ``msclkid`` before this view runs; its Set-Cookie rides on the 302 when consent
+    allows.  Opt-in and not asked yet, nothing was stored: the click goes on in the URL, where the snippet keeps
+    it in the page's memory until the banner's answer (and the no-JavaScript banner sends it back here).
     """
     slug = request.args.get("product", "blue-mug")
     if slug not in PRODUCTS:
         slug = "blue-mug"
+    click_id = request.args.get("msclkid", "")
+    if current_click() is None and _consent_choice() is None and _CLICK_ID.fullmatch(click_id):
+        return redirect(url_for("product", slug=slug, msclkid=click_id), code=302)
     return redirect(url_for("product", slug=slug), code=302)
 
 
@@ -284,13 +354,34 @@ def orders() -> str:
     if ids:
         marks = ",".join("?" * len(ids))
         rows = _db().execute(f"SELECT * FROM orders WHERE id IN ({marks}) ORDER BY created_at DESC", ids).fetchall()  # noqa: S608 - placeholders only
-    statuses = {}
+    tracker = msclkid.tracker
+    statuses: dict[str, list[str]] = {}
+    uet: dict[str, str] = {}
     for row in rows:
+        asked = {
+            a["tracker_key"]: None if a["restated_to"] is None else Decimal(a["restated_to"])
+            for a in _db().execute("SELECT * FROM adjustments WHERE order_id = ?", (row["id"],))
+        }
         try:
-            statuses[row["id"]] = msclkid.tracker.status(row["id"])
+            sale = tracker.status(row["id"])
+            statuses[row["id"]] = describe(sale, sale.adjustments, asked)
         except MsclkidError:
-            statuses[row["id"]] = None
-    return render_template("orders.html", orders=rows, statuses=statuses, products=PRODUCTS)
+            statuses[row["id"]] = describe(None)
+        if row["uet_event_id"] and tracker.uet_tag_id:
+            try:
+                uet[row["id"]] = event_words(tracker.status(row["uet_event_id"]))
+            except MsclkidError:
+                uet[row["id"]] = "not recorded"
+    return render_template("orders.html", orders=rows, statuses=statuses, uet=uet, products=PRODUCTS)
+
+
+def _remember_adjustment(order_id: str, tracker_key: str, restated_to: Decimal | None) -> None:
+    db = _db()
+    with db:
+        db.execute(
+            "INSERT OR REPLACE INTO adjustments (tracker_key, order_id, restated_to) VALUES (?, ?, ?)",
+            (tracker_key, order_id, None if restated_to is None else str(restated_to)),
+        )
 
 
 def refund(order_id: str) -> Response:
@@ -306,7 +397,8 @@ def refund(order_id: str) -> Response:
         return redirect(url_for("orders"), code=303)
     remaining = paid - amount
     try:
-        msclkid.tracker.restate(order_id, value=float(remaining))
+        adjustment = msclkid.tracker.restate(order_id, value=float(remaining))
+        _remember_adjustment(order_id, adjustment.idempotency_key, remaining)
     except (AdjustmentError, MsclkidError) as exc:
         flash(f"Refunded, but Microsoft will not be told: {exc}")
     db = _db()
@@ -326,7 +418,8 @@ def cancel(order_id: str) -> Response:
         flash("This order is already cancelled.")
         return redirect(url_for("orders"), code=303)
     try:
-        msclkid.tracker.retract(order_id)
+        adjustment = msclkid.tracker.retract(order_id)
+        _remember_adjustment(order_id, adjustment.idempotency_key, None)
         flash(f"Order {order_id} cancelled: the conversion is retracted.")
     except (AdjustmentError, MsclkidError) as exc:
         flash(f"Order {order_id} cancelled; nothing to retract at Microsoft: {exc}")
@@ -339,10 +432,41 @@ def cancel(order_id: str) -> Response:
 def consent() -> Response:
     """The banner's no-JavaScript path: store the choice in the site's consent cookie and go back."""
     choice = request.form.get("choice")
-    target = request.form.get("next", "/")
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/"
-    response = redirect(target, code=303)
+    response = redirect(safe_next(request.form.get("next")), code=303)
     if choice in ("granted", "denied"):
         response.set_cookie(CONSENT_COOKIE, choice, max_age=180 * 24 * 3600, samesite="Lax", path="/")
     return response
+
+
+def consent_status() -> Response:
+    """What the server sees now (the footer refreshes itself from this after the banner's answer)."""
+    click, decision = current_click(), current_consent()
+    response = jsonify(
+        click=click.msclkid if click else None,
+        consent=decision.state if decision else None,
+        basis=decision.basis if decision else None,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _report_renderer() -> Callable[[Any], str] | None:
+    """``render_html`` of the package's HTML report module, once there is one (``msclkid report --html``)."""
+    if importlib.util.find_spec(REPORT_MODULE) is None:
+        return None
+    render = getattr(importlib.import_module(REPORT_MODULE), "render_html", None)
+    return render if callable(render) else None
+
+
+def report() -> Any:
+    render = _report_renderer()
+    if render is None:
+        return render_template("report.html", module=REPORT_MODULE)
+    g.report_csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+    return Response(render(msclkid.tracker), mimetype="text/html")
+
+
+def favicon() -> Response:
+    return send_from_directory(
+        os.path.join(current_app.root_path, "static"), "favicon.svg", mimetype="image/svg+xml", max_age=86400
+    )

@@ -9,6 +9,8 @@
 Both SQLite files (the shop's orders and the outbox) live in a fresh temporary instance folder that is
 removed on exit, unless ``--data-dir`` names one to keep.  Environment variables ``MSCLKID_DEMO_PORT``,
 ``MSCLKID_DEMO_EMULATOR_PORT`` and ``MSCLKID_DEMO_DIR`` set the same options (``make demo`` passes them on).
+Both ports are checked before anything starts: a taken one is named, with the variable that changes it, and
+no URL is printed (another program answering on the shop's port would otherwise pass for the shop).
 """
 
 from __future__ import annotations
@@ -45,6 +47,25 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def port_problem(port: int, variable: str, what: str) -> str | None:
+    """Why ``what`` cannot listen on ``HOST:port`` (with the variable that changes the port), or None."""
+    if port == 0:
+        return None  # the system picks a free one
+    if not 0 < port < 65536:
+        return f"demo: {port} is not a port number for the {what}; set {variable} to a free port such as {_free_port()}"
+    with socket.socket() as sock:
+        # As werkzeug's server does: a port left in TIME_WAIT by a previous run is free, one in use is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError as exc:
+            return (
+                f"demo: the {what} cannot listen on {HOST}:{port} ({exc.strerror or exc}: another program, or "
+                f"another demo, uses it); set {variable} to a free port, for example {variable}={_free_port()}"
+            )
+    return None
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -103,6 +124,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Ctrl-C reaches the whole process group (the children stop themselves too); SIGTERM only us.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     port = args.port or _free_port()
+    problems = [
+        p
+        for p in (
+            port_problem(args.emulator_port, "MSCLKID_DEMO_EMULATOR_PORT", "emulator"),
+            port_problem(port, "MSCLKID_DEMO_PORT", "shop"),
+        )
+        if p
+    ]
+    if port == args.emulator_port != 0:
+        problems.append(f"demo: the shop and the emulator cannot share port {port}; set MSCLKID_DEMO_PORT")
+    if problems:
+        print("\n".join(problems), file=sys.stderr, flush=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        return 1
     try:
         server = EmulatorServer(Emulator(EmulatorConfig()), HOST, args.emulator_port).start()
     except (OSError, SystemExit):  # werkzeug reports a taken port itself, then exits
@@ -123,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             **os.environ,
             **server.emulator.env(server.url),
             "SHOP_INSTANCE_PATH": os.path.abspath(data_dir),
+            "SHOP_EMULATOR_URL": server.url + "/",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
             "PYTHONUNBUFFERED": "1",
         }

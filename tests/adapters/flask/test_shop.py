@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from flask_helpers import CLICK
 
 from examples.flask_shop import CONSENT_COOKIE, create_app, msclkid
@@ -19,6 +20,13 @@ def shop(ms: EmulatorHandle, tmp_path: Path) -> Iterator[Flask]:
     app = create_app({**ms.env, "TESTING": True}, instance_path=str(tmp_path))
     yield app
     msclkid.close(app)
+
+
+def csrf(client: FlaskClient) -> str:
+    """The session's CSRF token, as the checkout form carries it (every POST form needs it)."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/checkout/blue-mug").get_data(as_text=True))
+    assert match is not None
+    return match.group(1)
 
 
 def order_id_of(location: str) -> str:
@@ -35,7 +43,8 @@ def test_pages_run_under_a_strict_csp_with_the_snippet_nonce(shop: Flask) -> Non
     assert nonce is not None
     assert "unsafe-inline" not in policy
     html = page.get_data(as_text=True)
-    assert f'<script src="/_msclkid.js" async nonce="{nonce.group(1)}"></script>' in html
+    # Opt-in and not asked yet: the snippet holds the landing click in memory until the banner's answer.
+    assert f'<script src="/_msclkid.js" data-consent="pending" async nonce="{nonce.group(1)}"></script>' in html
     assert "<script>" not in html  # nothing inline
     assert 'id="consent-banner"' in html
     client.set_cookie(CONSENT_COOKIE, "granted")
@@ -46,6 +55,7 @@ def test_pages_run_under_a_strict_csp_with_the_snippet_nonce(shop: Flask) -> Non
 
 def test_landing_redirect_keeps_the_click_and_unknown_products_fall_back(shop: Flask) -> None:
     client = shop.test_client()
+    client.set_cookie(CONSENT_COOKIE, "granted")  # the shop runs opt-in: only an accepted click is kept
     landing = client.get(f"/go?product=nope&msclkid={CLICK}")
     assert landing.status_code == 302
     assert landing.headers["Location"] == "/products/blue-mug"
@@ -55,7 +65,10 @@ def test_landing_redirect_keeps_the_click_and_unknown_products_fall_back(shop: F
 
 def test_checkout_validates_before_anything_is_recorded(shop: Flask) -> None:
     client = shop.test_client()
-    bad = client.post("/checkout/blue-mug", data={"email": "not-an-email", "phone": "555", "quantity": "99"})
+    bad = client.post(
+        "/checkout/blue-mug",
+        data={"email": "not-an-email", "phone": "555", "quantity": "99", "csrf_token": csrf(client)},
+    )
     assert bad.status_code == 400
     text = bad.get_data(as_text=True)
     assert "Enter an email address" in text
@@ -67,21 +80,31 @@ def test_checkout_validates_before_anything_is_recorded(shop: Flask) -> None:
 
 def test_orders_belong_to_their_session_and_refunds_are_bounded(shop: Flask, ms: EmulatorHandle) -> None:
     client = shop.test_client()
+    client.set_cookie(CONSENT_COOKIE, "granted")  # the shop runs opt-in
     client.get(f"/go?msclkid={CLICK}")
-    placed = client.post("/checkout/tea-tin", data={"email": "a@example.com", "phone": "+14255551234", "quantity": "1"})
+    token = csrf(client)
+    placed = client.post(
+        "/checkout/tea-tin",
+        data={"email": "a@example.com", "phone": "+14255551234", "quantity": "1", "csrf_token": token},
+    )
     assert placed.status_code == 303
     order_id = order_id_of(placed.headers["Location"])
     other = shop.test_client()
     assert other.get(f"/orders/{order_id}").status_code == 404
-    assert other.post(f"/orders/{order_id}/cancel").status_code == 404
-    too_much = client.post(f"/orders/{order_id}/refund", data={"amount": "24.50"}, follow_redirects=True)
+    assert other.post(f"/orders/{order_id}/cancel", data={"csrf_token": csrf(other)}).status_code == 404
+    too_much = client.post(
+        f"/orders/{order_id}/refund", data={"amount": "24.50", "csrf_token": token}, follow_redirects=True
+    )
     assert "less than 24.50" in too_much.get_data(as_text=True)
-    assert client.post(f"/orders/{order_id}/refund", data={"amount": "x"}, follow_redirects=True).status_code == 200
+    not_a_number = client.post(
+        f"/orders/{order_id}/refund", data={"amount": "x", "csrf_token": token}, follow_redirects=True
+    )
+    assert not_a_number.status_code == 200
     tracker = msclkid.state(shop).tracker
     assert tracker.status(order_id).adjustments == ()
-    client.post(f"/orders/{order_id}/refund", data={"amount": "4.50"})
-    client.post(f"/orders/{order_id}/cancel")
-    again = client.post(f"/orders/{order_id}/cancel", follow_redirects=True)
+    client.post(f"/orders/{order_id}/refund", data={"amount": "4.50", "csrf_token": token})
+    client.post(f"/orders/{order_id}/cancel", data={"csrf_token": token})
+    again = client.post(f"/orders/{order_id}/cancel", data={"csrf_token": token}, follow_redirects=True)
     assert "already cancelled" in again.get_data(as_text=True)
     assert [a.state for a in tracker.status(order_id).adjustments] == ["pending", "pending"]
     tracker.flush(timeout=10)
@@ -99,14 +122,15 @@ def test_orders_belong_to_their_session_and_refunds_are_bounded(shop: Flask, ms:
 def test_the_banner_works_without_javascript(shop: Flask) -> None:
     client = shop.test_client()
     client.get(f"/go?msclkid={CLICK}")
-    answer = client.post("/consent", data={"choice": "denied", "next": "/products/blue-mug"})
+    token = csrf(client)
+    answer = client.post("/consent", data={"choice": "denied", "next": "/products/blue-mug", "csrf_token": token})
     assert answer.status_code == 303
     assert answer.headers["Location"] == "/products/blue-mug"
     page = client.get("/products/blue-mug").get_data(as_text=True)
     assert '<code id="click-id">none</code>' in page
     assert '<code id="consent-state">denied</code>' in page
     assert client.get_cookie("msclkid") is None  # the middleware deleted it
-    hostile = client.post("/consent", data={"choice": "granted", "next": "//evil.example/"})
+    hostile = client.post("/consent", data={"choice": "granted", "next": "//evil.example/", "csrf_token": token})
     assert hostile.headers["Location"] == "/"
 
 
@@ -119,7 +143,8 @@ def test_a_conversion_that_cannot_be_recorded_never_costs_the_sale(
         client = app.test_client()
         with caplog.at_level("ERROR"):
             placed = client.post(
-                "/checkout/blue-mug", data={"email": "ana@example.com", "phone": "+14255551234", "quantity": "1"}
+                "/checkout/blue-mug",
+                data={"email": "ana@example.com", "phone": "+14255551234", "quantity": "1", "csrf_token": csrf(client)},
             )
         assert placed.status_code == 303
         order_id = order_id_of(placed.headers["Location"])
