@@ -17,11 +17,12 @@ import pytest
 
 from msclkid_middleware.conversions.identity import hash_email, hash_phone
 from msclkid_middleware.testing import EmulatorHandle
+from tests.needs import require_module
 
-authorization = pytest.importorskip("bingads.authorization")
-service_client = pytest.importorskip("bingads.service_client")
-campaign_models = pytest.importorskip("openapi_client.models.campaign")
-exceptions = pytest.importorskip("openapi_client.exceptions")
+authorization = require_module("bingads.authorization", why="Microsoft's msads SDK")
+service_client = require_module("bingads.service_client", why="Microsoft's msads SDK")
+campaign_models = require_module("openapi_client.models.campaign", why="Microsoft's msads SDK")
+exceptions = require_module("openapi_client.exceptions", why="Microsoft's msads SDK")
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
