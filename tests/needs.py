@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from types import ModuleType
 
 import pytest
@@ -14,7 +15,10 @@ IN_CI = os.environ.get("CI") == "true"
 def require_module(name: str, *, why: str) -> ModuleType:
     """Import ``name`` or stop this test module: a failure under ``CI=true``, a skip elsewhere."""
     try:
-        return importlib.import_module(name)
+        # As pytest.importorskip does: a third-party import's own deprecation noise is not this suite's concern.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return importlib.import_module(name)
     except ImportError as exc:
         message = f"{name} is not installed ({why}): {exc}"
         if IN_CI:
