@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import threading
 import time
+from collections.abc import Coroutine
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,7 +19,15 @@ from msclkid_middleware.errors import UnknownEvent
 from msclkid_middleware.testing import EmulatorHandle
 from tests.outbox.conftest import FakeClock, click_id
 
+T = TypeVar("T")
 REQUEST_TAG: contextvars.ContextVar[str] = contextvars.ContextVar("request_tag", default="none")
+
+
+def run_in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` in a thread of its own: a session fixture (Playwright's sync API) may hold a running loop in
+    the main thread, and a shop's async handler runs on a loop of its own anyway."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result(timeout=60)
 
 
 class SlowStore:
@@ -70,7 +80,7 @@ def test_every_awaitable_call_records_and_delivers(
         with pytest.raises(UnknownEvent):
             await tracker.astatus("nope")
 
-    asyncio.run(checkout())
+    run_in_own_loop(checkout())
     assert [i.payload["ConversionName"] for i in ms.received("offline")] == ["Purchase"]
     kinds = sorted(i.payload["AdjustmentType"] for i in ms.received("offline_adjustments"))
     assert kinds == ["Restate", "Retract"]
@@ -106,7 +116,7 @@ def test_the_loop_keeps_running_while_the_write_commits(tracker: ConversionTrack
         assert status.created
         return len(during), threading.get_ident().__str__()
 
-    beats_during_write, loop_thread = asyncio.run(handler())
+    beats_during_write, loop_thread = run_in_own_loop(handler())
     # A blocking write would have frozen the heartbeat for the whole 0.3 s; it went on beating.
     assert beats_during_write >= 10
     ((write_thread, tag),) = slow.calls
