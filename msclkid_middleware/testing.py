@@ -96,6 +96,12 @@ class EmulatorHandle:
     def add_account(self, customer_id: str, account_id: str) -> Account:
         return self.emulator.add_account(customer_id, account_id)
 
+    def account_properties(self, account_id: str | None = None) -> dict[str, str]:
+        return self.emulator.account_properties(account_id)
+
+    def set_account_properties(self, properties: dict[str, Any], *, account_id: str | None = None) -> dict[str, str]:
+        return self.emulator.set_account_properties(properties, account_id=account_id)
+
     def inject_fault(self, endpoint: str, kind: str, **options: Any) -> FaultRule:
         return self.emulator.inject_fault(endpoint, kind, **options)
 

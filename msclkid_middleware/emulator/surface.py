@@ -76,7 +76,12 @@ class ControlSurface:
             return {
                 "config": self.config.to_json(),
                 "accounts": [
-                    {"customer_id": a.customer_id, "account_id": a.account_id} for a in world.accounts.values()
+                    {
+                        "customer_id": a.customer_id,
+                        "account_id": a.account_id,
+                        "properties": dict(world.account_properties.get(a.account_id, {})),
+                    }
+                    for a in world.accounts.values()
                 ],
                 "goals": [g.to_json() for g in world.goals.values()],
                 "clicks": {k: v.isoformat() for k, v in world.clicks.items()},
@@ -126,6 +131,18 @@ class ControlSurface:
     def add_account(self, customer_id: str, account_id: str) -> Account:
         return self.world.add_account(customer_id, account_id)
 
+    def account_properties(self, account_id: str | None = None) -> dict[str, str]:
+        """The account's ``GetAccountProperties`` values (default: the main account)."""
+        with self.world.lock:
+            account = account_id or self.config.account_id
+            if account not in self.world.accounts:
+                raise ControlError(f"no account {account!r} in the emulator")
+            return dict(self.world.account_properties.get(account, {}))
+
+    def set_account_properties(self, properties: Mapping[str, Any], *, account_id: str | None = None) -> dict[str, str]:
+        """Set account properties as the Microsoft Advertising UI would (``{"MSCLKIDAutoTaggingEnabled": False}``)."""
+        return self.world.set_account_properties(account_id or self.config.account_id, properties)
+
     def inject_fault(self, endpoint: str, kind: str, **options: Any) -> FaultRule:
         rule = FaultRule.from_mapping({"endpoint": endpoint, "kind": kind, **options})
         with self.world.lock:
@@ -152,7 +169,9 @@ class ControlSurface:
     def configure(self, **changes: Any) -> EmulatorConfig:
         """Change run-time settings (e.g. ``unknown_goal``, ``access_token_lifetime``, ``empty_partial_errors``)."""
         with self.world.lock:
-            fixed = {"goals", "clicks", "uet_tags", "faults", "accounts", "store", "refresh_token"} & set(changes)
+            fixed = {
+                "goals", "clicks", "uet_tags", "faults", "accounts", "store", "refresh_token", "account_properties"
+            } & set(changes)  # fmt: skip
             if fixed:
                 raise ControlError(f"use the dedicated methods for: {', '.join(sorted(fixed))}")
             config = EmulatorConfig.from_mapping({**_plain(self.world.config), **changes})
