@@ -67,12 +67,42 @@ def _set(world: World, account: Account, ctx: CallContext, body: Mapping[str, An
     return json_response({})
 
 
+def _uet_tags(world: World, account: Account, ctx: CallContext, body: Mapping[str, Any]) -> Response:
+    """``GetUetTagsByIds``: the account's tags with their ``TrackingStatus`` (5300 InvalidUetTagId for others)."""
+    tag_ids = body.get("TagIds")
+    if not isinstance(tag_ids, list) or not tag_ids:
+        return ad_api_fault(ctx, 201, 400, "TagIds cannot be null or empty.")
+    tags: list[dict[str, Any] | None] = []
+    errors: list[dict[str, Any]] = []
+    for index, tag_id in enumerate(tag_ids):
+        tag = world.tags.get(str(tag_id))
+        if tag is None or tag.account_id != account.account_id:
+            tags.append(None)
+            errors.append(batch_error(index, 5300, "TagIds"))
+            continue
+        tags.append(
+            {
+                "Id": tag.tag_id,
+                "Name": tag.name,
+                "Description": None,
+                "TrackingStatus": tag.tracking_status,
+                "TrackingScript": None,
+                "TrackingNoScript": None,
+                "CustomerShare": None,
+                "Industry": None,
+            }
+        )
+    return json_response({"UetTags": tags, "PartialErrors": errors})
+
+
 def dispatch(world: World, request: Request, ctx: CallContext, *, token_expired: bool = False) -> Response:
     checked = read_call(world, request, ctx, token_expired=token_expired)
     if isinstance(checked, Response):
         return checked
     account, body = checked
     with world.lock:
+        if request.path.endswith("/UetTags/QueryByIds"):
+            return _uet_tags(world, account, ctx, body)
         if request.path.endswith("/Set"):
             return _set(world, account, ctx, body)
         return _query(world, account, ctx, body)

@@ -44,6 +44,7 @@ _URLS = Map(
         Rule(f"{_CM}/ConversionGoals", endpoint="goals", methods=["POST", "PUT"]),
         Rule(f"{_CM}/AccountProperties/Query", endpoint="account_properties", methods=["POST"]),
         Rule(f"{_CM}/AccountProperties/Set", endpoint="account_properties", methods=["POST"]),
+        Rule(f"{_CM}/UetTags/QueryByIds", endpoint="account_properties", methods=["POST"]),
         Rule(f"{_CM}/ConversionGoals/QueryByIds", endpoint="goals", methods=["POST"]),
         Rule(f"{_CM}/ConversionGoals/QueryByTagIds", endpoint="goals", methods=["POST"]),
         Rule(f"{_CM}/OfflineConversionReport/QueryByGoalIds", endpoint="reports", methods=["POST"]),

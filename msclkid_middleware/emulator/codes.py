@@ -79,6 +79,7 @@ CODES: dict[int, tuple[str, str]] = {
         "The offline conversion restate or retract operation is not supported.",
     ),
     # Conversion goal management (AddConversionGoals / UpdateConversionGoals), operation-error-codes.md.
+    5300: ("InvalidUetTagId", "The UET Tag ID is invalid."),
     5314: ("InvalidConversionGoalId", "The Conversion Goal ID is invalid."),
     5316: ("DuplicateConversionGoalName", "Duplicate Conversion Goal names are not allowed."),
     5317: (

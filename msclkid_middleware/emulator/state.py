@@ -102,6 +102,8 @@ class UetTag:
     token: str
     account_id: str
     name: str = "Default tag"
+    #: ``UetTagTrackingStatus``: Unverified, Active or Inactive.
+    tracking_status: str = "Active"
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,7 +85,10 @@ class ControlSurface:
                 ],
                 "goals": [g.to_json() for g in world.goals.values()],
                 "clicks": {k: v.isoformat() for k, v in world.clicks.items()},
-                "uet_tags": [{"tag_id": t.tag_id, "account_id": t.account_id} for t in world.tags.values()],
+                "uet_tags": [
+                    {"tag_id": t.tag_id, "account_id": t.account_id, "tracking_status": t.tracking_status}
+                    for t in world.tags.values()
+                ],
                 "faults": world.faults.rules(),
                 "refresh_tokens": {
                     "issued": len(world.refresh_tokens),
@@ -125,8 +128,10 @@ class ControlSurface:
     ) -> datetime:
         return self.world.add_click(click_id, click_time, account_id=account_id)
 
-    def add_uet_tag(self, tag_id: str, token: str | None = None, *, account_id: str | None = None) -> UetTag:
-        return self.world.add_tag(tag_id, token, account_id=account_id)
+    def add_uet_tag(
+        self, tag_id: str, token: str | None = None, *, account_id: str | None = None, tracking_status: str = "Active"
+    ) -> UetTag:
+        return self.world.add_tag(tag_id, token, account_id=account_id, tracking_status=tracking_status)
 
     def add_account(self, customer_id: str, account_id: str) -> Account:
         return self.world.add_account(customer_id, account_id)

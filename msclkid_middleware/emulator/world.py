@@ -118,7 +118,12 @@ class World:
             config.uet_tag_id: UetTag(config.uet_tag_id, config.uet_token, config.account_id)
         }
         for spec in config.uet_tags:
-            self.add_tag(str(spec["tag_id"]), spec.get("token"), account_id=spec.get("account_id"))
+            self.add_tag(
+                str(spec["tag_id"]),
+                spec.get("token"),
+                account_id=spec.get("account_id"),
+                tracking_status=str(spec.get("tracking_status", "Active")),
+            )
         self.refresh_tokens: dict[str, RefreshGrant] = {}
         self.access_tokens: dict[str, AccessGrant] = {}
         self.auth_codes: dict[str, AuthCode] = {}
@@ -232,9 +237,14 @@ class World:
                 self.click_accounts[click_id] = str(account_id)
             return self.clicks[click_id]
 
-    def add_tag(self, tag_id: str, token: str | None = None, *, account_id: str | None = None) -> UetTag:
+    def add_tag(
+        self, tag_id: str, token: str | None = None, *, account_id: str | None = None, tracking_status: str = "Active"
+    ) -> UetTag:
+        if tracking_status not in ("Unverified", "Active", "Inactive"):
+            raise ConfigError("tracking_status must be Unverified, Active or Inactive")
         with self.lock:
-            tag = UetTag(tag_id, token or f"uet-{secrets.token_urlsafe(18)}", account_id or self.config.account_id)
+            token = token or f"uet-{secrets.token_urlsafe(18)}"
+            tag = UetTag(tag_id, token, account_id or self.config.account_id, tracking_status=tracking_status)
             self.tags[tag_id] = tag
             return tag
 

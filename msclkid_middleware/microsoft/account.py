@@ -79,6 +79,14 @@ class AccountClient:
         if items:
             self._call("AccountProperties/Set", {"AccountProperties": items})
 
+    def uet_tag_status(self, tag_id: str | int) -> str | None:
+        """``GetUetTagsByIds``: the tag's ``TrackingStatus`` (Unverified, Active, Inactive); ``None`` if not found."""
+        body = self._call("UetTags/QueryByIds", {"TagIds": [str(tag_id)]})
+        for tag in body.get("UetTags") or ():
+            if isinstance(tag, Mapping) and str(tag.get("Id")) == str(tag_id):
+                return str(tag.get("TrackingStatus") or "Unverified")
+        return None
+
     def auto_tagging_enabled(self) -> bool | None:
         """``MSCLKIDAutoTaggingEnabled`` as a bool (``None``: Microsoft gave no readable value)."""
         return parse_bool(self.get_properties([AUTO_TAGGING]).get(AUTO_TAGGING))
