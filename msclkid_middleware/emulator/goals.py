@@ -78,9 +78,11 @@ def _add(world: World, account: Account, ctx: CallContext, body: Mapping[str, An
     errors: list[dict[str, Any]] = []
     names: dict[str, int] = {}
     for index, item in enumerate(goals):
-        problem = _check_goal(world, account, item)
-        if problem is None and names.setdefault(item["Name"], index) != index:
-            problem = (5316, "Name", None)
+        name = item.get("Name") if isinstance(item, dict) else None
+        if isinstance(name, str) and names.setdefault(name, index) != index:
+            problem: tuple[int, str | None, str | None] | None = (5316, "Name", None)
+        else:
+            problem = _check_goal(world, account, item)
         if problem is not None:
             errors.append(batch_error(index, problem[0], problem[1], problem[2]))
             ids.append(None)
