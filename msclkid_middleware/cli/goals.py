@@ -90,6 +90,22 @@ def _revenue(goal: ConversionGoal) -> str:
     return f"{kind}{value} {goal.currency or ''}".strip()
 
 
+def _refuse_formula(name: str, hint: str) -> None:
+    """Refuse a goal name a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` ...).
+
+    Microsoft matches names exactly, so the UI import files carry them verbatim (no ``'`` guard): such a name
+    would be a formula-injection hazard in every exported file, and guarding it would make uploads miss the goal.
+    """
+    from msclkid_middleware.ops.csv_format import FORMULA_START
+
+    if name.startswith(FORMULA_START):
+        raise click.BadParameter(
+            f"{name!r}: a goal name must not start with {' '.join(repr(c) for c in FORMULA_START[:4])}"
+            " (spreadsheets run it as a formula; exported files carry names verbatim)",
+            param_hint=hint,
+        )
+
+
 def _bidding(excluded: bool | None) -> str:
     """``ExcludeFromBidding``: whether automated bidding (and the Conversions columns) use the goal."""
     return "unknown" if excluded is None else ("excluded" if excluded else "included")
@@ -176,6 +192,7 @@ def create_goal(
     """Create an offline conversion goal (step 1 of the setup) and remember when, for the 2-hour wait."""
     from msclkid_middleware.microsoft.goals import ConversionGoal
 
+    _refuse_formula(name, "NAME")
     matches = [c for c in _CATEGORIES if c.casefold() == category.replace("-", "").replace("_", "").casefold()]
     if not matches:
         raise click.BadParameter(f"{category!r}: one of {', '.join(_CATEGORIES)}", param_hint="--category")
@@ -246,6 +263,8 @@ def update_goal(
     """Change a goal through UpdateConversionGoals; options left out keep their value at Microsoft."""
     from msclkid_middleware.microsoft.goals import GoalUpdate
 
+    if rename is not None:
+        _refuse_formula(rename, "--rename")
     with open_tracker(_store_of(ctx, store_url), uet=False) as tracker:
         client = goals_client(tracker)
         try:

@@ -105,3 +105,11 @@ def test_goals_update_changes_only_what_is_given(env: Path, ms: EmulatorHandle) 
     assert missing.exit_code == 1
     assert "no goal named exactly 'Nope'" in missing.output
     assert run("goals", "update", "Lead").exit_code == 1  # nothing to change
+
+
+def test_goal_names_a_spreadsheet_would_run_are_refused(env: Path, ms: EmulatorHandle) -> None:
+    refused = run("goals", "create", "=SUM(A1)", "--currency", "USD")
+    assert refused.exit_code == 2
+    assert "must not start with" in refused.output
+    assert not [g for g in ms.state()["goals"] if g["name"].startswith("=")]
+    assert run("goals", "update", "Purchase", "--rename", "+Purchase").exit_code == 2
