@@ -103,7 +103,7 @@ def test_microsofts_own_template_as_a_merchant_fills_it(ms: EmulatorHandle, tmp_
         "Parameters:TimeZone=-0800;,,,,\r\n"
         "Microsoft Click Id,Conversion Name,Conversion Time,Conversion Value,Conversion Currency Code\r\n"
         f"{click_id(1)},Purchase,{local:%m/%d/%Y %I:%M:%S %p},10.5,usd\r\n"
-        f"{click_id(2)},Purchase,\"{local:%b %d, %Y %I:%M:%S %p}\",3,EUR\r\n"
+        f'{click_id(2)},Purchase,"{local:%b %d, %Y %I:%M:%S %p}",3,EUR\r\n'
         f"{click_id(3)},Purchase,{local:%Y-%m-%d %H:%M:%S} -0800,1,USD\r\n"
         f"{click_id(4)},Purchase,{local:%Y-%m-%dT%H:%M:%S%z},1,USD\r\n",
         encoding="utf-8",
