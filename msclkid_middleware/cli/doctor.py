@@ -39,7 +39,8 @@ def render_checks(checks: tuple[Check, ...] | list[Check]) -> str:
 
 def _summary(report: DoctorReport) -> str:
     counts = {s: sum(1 for c in report.checks if c.status == s) for s in ("ok", "warn", "fail")}
-    return f"{counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failed"
+    warnings = "warning" if counts["warn"] == 1 else "warnings"
+    return f"{counts['ok']} ok, {counts['warn']} {warnings}, {counts['fail']} failed"
 
 
 @click.command()
