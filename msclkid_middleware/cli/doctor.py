@@ -3,6 +3,9 @@
 Each line is ``✔`` (ok), ``✘`` (fail) or ``!`` (warning) with what to do; the exit status is 1 when a check
 fails.  ``--fix`` offers the repairs it can make (auto-tagging through ``SetAccountProperties``, the outbox
 file's permissions), each after a confirmation that ``--yes`` answers; nothing else is changed.
+
+``flask msclkid doctor`` is this command under the Flask group.  There is no Django adapter yet: its management
+command should invoke this click command with the Django settings as the command environ, as the Flask group does.
 """
 
 from __future__ import annotations

@@ -31,6 +31,12 @@ with warnings.catch_warnings():
     from openapi_client.api_client import ApiClient
     from openapi_client.models.campaign.get_account_properties_request import GetAccountPropertiesRequest
     from openapi_client.models.campaign.get_account_properties_response import GetAccountPropertiesResponse
+    from openapi_client.models.campaign.get_offline_conversion_reports_request import (
+        GetOfflineConversionReportsRequest,
+    )
+    from openapi_client.models.campaign.get_offline_conversion_reports_response import (
+        GetOfflineConversionReportsResponse,
+    )
     from openapi_client.models.campaign.get_uet_tags_by_ids_request import GetUetTagsByIdsRequest
     from openapi_client.models.campaign.get_uet_tags_by_ids_response import GetUetTagsByIdsResponse
     from openapi_client.models.campaign.offline_conversion_goal import OfflineConversionGoal
@@ -259,3 +265,19 @@ def test_an_undocumented_file_is_kept_unparsed(ms: EmulatorHandle, tmp_path: Pat
     )
     [row] = parse_result_file(preamble) or ()
     assert row.conversion_time == datetime(2026, 1, 2, 18, 0, tzinfo=UTC)
+
+
+def test_daily_reports_with_file_links_validate_as_msads_models(ms: EmulatorHandle) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    with make_campaign(ms) as campaign:
+        campaign.apply_offline_conversions(
+            [{"MicrosoftClickId": click_id(9), "ConversionName": "Purchase", "ConversionTime": wire_time(now)}]
+        )
+        wire = Wire(campaign)
+        [day] = GoalsClient(campaign).daily_reports(now - timedelta(days=1), now)
+    [(_, _, body, answer)] = wire.calls
+    GetOfflineConversionReportsRequest.model_validate(body)
+    [summary] = GetOfflineConversionReportsResponse.model_validate(answer).daily_summaries
+    assert summary.file_url == day.file_url
+    assert summary.file_url_expiry_time_utc == day.file_expires_at
+    assert (summary.success_count, summary.failure_count) == (1, 0)
