@@ -11,6 +11,7 @@ command should invoke this click command with the Django settings as the command
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -64,8 +65,11 @@ def doctor(store_url: str | None, fix_: bool, yes: bool, fmt: str) -> None:
     config_error: str | None = None
     try:
         settings = Settings.from_env(environ)
+        store_location: str | None = store_url or settings.effective_store_url
     except MsclkidError as exc:
         settings, config_error = Settings(), str(exc)
+        # Never fall back to the default file in the working directory: that would create an empty outbox.
+        store_location = store_url or (environ if environ is not None else os.environ).get("MSCLKID_STORE_URL")
     tracker: Any = None
     store: Any = None
     if config_error is None:
@@ -74,9 +78,9 @@ def doctor(store_url: str | None, fix_: bool, yes: bool, fmt: str) -> None:
             store = tracker.store
         except MsclkidError as exc:
             config_error = str(exc)
-    if store is None:
+    if store is None and store_location:
         try:
-            store = open_store(store_url or settings.effective_store_url)
+            store = open_store(store_location)
         except MsclkidError:
             store = None
     try:

@@ -135,3 +135,16 @@ def test_clock_skew_from_microsofts_date_header(tmp_path: Path, monkeypatch: pyt
         out = run("doctor").output
         assert "! clock" in out
         assert "ahead of Microsoft" in out
+
+
+def test_an_invalid_setting_fails_configuration_without_creating_an_outbox(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MSADS_ENVIRONMENT", "staging")
+    monkeypatch.delenv("MSCLKID_STORE_URL")
+    result = run("doctor")
+    assert result.exit_code == 1
+    assert "✘ configuration" in result.output
+    assert "MSADS_ENVIRONMENT" in result.output
+    assert "! store" in result.output
+    assert not (env / "msclkid-outbox.sqlite3").exists()
