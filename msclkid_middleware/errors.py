@@ -20,6 +20,7 @@ __all__ = [
     "InvalidIdentifier",
     "MicrosoftError",
     "MsclkidError",
+    "OAuthClientError",
     "OutboxFull",
     "ReconsentRequired",
     "StoreError",
@@ -196,3 +197,19 @@ class TimeWindowError(ValidationError):
     def __init__(self, field: str, reason: str, *, expired: bool) -> None:
         super().__init__(field, reason)
         self.expired = expired
+
+
+class OAuthClientError(AuthenticationError, ConfigError):
+    """The token endpoint refused the *application* (``invalid_client``, ``unauthorized_client``).
+
+    A wrong ``MSADS_CLIENT_ID`` or ``MSADS_CLIENT_SECRET`` (or an app registration that does not allow this
+    flow) is a configuration error, not a grant a person must renew: running ``msclkid auth`` again cannot fix
+    it.  It is a :class:`ConfigError` (``setting`` names the variable to check) and an
+    :class:`AuthenticationError` (``status``, AADSTS ``code`` and OAuth ``error_code`` as Microsoft sent them).
+    """
+
+    def __init__(
+        self, message: str, *, setting: str, status: int | None = None, code: int | None = None, error_code: str
+    ) -> None:
+        AuthenticationError.__init__(self, message, status=status, code=code, error_code=error_code)
+        self.setting = setting

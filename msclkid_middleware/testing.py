@@ -90,11 +90,19 @@ class EmulatorHandle:
     ) -> datetime:
         return self.emulator.add_click(click_id, click_time, account_id=account_id)
 
-    def add_uet_tag(self, tag_id: str, token: str | None = None, *, account_id: str | None = None) -> UetTag:
-        return self.emulator.add_uet_tag(tag_id, token, account_id=account_id)
+    def add_uet_tag(
+        self, tag_id: str, token: str | None = None, *, account_id: str | None = None, tracking_status: str = "Active"
+    ) -> UetTag:
+        return self.emulator.add_uet_tag(tag_id, token, account_id=account_id, tracking_status=tracking_status)
 
     def add_account(self, customer_id: str, account_id: str) -> Account:
         return self.emulator.add_account(customer_id, account_id)
+
+    def account_properties(self, account_id: str | None = None) -> dict[str, str]:
+        return self.emulator.account_properties(account_id)
+
+    def set_account_properties(self, properties: dict[str, Any], *, account_id: str | None = None) -> dict[str, str]:
+        return self.emulator.set_account_properties(properties, account_id=account_id)
 
     def inject_fault(self, endpoint: str, kind: str, **options: Any) -> FaultRule:
         return self.emulator.inject_fault(endpoint, kind, **options)

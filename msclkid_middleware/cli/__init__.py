@@ -31,6 +31,7 @@ _COMMANDS: dict[str, str] = {
     "validate": "msclkid_middleware.cli.csv:validate",
     "goals": "msclkid_middleware.cli.goals:goals",
     "uet": "msclkid_middleware.cli.uet:uet",
+    "doctor": "msclkid_middleware.cli.doctor:doctor",
 }
 
 

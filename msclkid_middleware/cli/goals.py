@@ -1,4 +1,5 @@
-"""``msclkid goals [list | check | create]``: the account's offline conversion goals against the configured names."""
+"""``msclkid goals [list | check | create | update]``: the account's offline conversion goals, checked against the
+configured names, created and changed."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["goals"]
 
+#: Every ``ConversionGoalType`` flag: ``goals update`` finds a goal of any type by its name.
+_ALL_TYPES = "Url,Duration,PagesViewedPerVisit,Event,AppInstall,OfflineConversion,InStoreTransaction"
 _CATEGORIES = (
     "Purchase", "AddToCart", "BeginCheckout", "Subscribe", "SubmitLeadForm", "BookAppointment", "Signup",
     "RequestQuote", "GetDirections", "OutboundClick", "Contact", "PageView", "Download", "Other",
@@ -58,13 +61,22 @@ def list_goals(ctx: click.Context, store_url: str | None) -> None:
         found = _account_goals(tracker)
         now = tracker.clock()
         click.echo(
-            f"{'id':>10} {'name':<28} {'status':<8} {'revenue':<22} {'window':>7} {'count':<6} {'enhanced':<8} age"
+            f"{'id':>10} {'name':<28} {'status':<8} {'scope':<8} {'revenue':<22} {'window':>7} {'count':<6}"
+            f" {'enhanced':<8} {'bidding':<8} {'attribution':<11} {'view-thru':<9} {'auto':<5} {'tag':<10} age"
         )
         for g in found:
+            # AttributionModelType, the view-through window and TagId are "not applicable for offline conversion
+            # goals" (Microsoft): shown as Microsoft returns them, "n/a" when it returns none.
+            view = (
+                "n/a"
+                if g.view_through_window_minutes is None
+                else _age(timedelta(minutes=g.view_through_window_minutes))
+            )
             click.echo(
-                f"{g.id or '-':>10} {g.name[:28]:<28} {g.status:<8} {_revenue(g)[:22]:<22}"
+                f"{g.id or '-':>10} {g.name[:28]:<28} {g.status:<8} {g.scope:<8} {_revenue(g)[:22]:<22}"
                 f" {_age(timedelta(minutes=g.conversion_window_minutes)):>7} {g.count_type:<6}"
-                f" {_flag(g.enhanced):<8} {_goal_age(tracker, g.name, now)}"
+                f" {_flag(g.enhanced):<8} {_bidding(g.exclude_from_bidding):<8} {g.attribution_model or 'n/a':<11}"
+                f" {view:<9} {_flag(g.is_auto_goal):<5} {g.tag_id or 'n/a':<10} {_goal_age(tracker, g.name, now)}"
             )
         if not found:
             click.echo("no offline conversion goals: create one with `msclkid goals create NAME`")
@@ -76,6 +88,27 @@ def _revenue(goal: ConversionGoal) -> str:
     value = "" if goal.revenue_value is None else f" {goal.revenue_value:g}"
     kind = "fixed" if goal.revenue_type == "FixedValue" else "variable"
     return f"{kind}{value} {goal.currency or ''}".strip()
+
+
+def _refuse_formula(name: str, hint: str) -> None:
+    """Refuse a goal name a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` ...).
+
+    Microsoft matches names exactly, so the UI import files carry them verbatim (no ``'`` guard): such a name
+    would be a formula-injection hazard in every exported file, and guarding it would make uploads miss the goal.
+    """
+    from msclkid_middleware.ops.csv_format import FORMULA_START
+
+    if name.startswith(FORMULA_START):
+        raise click.BadParameter(
+            f"{name!r}: a goal name must not start with {' '.join(repr(c) for c in FORMULA_START[:4])}"
+            " (spreadsheets run it as a formula; exported files carry names verbatim)",
+            param_hint=hint,
+        )
+
+
+def _bidding(excluded: bool | None) -> str:
+    """``ExcludeFromBidding``: whether automated bidding (and the Conversions columns) use the goal."""
+    return "unknown" if excluded is None else ("excluded" if excluded else "included")
 
 
 def _flag(value: bool | None) -> str:
@@ -159,6 +192,7 @@ def create_goal(
     """Create an offline conversion goal (step 1 of the setup) and remember when, for the 2-hour wait."""
     from msclkid_middleware.microsoft.goals import ConversionGoal
 
+    _refuse_formula(name, "NAME")
     matches = [c for c in _CATEGORIES if c.casefold() == category.replace("-", "").replace("_", "").casefold()]
     if not matches:
         raise click.BadParameter(f"{category!r}: one of {', '.join(_CATEGORIES)}", param_hint="--category")
@@ -192,3 +226,79 @@ def create_goal(
         f"Wait 2 hours before uploading: conversions for it are held until {record.ready_at:%Y-%m-%d %H:%M} UTC."
         " Add the exact name to MSADS_CONVERSION_GOALS."
     )
+
+
+@goals.command("update")
+@store_option
+@click.argument("name")
+@click.option("--rename", default=None, help="A new name (unique per customer).")
+@click.option("--status", type=click.Choice(["active", "paused"]), default=None)
+@click.option("--count", type=click.Choice(["all", "unique"]), default=None, help="CountType.")
+@click.option("--window", default=None, help="Conversion window: 30d, 12h, minutes (max 90d).")
+@click.option("--revenue", type=click.Choice(["fixed", "variable", "none"]), default=None, help="Revenue type.")
+@click.option("--value", type=click.FloatRange(min=0), default=None, help="Fixed value, or the variable default.")
+@click.option("--currency", default=None, help="ISO code of the revenue value.")
+@click.option("--exclude-from-bidding/--include-in-bidding", "exclude", default=None, help="ExcludeFromBidding.")
+@click.option(
+    "--attribution-model",
+    type=click.Choice(["LastClick", "LastTouch", "DataDriven"]),
+    default=None,
+    help="AttributionModelType (Microsoft: not applicable for offline goals).",
+)
+@click.pass_context
+def update_goal(
+    ctx: click.Context,
+    store_url: str | None,
+    name: str,
+    rename: str | None,
+    status: str | None,
+    count: str | None,
+    window: str | None,
+    revenue: str | None,
+    value: float | None,
+    currency: str | None,
+    exclude: bool | None,
+    attribution_model: str | None,
+) -> None:
+    """Change a goal through UpdateConversionGoals; options left out keep their value at Microsoft."""
+    from msclkid_middleware.microsoft.goals import GoalUpdate
+
+    if rename is not None:
+        _refuse_formula(rename, "--rename")
+    with open_tracker(_store_of(ctx, store_url), uet=False) as tracker:
+        client = goals_client(tracker)
+        try:
+            matches = [g for g in client.query_goals((), types=_ALL_TYPES) if g.name == name]
+        except MsclkidError as exc:
+            raise fail(exc) from None
+        if not matches or matches[0].id is None:
+            raise click.ClickException(f"no goal named exactly {name!r} in account {tracker.account}")
+        goal = matches[0]
+        goal_id = str(goal.id)
+        try:
+            update = GoalUpdate(
+                goal_id,
+                type=goal.type,
+                name=rename,
+                status="Active" if status == "active" else "Paused" if status == "paused" else None,
+                count_type={"all": "All", "unique": "Unique", None: None}[count],
+                conversion_window_minutes=parse_minutes(window) if window else None,
+                revenue_type={"fixed": "FixedValue", "variable": "VariableValue", "none": "NoValue", None: None}[
+                    revenue
+                ],
+                revenue_value=value,
+                currency=currency,
+                exclude_from_bidding=exclude,
+                attribution_model=attribution_model,
+            )
+            [error] = client.update_goals([update])
+        except MsclkidError as exc:
+            raise fail(exc) from None
+        if error is not None:
+            raise click.ClickException(f"Microsoft did not update goal {name!r}: {error}")
+        if rename:
+            record = tracker.goal_registry.get(tracker.account, name)
+            if record is not None:
+                tracker.goal_registry.record(tracker.account, rename, record.created_at, goal_id)
+    changed = ", ".join(f"{k}={v}" for k, v in update.changes().items())
+    click.echo(f"updated goal {name!r} (id {goal.id}): {changed}")

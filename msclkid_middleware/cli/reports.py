@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -11,6 +13,9 @@ from msclkid_middleware.cli.common import FORMATS, fail, goals_client, open_trac
 from msclkid_middleware.errors import MsclkidError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from msclkid_middleware.microsoft.goals import DailyUploadSummary
+    from msclkid_middleware.microsoft.result_files import ResultFile
+    from msclkid_middleware.ops.reconcile import EventVerdict
     from msclkid_middleware.ops.reports import Format
 
 __all__ = ["RECONCILE_ALERT_EXIT", "reconcile_command", "report"]
@@ -54,11 +59,30 @@ def report(store_url: str | None, since: str | None, goal: str | None, fmt: Form
     envvar="MSCLKID_MAX_UNATTRIBUTED",
     help=f"Exit {RECONCILE_ALERT_EXIT} when Microsoft could not attribute a larger share (cron alerting).",
 )
+@click.option(
+    "--files",
+    "with_files",
+    is_flag=True,
+    help="Download Microsoft's daily result files (before their links expire) and report, per event, what it did.",
+)
+@click.option(
+    "--files-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("msclkid-result-files"),
+    show_default=True,
+    help="Where --files keeps the downloaded files (readable by their owner only).",
+)
 def reconcile_command(
-    store_url: str | None, since: str, goal: str | None, fmt: Format, max_unattributed: float
+    store_url: str | None,
+    since: str,
+    goal: str | None,
+    fmt: Format,
+    max_unattributed: float,
+    with_files: bool,
+    files_dir: Path,
 ) -> None:
     """Microsoft's per-goal diagnostics (counted, not counted by reason) beside the outbox's own counts."""
-    from msclkid_middleware.ops.reconcile import reconcile, render_reconciliation, sent_per_goal
+    from msclkid_middleware.ops.reconcile import reconcile, render_reconciliation, sent_per_goal, tie_events
 
     with open_tracker(store_url, uet=False) as tracker:
         client = goals_client(tracker)
@@ -72,9 +96,24 @@ def reconcile_command(
             days = client.daily_reports(start, now)
         except MsclkidError as exc:
             raise fail(exc) from None
+        files: list[ResultFile] = []
+        events: tuple[EventVerdict, ...] = ()
+        if with_files:
+            files = _download(days, files_dir, tracker.account)
+            rows = tracker.store.scan(since=start, kinds=("offline", "offline_adjustment"))
+            events = tie_events((r for r in rows if goal is None or r.conversion_name == goal), files)
     if goal is not None:
         sent = {k: v for k, v in sent.items() if k == goal}
-    result = reconcile(sent, {k: v for k, v in ids.items() if v}, summaries, since=start, until=now, days=days)
+    result = reconcile(
+        sent,
+        {k: v for k, v in ids.items() if v},
+        summaries,
+        since=start,
+        until=now,
+        days=days,
+        files=files,
+        events=events,
+    )
     click.echo(render_reconciliation(result, fmt))
     if result.unattributed_share > max_unattributed:
         click.echo(
@@ -82,3 +121,21 @@ def reconcile_command(
             err=True,
         )
         raise click.exceptions.Exit(RECONCILE_ALERT_EXIT)
+
+
+def _download(days: Sequence[DailyUploadSummary], directory: Path, account: str) -> list[ResultFile]:
+    """Every offered result file, fetched now (its link expires at ``FileUrlExpiryTimeUtc``)."""
+    from msclkid_middleware.microsoft.result_files import ResultFileDownloader
+
+    with ResultFileDownloader(directory) as downloader:
+        return [
+            downloader.fetch(
+                d.file_url,
+                upload_date=d.upload_date,
+                expires_at=d.file_expires_at,
+                account=account,
+                now=datetime.now(UTC),
+            )
+            for d in days
+            if d.has_file
+        ]

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from msclkid_middleware.emulator import campaign, control, dashboard, goals, oauth, uet
+from msclkid_middleware.emulator import account, campaign, control, dashboard, goals, oauth, results, uet
 from msclkid_middleware.emulator.codes import CODES
 from msclkid_middleware.emulator.faults import FaultRule
 from msclkid_middleware.emulator.surface import ControlSurface
@@ -41,7 +41,10 @@ _URLS = Map(
         Rule(f"{_CM}/OfflineConversions/Apply", endpoint="offline", methods=["POST"]),
         Rule(f"{_CM}/OfflineConversionAdjustments/Apply", endpoint="offline_adjustments", methods=["POST"]),
         Rule(f"{_CM}/OnlineConversionAdjustments/Apply", endpoint="online_adjustments", methods=["POST"]),
-        Rule(f"{_CM}/ConversionGoals", endpoint="goals", methods=["POST"]),
+        Rule(f"{_CM}/ConversionGoals", endpoint="goals", methods=["POST", "PUT"]),
+        Rule(f"{_CM}/AccountProperties/Query", endpoint="account_properties", methods=["POST"]),
+        Rule(f"{_CM}/AccountProperties/Set", endpoint="account_properties", methods=["POST"]),
+        Rule(f"{_CM}/UetTags/QueryByIds", endpoint="account_properties", methods=["POST"]),
         Rule(f"{_CM}/ConversionGoals/QueryByIds", endpoint="goals", methods=["POST"]),
         Rule(f"{_CM}/ConversionGoals/QueryByTagIds", endpoint="goals", methods=["POST"]),
         Rule(f"{_CM}/OfflineConversionReport/QueryByGoalIds", endpoint="reports", methods=["POST"]),
@@ -49,6 +52,7 @@ _URLS = Map(
         Rule(f"{_CM}/UetTagAuthKey/Query", endpoint="uet_auth_key", methods=["POST"]),
         Rule("/v1/<tag_id>/events", endpoint="uet", methods=["POST"]),
         Rule("/_emulator/<path:path>", endpoint="control", methods=["GET", "POST", "PATCH", "DELETE"]),
+        Rule("/_results/<account>/<day>.csv", endpoint="result_file", methods=["GET"]),
     ],
     strict_slashes=False,
 )
@@ -82,6 +86,11 @@ class Emulator(ControlSurface):
             response: Response = json_response({"error": exc.name, "message": exc.description}, exc.code or 404)
             if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
                 response.headers["Allow"] = ", ".join(exc.valid_methods)
+            response.headers["TrackingId"] = tracking_id
+            return response(environ, start_response)
+        if endpoint == "result_file":
+            # A download link (Microsoft's FileUrl points at storage, outside the API): no faults, no journal.
+            response = results.serve_file(self.world, request, str(args["account"]), str(args["day"]))
             response.headers["TrackingId"] = tracking_id
             return response(environ, start_response)
         if endpoint in ("control", "dashboard"):
@@ -144,6 +153,8 @@ class Emulator(ControlSurface):
             return uet.events_endpoint(world, request, ctx, str(args["tag_id"]), token_expired=token_expired)
         if endpoint in ("offline", "offline_adjustments", "online_adjustments"):
             return campaign.apply_endpoint(world, request, ctx, token_expired=token_expired)
+        if endpoint == "account_properties":
+            return account.dispatch(world, request, ctx, token_expired=token_expired)
         return goals.dispatch(world, request, ctx, token_expired=token_expired)
 
     def _fault_response(self, rule: FaultRule, ctx: CallContext) -> Response:

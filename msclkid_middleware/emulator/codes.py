@@ -78,8 +78,30 @@ CODES: dict[int, tuple[str, str]] = {
         "OfflineConversionRestateRetractNotSupported",
         "The offline conversion restate or retract operation is not supported.",
     ),
-    # 4803's message is from a recorded live response; its symbolic name is the emulator's guess (UNCONFIRMED).
-    4803: ("ConversionGoalNameAlreadyExists", "Duplicate conversion goal name."),
+    # Conversion goal management (AddConversionGoals / UpdateConversionGoals), operation-error-codes.md.
+    5300: ("InvalidUetTagId", "The UET Tag ID is invalid."),
+    5314: ("InvalidConversionGoalId", "The Conversion Goal ID is invalid."),
+    5316: ("DuplicateConversionGoalName", "Duplicate Conversion Goal names are not allowed."),
+    5317: (
+        "ConversionGoalNameAlreadyExists",
+        "The Conversion Goal with the same name already exists for the customer.",
+    ),
+    5320: ("InvalidConversionGoalName", "The Conversion Goal name is invalid or exceeds the length limit."),
+    5321: ("ConversionGoalsNotPassed", "The Conversion Goals are required."),
+    5322: ("ConversionGoalArrayExceedsLimit", "The list of Conversion Goals exceeds the limit."),
+    5323: ("ConversionGoalIsNull", "The Conversion Goal is required."),
+    5325: ("ConversionGoalIdIsNull", "The Conversion Goal ID is required."),
+    5328: ("InvalidConversionGoalStatus", "The Conversion Goal status is invalid."),
+    5331: ("ConversionGoalTypeNotMatched", "The Conversion Goal type should be matched to the goal entity."),
+    5332: ("InvalidConversionGoalRevenueType", "The Conversion Goal revenue type is invalid."),
+    5333: ("InvalidConversionGoalRevenueValue", "The Conversion Goal revenue value is invalid."),
+    5337: ("InvalidConversionGoalConversionWindow", "The Conversion Window for Conversion Goal is invalid."),
+    5804: ("ImmutableProperty", "The property is immutable."),
+    6608: ("InvalidViewThroughConversionWindowInMinutes", "The view through conversion window value is invalid."),
+    6609: (
+        "ViewThroughConversionNotApplicableToGoalType",
+        "The view through conversion window is not applicable to this goal type.",
+    ),
     8004: ("EmailMustBeHashed", "The email address must be hashed."),
 }
 

@@ -74,8 +74,20 @@ def _route(emulator: ControlSurface, request: Request, path: str, method: str) -
         return json_response({"click_id": data["click_id"], "click_time": when.isoformat()}, 201)
     if (path, method) == ("tags", "POST"):
         data = _body(request)
-        tag = emulator.add_uet_tag(str(_require(data, "tag_id")), data.get("token"), account_id=data.get("account_id"))
+        tag = emulator.add_uet_tag(
+            str(_require(data, "tag_id")),
+            data.get("token"),
+            account_id=data.get("account_id"),
+            tracking_status=str(data.get("tracking_status") or "Active"),
+        )
         return json_response({"tag_id": tag.tag_id, "token": tag.token, "account_id": tag.account_id}, 201)
+    if path.startswith("accounts/") and path.endswith("/properties") and method in ("GET", "PATCH", "POST"):
+        # /_emulator/accounts/<account ID>/properties (the main account also as "default").
+        named = path.split("/")[1]
+        account_id = None if named == "default" else named
+        if method == "GET":
+            return json_response(emulator.account_properties(account_id))
+        return json_response(emulator.set_account_properties(_body(request), account_id=account_id))
     if (path, method) == ("accounts", "POST"):
         data = _body(request)
         account = emulator.add_account(str(_require(data, "customer_id")), str(_require(data, "account_id")))

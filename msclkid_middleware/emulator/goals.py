@@ -14,6 +14,8 @@ from werkzeug.wrappers import Request, Response
 from msclkid_middleware.emulator.campaign import ad_api_fault, api_fault, batch_error, read_call
 from msclkid_middleware.emulator.clock import parse_datetime
 from msclkid_middleware.emulator.codes import CURRENCIES
+from msclkid_middleware.emulator.goal_update import name_taken, update_goals
+from msclkid_middleware.emulator.results import file_link
 from msclkid_middleware.emulator.state import Account, Goal
 from msclkid_middleware.emulator.wire import CallContext, json_response
 from msclkid_middleware.emulator.world import World
@@ -27,22 +29,28 @@ _CHANNELS = ("Unknown", "CampaignManagementAPI", "BulkAPI", "WebUpload")
 
 
 def goal_to_wire(goal: Goal) -> dict[str, Any]:
-    revenue_type = "NoValue" if goal.currency is None else ("FixedValue" if goal.revenue_value else "VariableValue")
+    revenue_type = goal.revenue_type or (
+        "NoValue" if goal.currency is None else ("FixedValue" if goal.revenue_value else "VariableValue")
+    )
+    offline = goal.type == "OfflineConversion"
     data: dict[str, Any] = {
         "Type": goal.type,
         "Id": str(goal.id),
         "Name": goal.name,
         "Status": goal.status,
-        "Scope": "Account",
+        "Scope": goal.scope,
         "CountType": goal.count_type,
         "Revenue": {"Type": revenue_type, "Value": goal.revenue_value, "CurrencyCode": goal.currency},
         "ConversionWindowInMinutes": goal.conversion_window_minutes,
-        "TagId": goal.tag_id,
+        # "Not applicable for offline conversion goals": TagId, AttributionModelType, the view-through window.
+        "TagId": None if offline else goal.tag_id,
         "TrackingStatus": "NoRecentConversions",
-        "ExcludeFromBidding": False,
+        "ExcludeFromBidding": goal.exclude_from_bidding,
+        "ViewThroughConversionWindowInMinutes": None if offline else goal.view_through_window_minutes,
         "GoalCategory": goal.category,
+        "AttributionModelType": None if offline else (goal.attribution_model or "LastClick"),
         "IsEnhancedConversionsEnabled": goal.enhanced,
-        "IsAutoGoal": False,
+        "IsAutoGoal": goal.is_auto_goal,
     }
     if goal.type == "OfflineConversion":
         data["IsExternallyAttributed"] = False
@@ -68,8 +76,13 @@ def _add(world: World, account: Account, ctx: CallContext, body: Mapping[str, An
         return ad_api_fault(ctx, 201, 400, "At most 100 conversion goals can be added per call.")
     ids: list[str | None] = []
     errors: list[dict[str, Any]] = []
+    names: dict[str, int] = {}
     for index, item in enumerate(goals):
-        problem = _check_goal(world, account, item)
+        name = item.get("Name") if isinstance(item, dict) else None
+        if isinstance(name, str) and names.setdefault(name, index) != index:
+            problem: tuple[int, str | None, str | None] | None = (5316, "Name", None)
+        else:
+            problem = _check_goal(world, account, item)
         if problem is not None:
             errors.append(batch_error(index, problem[0], problem[1], problem[2]))
             ids.append(None)
@@ -89,9 +102,24 @@ def _add(world: World, account: Account, ctx: CallContext, body: Mapping[str, An
                 "category": item.get("GoalCategory"),
                 "tag_id": item.get("TagId"),
                 "created_hours_ago": 0,
+                "scope": item.get("Scope") or "Account",
+                "revenue_type": revenue.get("Type") or "VariableValue",
+                "exclude_from_bidding": bool(item.get("ExcludeFromBidding")),
+                "attribution_model": item.get("AttributionModelType"),
+                "view_through_window_minutes": item.get("ViewThroughConversionWindowInMinutes"),
             }
         )
         ids.append(str(goal.id))
+        # "Every time you add or update a new ... OfflineConversionGoal ... the MSCLKIDAutoTaggingEnabled value of
+        # the corresponding AccountProperty is set to True automatically" (all of the customer's accounts for a
+        # goal of Customer scope): Microsoft's AddConversionGoals page.
+        targets = (
+            [a for a in world.accounts.values() if a.customer_id == account.customer_id]
+            if goal.scope == "Customer"
+            else [account]
+        )
+        for target in targets:
+            world.set_account_properties(target.account_id, {"MSCLKIDAutoTaggingEnabled": "True"})
     return json_response({"ConversionGoalIds": ids, "PartialErrors": errors})
 
 
@@ -105,12 +133,10 @@ def _check_goal(world: World, account: Account, item: Any) -> tuple[int, str | N
         return 201, "Type", "Type must be one of " + ", ".join(_TYPES) + "."
     if not item.get("GoalCategory"):
         return 201, "GoalCategory", "GoalCategory is required when adding a conversion goal."
-    if any(
-        g.name == name
-        for (acc, _), g in world.goals.items()
-        if world.accounts.get(acc, account).customer_id == account.customer_id
-    ):
-        return 4803, "Name", "The conversion goal name already exists for the given account."
+    if name_taken(world, account, name):
+        return 5317, "Name", None
+    if item.get("Scope") not in (None, "Account", "Customer"):
+        return 201, "Scope", "Scope must be Account or Customer."
     if item.get("Status") not in (None, "Active", "Paused", "Deleted", "InActive"):
         return 201, "Status", "Status must be Active, Paused, Deleted or InActive."
     if item.get("CountType") not in (None, "All", "Unique"):
@@ -282,7 +308,7 @@ def _alerts(counts: Counter[str]) -> list[dict[str, Any]]:
     ]
 
 
-def _reports(world: World, account: Account, ctx: CallContext, body: Mapping[str, Any]) -> Response:
+def _reports(world: World, account: Account, ctx: CallContext, body: Mapping[str, Any], base_url: str) -> Response:
     try:
         start, end = _dates(body)
     except ValueError as exc:
@@ -290,18 +316,20 @@ def _reports(world: World, account: Account, ctx: CallContext, body: Mapping[str
     days: dict[str, Counter[str]] = {}
     for day, item in _report_rows(world, account, start, end):
         days.setdefault(day, Counter())["failure" if item.outcome == "rejected" else "success"] += 1
-    expiry = (world.clock() + timedelta(hours=1)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    summaries = [
-        {
-            "UploadDate": f"{day}T00:00:00Z",
-            "SuccessCount": counts["success"],
-            "FailureCount": counts["failure"],
-            # The emulator has no result files; the control API's /_emulator/received is the equivalent.
-            "FileUrl": None,
-            "FileUrlExpiryTimeUtc": expiry,
-        }
-        for day, counts in sorted(days.items())
-    ]
+    expires = world.clock() + timedelta(hours=1)
+    summaries = []
+    for day, counts in sorted(days.items()):
+        # A signed link to the day's result file (emulator/results.py), valid for an hour.
+        url = file_link(world, base_url, account.account_id, day, expires)
+        summaries.append(
+            {
+                "UploadDate": f"{day}T00:00:00Z",
+                "SuccessCount": counts["success"],
+                "FailureCount": counts["failure"],
+                "FileUrl": url,
+                "FileUrlExpiryTimeUtc": expires.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        )
     return json_response({"DailySummaries": summaries})
 
 
@@ -330,11 +358,13 @@ def dispatch(world: World, request: Request, ctx: CallContext, *, token_expired:
     path = request.path.rsplit("/v13/", 1)[1]
     with world.lock:
         if path == "ConversionGoals":
+            if request.method == "PUT":
+                return update_goals(world, account, ctx, body)
             return _add(world, account, ctx, body)
         if path in ("ConversionGoals/QueryByIds", "ConversionGoals/QueryByTagIds"):
             return _query(world, account, ctx, body, by_tag=path.endswith("TagIds"))
         if path == "OfflineConversionReport/QueryByGoalIds":
             return _report_by_goals(world, account, ctx, body)
         if path == "OfflineConversionReports/Query":
-            return _reports(world, account, ctx, body)
+            return _reports(world, account, ctx, body, request.host_url)
         return _auth_key(world, account, ctx, body)

@@ -17,6 +17,15 @@ __all__ = ["EmulatorServer", "emulator_command"]
 
 
 class _Handler(WSGIRequestHandler):
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The ``Date`` header every answer carries (clients measure clock skew with it) comes from the
+        # emulator's clock, so a test that moves that clock sees the skew a real server would show.
+        if timestamp is None:
+            clock = getattr(getattr(getattr(self.server, "app", None), "world", None), "clock", None)
+            if callable(clock):
+                timestamp = clock().timestamp()
+        return super().date_time_string(timestamp)
+
     def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
         # A dropped connection (the ``drop`` fault) can leave the unread request body in the read
         # buffer; served on, it would be parsed as the next request line and logged as "Bad request

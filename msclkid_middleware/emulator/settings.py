@@ -11,13 +11,22 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from msclkid_middleware.errors import ConfigError
 
-__all__ = ["DEFAULT_GOALS", "PRODUCTION_SCOPES", "EmulatorConfig", "load_config_file"]
+__all__ = [
+    "ACCOUNT_PROPERTY_NAMES",
+    "BOOLEAN_ACCOUNT_PROPERTIES",
+    "DEFAULT_ACCOUNT_PROPERTIES",
+    "DEFAULT_GOALS",
+    "PRODUCTION_SCOPES",
+    "EmulatorConfig",
+    "account_property_value",
+    "load_config_file",
+]
 
 #: Scopes the token endpoint accepts (production, the SDK's sandbox scope, the SDK's ADS_MANAGE alias).
 PRODUCTION_SCOPES = (
@@ -31,6 +40,49 @@ DEFAULT_GOALS: tuple[Mapping[str, Any], ...] = (
     {"name": "Purchase", "created_hours_ago": 24, "category": "Purchase", "enhanced": True},
     {"name": "Lead", "created_hours_ago": 24, "category": "SubmitLeadForm", "currency": None},
 )
+
+#: Microsoft's ``AccountPropertyName`` values (the msads 13.0.30.1 enum, ``None`` aside).
+ACCOUNT_PROPERTY_NAMES = (
+    "TrackingUrlTemplate", "MSCLKIDAutoTaggingEnabled", "AdClickParallelTracking", "FinalUrlSuffix",
+    "IncludeViewThroughConversions", "ProfileExpansionEnabled", "AllowImageAutoRetrieve", "AutoApplyRecommendations",
+    "IncludeAutoBiddingViewThroughConversions", "AutoBiddingViewThroughConversionsValueAttributionWeight",
+    "LoopBackWindowForViewThroughConversions", "BusinessAttributes", "EnableMMAUnderDSAAdgroups", "OptOutFromMCM",
+    "NetflixTCAccepted", "BlockedContentSegments", "AssetAIEnhancementOptout", "AcceptNielsenTermsAndConditions",
+    "ImageMissingWarningOptout", "OptOutFromSystemSourcedImagesInSWF",
+)  # fmt: skip
+#: Properties whose value is a .NET boolean ("True"/"False"; the parser takes any letter case).
+BOOLEAN_ACCOUNT_PROPERTIES = frozenset(
+    {"MSCLKIDAutoTaggingEnabled", "AdClickParallelTracking", "IncludeViewThroughConversions",
+     "ProfileExpansionEnabled", "AllowImageAutoRetrieve", "IncludeAutoBiddingViewThroughConversions",
+     "EnableMMAUnderDSAAdgroups", "OptOutFromMCM", "NetflixTCAccepted", "AssetAIEnhancementOptout",
+     "AcceptNielsenTermsAndConditions", "ImageMissingWarningOptout", "OptOutFromSystemSourcedImagesInSWF"}
+)  # fmt: skip
+DEFAULT_ACCOUNT_PROPERTIES: Mapping[str, str] = {"MSCLKIDAutoTaggingEnabled": "True"}
+
+
+def account_property_value(name: str, value: Any) -> str:
+    """A property value as Microsoft holds it (a string; booleans as ``True``/``False``), or ``ValueError``."""
+    if name not in ACCOUNT_PROPERTY_NAMES:
+        raise ValueError(f"{name!r} is not an AccountPropertyName")
+    if name in BOOLEAN_ACCOUNT_PROPERTIES:
+        if isinstance(value, bool):
+            return "True" if value else "False"
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().capitalize()
+        raise ValueError(f"{name} must be True or False")
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string")
+    return value
+
+
+def _properties(value: Any, setting: str) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{setting} must be a table/object of property name -> value", setting=setting)
+    try:
+        return {str(k): account_property_value(str(k), v) for k, v in value.items()}
+    except ValueError as exc:
+        raise ConfigError(f"{setting}: {exc}", setting=setting) from None
+
 
 #: Microsoft's docs call the msclkid "a 32-character GUID"; the dashed GUID form is accepted too.
 DEFAULT_CLICK_ID_PATTERN = (
@@ -46,8 +98,11 @@ class EmulatorConfig:
     client_secret: str | None = "emulator-client-secret"  # noqa: S105 - a fixed test credential
     customer_id: str = "1000001"
     account_id: str = "2000001"
-    #: Extra ``{customer_id, account_id}`` pairs the same user may access.
+    #: Extra ``{customer_id, account_id}`` pairs the same user may access (optionally with ``properties``).
     accounts: tuple[Mapping[str, Any], ...] = ()
+    #: ``GetAccountProperties`` values of the main account (names as Microsoft's ``AccountPropertyName``,
+    #: values as strings).  Auto-tagging of msclkid starts on, as for an account that has an offline goal.
+    account_properties: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ACCOUNT_PROPERTIES))
     #: The initial refresh token; ``None`` mints ``rt-1-<random>``.
     refresh_token: str | None = None
     access_token_lifetime: int = 3600
@@ -84,6 +139,8 @@ class EmulatorConfig:
     dashboard_refresh_seconds: int = 5
 
     def __post_init__(self) -> None:
+        # Normalised once here ("true" -> "True"), however the config was built.
+        object.__setattr__(self, "account_properties", _properties(self.account_properties, "account_properties"))
         if self.unknown_goal not in ("reject", "accept"):
             raise ConfigError("unknown_goal must be 'reject' or 'accept'", setting="unknown_goal")
         if self.empty_partial_errors not in ("list", "null", "absent"):
@@ -113,6 +170,10 @@ class EmulatorConfig:
                 if not isinstance(value, list | tuple) or not all(isinstance(v, Mapping) for v in value):
                     raise ConfigError(f"{name} must be a list of tables/objects", setting=name)
                 value = tuple(dict(v) for v in value)
+                if name == "accounts":
+                    for spec in value:
+                        if "properties" in spec:
+                            spec["properties"] = _properties(spec["properties"], "accounts.properties")
             elif name == "redirect_uris" and value is not None:
                 value = tuple(str(v) for v in value)
             values[name] = value

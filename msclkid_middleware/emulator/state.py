@@ -85,6 +85,15 @@ class Goal(JsonRecord):
     adjustments_supported: bool = True
     category: str = "Purchase"
     tag_id: str | None = None
+    #: ``Account`` or ``Customer`` (read-only after creation, as at Microsoft).
+    scope: str = "Account"
+    #: ``None``: derived from currency/value (the emulator's older goals); else FixedValue/VariableValue/NoValue.
+    revenue_type: str | None = None
+    exclude_from_bidding: bool = False
+    #: Microsoft: "Not applicable for offline conversion goals" (both stay ``None`` for them).
+    attribution_model: str | None = None
+    view_through_window_minutes: int | None = None
+    is_auto_goal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +102,8 @@ class UetTag:
     token: str
     account_id: str
     name: str = "Default tag"
+    #: ``UetTagTrackingStatus``: Unverified, Active or Inactive.
+    tracking_status: str = "Active"
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,11 +76,19 @@ class ControlSurface:
             return {
                 "config": self.config.to_json(),
                 "accounts": [
-                    {"customer_id": a.customer_id, "account_id": a.account_id} for a in world.accounts.values()
+                    {
+                        "customer_id": a.customer_id,
+                        "account_id": a.account_id,
+                        "properties": dict(world.account_properties.get(a.account_id, {})),
+                    }
+                    for a in world.accounts.values()
                 ],
                 "goals": [g.to_json() for g in world.goals.values()],
                 "clicks": {k: v.isoformat() for k, v in world.clicks.items()},
-                "uet_tags": [{"tag_id": t.tag_id, "account_id": t.account_id} for t in world.tags.values()],
+                "uet_tags": [
+                    {"tag_id": t.tag_id, "account_id": t.account_id, "tracking_status": t.tracking_status}
+                    for t in world.tags.values()
+                ],
                 "faults": world.faults.rules(),
                 "refresh_tokens": {
                     "issued": len(world.refresh_tokens),
@@ -120,11 +128,25 @@ class ControlSurface:
     ) -> datetime:
         return self.world.add_click(click_id, click_time, account_id=account_id)
 
-    def add_uet_tag(self, tag_id: str, token: str | None = None, *, account_id: str | None = None) -> UetTag:
-        return self.world.add_tag(tag_id, token, account_id=account_id)
+    def add_uet_tag(
+        self, tag_id: str, token: str | None = None, *, account_id: str | None = None, tracking_status: str = "Active"
+    ) -> UetTag:
+        return self.world.add_tag(tag_id, token, account_id=account_id, tracking_status=tracking_status)
 
     def add_account(self, customer_id: str, account_id: str) -> Account:
         return self.world.add_account(customer_id, account_id)
+
+    def account_properties(self, account_id: str | None = None) -> dict[str, str]:
+        """The account's ``GetAccountProperties`` values (default: the main account)."""
+        with self.world.lock:
+            account = account_id or self.config.account_id
+            if account not in self.world.accounts:
+                raise ControlError(f"no account {account!r} in the emulator")
+            return dict(self.world.account_properties.get(account, {}))
+
+    def set_account_properties(self, properties: Mapping[str, Any], *, account_id: str | None = None) -> dict[str, str]:
+        """Set account properties as the Microsoft Advertising UI would (``{"MSCLKIDAutoTaggingEnabled": False}``)."""
+        return self.world.set_account_properties(account_id or self.config.account_id, properties)
 
     def inject_fault(self, endpoint: str, kind: str, **options: Any) -> FaultRule:
         rule = FaultRule.from_mapping({"endpoint": endpoint, "kind": kind, **options})
@@ -152,7 +174,9 @@ class ControlSurface:
     def configure(self, **changes: Any) -> EmulatorConfig:
         """Change run-time settings (e.g. ``unknown_goal``, ``access_token_lifetime``, ``empty_partial_errors``)."""
         with self.world.lock:
-            fixed = {"goals", "clicks", "uet_tags", "faults", "accounts", "store", "refresh_token"} & set(changes)
+            fixed = {
+                "goals", "clicks", "uet_tags", "faults", "accounts", "store", "refresh_token", "account_properties"
+            } & set(changes)  # fmt: skip
             if fixed:
                 raise ControlError(f"use the dedicated methods for: {', '.join(sorted(fixed))}")
             config = EmulatorConfig.from_mapping({**_plain(self.world.config), **changes})

@@ -6,6 +6,7 @@ Handlers (``oauth``, ``campaign``, ``uet``, ``goals``) read and change it only w
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 import threading
@@ -16,7 +17,7 @@ from typing import Any
 
 from msclkid_middleware.emulator.clock import parse_datetime
 from msclkid_middleware.emulator.faults import FaultInjector, FaultRule
-from msclkid_middleware.emulator.settings import EmulatorConfig
+from msclkid_middleware.emulator.settings import DEFAULT_ACCOUNT_PROPERTIES, EmulatorConfig, account_property_value
 from msclkid_middleware.emulator.state import Account, Goal, Journal, ReceivedItem, RequestRecord, TokenRecord, UetTag
 from msclkid_middleware.errors import ConfigError
 
@@ -88,6 +89,8 @@ class World:
         self.journal.open()
         self.click_id_re = re.compile(config.click_id_pattern)
         self.initial_refresh_token = config.refresh_token or f"rt-1-{secrets.token_urlsafe(24)}"
+        #: Signs the result-file links (``FileUrl``), as a storage service signs its download links.
+        self.file_secret = secrets.token_bytes(32)
         self._load()
 
     # -- loading / reset -------------------------------------------------------------------------------------------
@@ -96,9 +99,12 @@ class World:
         config = self.config
         now = self.clock()
         self.accounts: dict[str, Account] = {config.account_id: Account(config.customer_id, config.account_id)}
+        #: Account ID -> ``AccountPropertyName`` -> value (``GetAccountProperties`` / ``SetAccountProperties``).
+        self.account_properties: dict[str, dict[str, str]] = {config.account_id: dict(config.account_properties)}
         for spec in config.accounts:
             account = Account(str(spec["customer_id"]), str(spec["account_id"]))
             self.accounts[account.account_id] = account
+            self.account_properties[account.account_id] = dict(spec.get("properties", DEFAULT_ACCOUNT_PROPERTIES))
         self.goals: dict[tuple[str, str], Goal] = {}
         self.goals_by_id: dict[int, Goal] = {}
         self._next_goal_id = 1001
@@ -112,7 +118,12 @@ class World:
             config.uet_tag_id: UetTag(config.uet_tag_id, config.uet_token, config.account_id)
         }
         for spec in config.uet_tags:
-            self.add_tag(str(spec["tag_id"]), spec.get("token"), account_id=spec.get("account_id"))
+            self.add_tag(
+                str(spec["tag_id"]),
+                spec.get("token"),
+                account_id=spec.get("account_id"),
+                tracking_status=str(spec.get("tracking_status", "Active")),
+            )
         self.refresh_tokens: dict[str, RefreshGrant] = {}
         self.access_tokens: dict[str, AccessGrant] = {}
         self.auth_codes: dict[str, AuthCode] = {}
@@ -175,10 +186,38 @@ class World:
                 adjustments_supported=bool(spec.get("adjustments_supported", True)),
                 category=str(spec.get("category", "Purchase")),
                 tag_id=spec.get("tag_id"),
+                scope=str(spec.get("scope", "Account")),
+                revenue_type=spec.get("revenue_type"),
+                exclude_from_bidding=bool(spec.get("exclude_from_bidding", False)),
+                attribution_model=spec.get("attribution_model"),
+                view_through_window_minutes=spec.get("view_through_window_minutes"),
+                is_auto_goal=bool(spec.get("is_auto_goal", False)),
             )
             self.goals[(account_id, name)] = goal
             self.goals_by_id[goal.id] = goal
             return goal
+
+    def replace_goal(self, goal: Goal, **changes: Any) -> Goal:
+        """Apply an update (``UpdateConversionGoals``) to ``goal``; a new name re-keys it."""
+        with self.lock:
+            updated = dataclasses.replace(goal, **changes)
+            self.goals.pop((goal.account_id, goal.name), None)
+            self.goals[(updated.account_id, updated.name)] = updated
+            self.goals_by_id[updated.id] = updated
+            return updated
+
+    def set_account_properties(self, account_id: str, properties: Mapping[str, Any]) -> dict[str, str]:
+        """Set properties of ``account_id`` (all or nothing); returns the account's properties afterwards."""
+        with self.lock:
+            if account_id not in self.accounts:
+                raise ConfigError(f"no account {account_id!r} in the emulator")
+            try:
+                values = {str(k): account_property_value(str(k), v) for k, v in properties.items()}
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            current = self.account_properties.setdefault(account_id, dict(DEFAULT_ACCOUNT_PROPERTIES))
+            current.update(values)
+            return dict(current)
 
     def add_click(
         self, click_id: str, click_time: datetime | str | None = None, *, account_id: str | None = None
@@ -198,9 +237,14 @@ class World:
                 self.click_accounts[click_id] = str(account_id)
             return self.clicks[click_id]
 
-    def add_tag(self, tag_id: str, token: str | None = None, *, account_id: str | None = None) -> UetTag:
+    def add_tag(
+        self, tag_id: str, token: str | None = None, *, account_id: str | None = None, tracking_status: str = "Active"
+    ) -> UetTag:
+        if tracking_status not in ("Unverified", "Active", "Inactive"):
+            raise ConfigError("tracking_status must be Unverified, Active or Inactive")
         with self.lock:
-            tag = UetTag(tag_id, token or f"uet-{secrets.token_urlsafe(18)}", account_id or self.config.account_id)
+            token = token or f"uet-{secrets.token_urlsafe(18)}"
+            tag = UetTag(tag_id, token, account_id or self.config.account_id, tracking_status=tracking_status)
             self.tags[tag_id] = tag
             return tag
 
@@ -208,6 +252,7 @@ class World:
         with self.lock:
             account = Account(str(customer_id), str(account_id))
             self.accounts[account.account_id] = account
+            self.account_properties.setdefault(account.account_id, dict(DEFAULT_ACCOUNT_PROPERTIES))
             return account
 
     def goal(self, account_id: str, name: str) -> Goal | None:

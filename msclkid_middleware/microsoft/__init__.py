@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from msclkid_middleware.microsoft.account import AccountClient as AccountClient
     from msclkid_middleware.microsoft.campaign import AccessTokenProvider as AccessTokenProvider
     from msclkid_middleware.microsoft.campaign import CampaignManagementClient as CampaignManagementClient
     from msclkid_middleware.microsoft.limits import MAX_BATCH as MAX_BATCH
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "MAX_BATCH": "msclkid_middleware.microsoft.limits",
+    "AccountClient": "msclkid_middleware.microsoft.account",
     "AccessTokenProvider": "msclkid_middleware.microsoft.campaign",
     "CampaignManagementClient": "msclkid_middleware.microsoft.campaign",
     "RefreshTokenProvider": "msclkid_middleware.microsoft.oauth",
@@ -50,6 +52,7 @@ _WHERE = {
 __all__ = [
     "MAX_BATCH",
     "AccessTokenProvider",
+    "AccountClient",
     "ApplyResult",
     "CampaignManagementClient",
     "FileTokenStore",

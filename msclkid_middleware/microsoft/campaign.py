@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import requests
@@ -22,7 +23,14 @@ import requests
 from msclkid_middleware.config import DEFAULT_API_URL
 from msclkid_middleware.errors import AuthenticationError, ConfigError, TransientError
 from msclkid_middleware.microsoft.faults import as_int, batch_errors, error_from_fault, unwrap_fault
-from msclkid_middleware.microsoft.http import DEFAULT_TIMEOUT, SessionClient, Timeout, json_body, retry_after
+from msclkid_middleware.microsoft.http import (
+    DEFAULT_TIMEOUT,
+    ServerClock,
+    SessionClient,
+    Timeout,
+    json_body,
+    retry_after,
+)
 from msclkid_middleware.microsoft.limits import MAX_BATCH
 from msclkid_middleware.microsoft.results import ApplyResult, ItemResult
 
@@ -94,8 +102,11 @@ class CampaignManagementClient(SessionClient):
     ) -> None:
         if not developer_token:
             raise ConfigError("MSADS_DEVELOPER_TOKEN is required", setting="MSADS_DEVELOPER_TOKEN")
-        if not str(customer_id).strip() or not str(account_id).strip():
-            raise ConfigError("MSADS_CUSTOMER_ID and MSADS_ACCOUNT_ID are required", setting="MSADS_ACCOUNT_ID")
+        # Checked before str(): str(None) is "None", which must never reach Microsoft as a header value.
+        # Microsoft requires both headers for the conversion operations, so there is nothing to omit.
+        for value, setting in ((customer_id, "MSADS_CUSTOMER_ID"), (account_id, "MSADS_ACCOUNT_ID")):
+            if not _is_id(value):
+                raise ConfigError(f"{setting} is required: the ID shown in Microsoft Advertising", setting=setting)
         if not 1 <= batch_size <= MAX_BATCH:
             raise ConfigError(f"batch_size must be between 1 and {MAX_BATCH}")
         super().__init__(timeout=timeout, session=session)
@@ -105,6 +116,8 @@ class CampaignManagementClient(SessionClient):
         self.account_id = str(account_id).strip()
         self.token_provider = token_provider
         self.batch_size = batch_size
+        #: Microsoft's ``Date`` header of the last answer beside our clock (``msclkid doctor``'s skew check).
+        self.last_server_clock: ServerClock | None = None
 
     @classmethod
     def from_settings(
@@ -205,11 +218,12 @@ class CampaignManagementClient(SessionClient):
             log.debug("%s: fault names %d of %d items; resending the rest", operation, len(named), len(pending))
             pending = [index for position, index in enumerate(pending) if position not in named]
 
-    def post_operation(self, operation: str, payload: dict[str, Any]) -> Answer:
-        """POST one Campaign Management operation (``"OfflineConversions/Apply"`` ...) with this account's headers.
+    def post_operation(self, operation: str, payload: dict[str, Any], *, method: str = "POST") -> Answer:
+        """Send one Campaign Management operation (``"OfflineConversions/Apply"`` ...) with this account's headers.
 
         An expired access token (109/105 or a bare 401) is refreshed once and the request sent again; the
-        answer is returned as it is, for the caller to interpret (the goals client shares this path).
+        answer is returned as it is, for the caller to interpret (the goals and account clients share this path).
+        ``method`` is ``PUT`` for the REST updates (``UpdateConversionGoals``).
         """
         url = f"{self.api_url}{_BASE_PATH}/{operation}"
         headers = {
@@ -220,7 +234,8 @@ class CampaignManagementClient(SessionClient):
         refreshed = False
         token = self.token_provider.access_token()
         while True:
-            response = self.post_json(url, payload, token=token, headers=headers, what=operation)
+            response = self.post_json(url, payload, token=token, headers=headers, what=operation, method=method)
+            self.last_server_clock = ServerClock.from_response(response, datetime.now(UTC)) or self.last_server_clock
             body = json_body(response)
             tracking_id = response.headers.get("TrackingId") or _body_tracking_id(body)
             if not refreshed and _token_expired(response.status_code, body):
@@ -229,6 +244,14 @@ class CampaignManagementClient(SessionClient):
                 refreshed = True
                 continue
             return response.status_code, body, tracking_id, retry_after(response)
+
+
+def _is_id(value: object) -> bool:
+    """A customer or account ID given at all: not ``None``/a bool, not blank, not a stringified ``None``."""
+    if value is None or isinstance(value, bool) or not isinstance(value, str | int):
+        return False
+    text = str(value).strip()
+    return bool(text) and text.lower() not in ("none", "null")
 
 
 def _body_tracking_id(body: Any) -> str | None:

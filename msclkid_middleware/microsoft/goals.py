@@ -20,6 +20,8 @@ from typing import Any, Literal
 from msclkid_middleware.errors import ApiFault, ConfigError, ValidationError
 from msclkid_middleware.microsoft.campaign import CampaignManagementClient
 from msclkid_middleware.microsoft.faults import error_from_fault, unwrap_fault
+from msclkid_middleware.microsoft.goal_update import GoalUpdate
+from msclkid_middleware.microsoft.result_files import parse_utc
 
 __all__ = [
     "MAX_REPORT_DAYS",
@@ -29,6 +31,7 @@ __all__ = [
     "DailyUploadSummary",
     "GoalConversionSummary",
     "GoalDay",
+    "GoalUpdate",
     "GoalsClient",
     "report_windows",
 ]
@@ -39,8 +42,12 @@ log = logging.getLogger("msclkid_middleware.microsoft.goals")
 MAX_REPORT_DAYS = 7
 MAX_REPORT_GOALS = 20
 RevenueType = Literal["FixedValue", "VariableValue", "NoValue"]
+_FLAGS = ("IsEnhancedConversionsEnabled", "IsExternallyAttributed", "ExcludeFromBidding", "IsAutoGoal")
 _REVENUE_TYPES: tuple[RevenueType, ...] = ("FixedValue", "VariableValue", "NoValue")
-_ADDITIONAL_FIELDS = "GoalCategory,IsEnhancedConversionsEnabled,IsExternallyAttributed"
+_ADDITIONAL_FIELDS = (
+    "GoalCategory,IsEnhancedConversionsEnabled,IsExternallyAttributed,ViewThroughConversionWindowInMinutes,"
+    "AttributionModelType,IsAutoGoal"
+)
 
 #: A plain-language hint per ``OfflineConversionUnattributedReason`` (reference §1.2, §4).
 UNATTRIBUTED_HINTS: Mapping[str, str] = {
@@ -111,7 +118,9 @@ class ConversionGoal:
 
     ``id`` is ``None`` for a goal not created yet.  ``revenue_type``: ``FixedValue`` (``revenue_value`` is
     the value), ``VariableValue`` (the upload's value, ``revenue_value`` the default) or ``NoValue``.
-    ``enhanced`` is ``IsEnhancedConversionsEnabled`` (``None`` when Microsoft did not say).
+    ``enhanced`` is ``IsEnhancedConversionsEnabled`` (``None`` when Microsoft did not say); so are the read-only
+    extras ``exclude_from_bidding``, ``attribution_model``, ``view_through_window_minutes`` and ``is_auto_goal``
+    (Microsoft: the last three are "not applicable for offline conversion goals"; ``goals list`` shows them).
     """
 
     name: str
@@ -129,6 +138,10 @@ class ConversionGoal:
     externally_attributed: bool | None = None
     tag_id: str | None = None
     tracking_status: str | None = None
+    exclude_from_bidding: bool | None = None
+    attribution_model: str | None = None
+    view_through_window_minutes: int | None = None
+    is_auto_goal: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or len(self.name) > 100:
@@ -177,8 +190,8 @@ class ConversionGoal:
         raw_type = revenue.get("Type") or "VariableValue"
         revenue_type: RevenueType = raw_type if raw_type in _REVENUE_TYPES else "NoValue"
         window = _int(data.get("ConversionWindowInMinutes")) or 43200
-        enhanced = data.get("IsEnhancedConversionsEnabled")
-        external = data.get("IsExternallyAttributed")
+        flags = {k: v if isinstance(v := data.get(k), bool) else None for k in _FLAGS}
+        view = data.get("ViewThroughConversionWindowInMinutes")
         return cls(
             name=str(data.get("Name") or "?"),
             type=str(data.get("Type") or "OfflineConversion"),
@@ -191,10 +204,14 @@ class ConversionGoal:
             currency=_str(revenue.get("CurrencyCode")),
             conversion_window_minutes=min(max(window, 1), 129600),
             category=_str(data.get("GoalCategory")),
-            enhanced=enhanced if isinstance(enhanced, bool) else None,
-            externally_attributed=external if isinstance(external, bool) else None,
+            enhanced=flags["IsEnhancedConversionsEnabled"],
+            externally_attributed=flags["IsExternallyAttributed"],
             tag_id=_str(data.get("TagId")),
             tracking_status=_str(data.get("TrackingStatus")),
+            exclude_from_bidding=flags["ExcludeFromBidding"],
+            attribution_model=_str(data.get("AttributionModelType")),
+            view_through_window_minutes=_int(view) if view is not None else None,
+            is_auto_goal=flags["IsAutoGoal"],
         )
 
 
@@ -273,13 +290,14 @@ def _alerts(value: Any) -> dict[str, int]:
 @dataclass(frozen=True, slots=True)
 class DailyUploadSummary:
     """One day of ``GetOfflineConversionReports``.  ``has_file``: Microsoft offers a result file (its URL
-    is a signed link, so it is kept out of printed output)."""
+    is a signed link, so it is kept out of printed output) until ``file_expires_at`` (``FileUrlExpiryTimeUtc``)."""
 
     upload_date: date | None
     success: int
     failure: int
     has_file: bool = False
     file_url: str | None = field(default=None, repr=False)
+    file_expires_at: datetime | None = None
 
 
 def report_windows(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
@@ -319,8 +337,8 @@ class GoalsClient:
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
-    def _call(self, operation: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
-        status, body, tracking_id, wait = self.campaign.post_operation(operation, dict(payload))
+    def _call(self, operation: str, payload: Mapping[str, Any], *, method: str = "POST") -> Mapping[str, Any]:
+        status, body, tracking_id, wait = self.campaign.post_operation(operation, dict(payload), method=method)
         if status == 200 and isinstance(body, Mapping) and unwrap_fault(body) is None:
             return body
         raise error_from_fault(status, body, tracking_id=tracking_id, retry_after=wait, what=operation)
@@ -350,6 +368,15 @@ class GoalsClient:
         if goal_id is None:
             raise ApiFault(f"Microsoft did not create goal {goal.name!r}: {error}")
         return goal_id
+
+    def update_goals(self, updates: Iterable[GoalUpdate]) -> list[str | None]:
+        """``UpdateConversionGoals`` (``PUT .../ConversionGoals``): one error text or ``None`` per update, in order."""
+        wire = [u.to_wire() for u in updates]
+        if not wire:
+            return []
+        body = self._call("ConversionGoals", {"ConversionGoals": wire}, method="PUT")
+        errors = _errors_by_index(body.get("PartialErrors"))
+        return [errors.get(index) for index in range(len(wire))]
 
     def list_goals(self, types: str = "OfflineConversion") -> list[ConversionGoal]:
         """Every goal of ``types`` (comma-separated ``ConversionGoalType`` flags) in the account."""
@@ -421,6 +448,7 @@ class GoalsClient:
                         _int(day.get("FailureCount")),
                         has_file=url is not None,
                         file_url=url,
+                        file_expires_at=parse_utc(day.get("FileUrlExpiryTimeUtc")),
                     )
                 )
         return sorted(days, key=lambda d: d.upload_date or date.min)

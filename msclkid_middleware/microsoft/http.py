@@ -11,10 +11,13 @@ headers or bodies.  So nothing here ever builds a URL from a secret.
 
 from __future__ import annotations
 
+import email.utils
+import functools
 import importlib.metadata
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 import requests
@@ -27,6 +30,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "USER_AGENT",
     "BearerAuth",
+    "ServerClock",
     "SessionClient",
     "Timeout",
     "build_session",
@@ -99,6 +103,34 @@ def network_error(what: str, exc: requests.RequestException) -> TransientError:
     return TransientError(f"{what}: {kind} ({type(exc).__name__})")
 
 
+@dataclass(frozen=True, slots=True)
+class ServerClock:
+    """Microsoft's ``Date`` response header beside our clock when the answer arrived (for clock-skew checks).
+
+    ``skew`` is server minus local; the header has whole seconds, so anything under ~1 s is noise.
+    """
+
+    server: datetime
+    local: datetime
+
+    @property
+    def skew(self) -> timedelta:
+        return self.server - self.local
+
+    @classmethod
+    def from_response(cls, response: requests.Response, local: datetime) -> ServerClock | None:
+        value = response.headers.get("Date")
+        if not value:
+            return None
+        try:
+            server = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if server.tzinfo is None:
+            server = server.replace(tzinfo=UTC)
+        return cls(server.astimezone(UTC), local)
+
+
 class SessionClient:
     """Base of the Microsoft clients: one ``requests.Session``, built on first use, one thread at a time.
 
@@ -129,15 +161,25 @@ class SessionClient:
         self.close()
 
     def post_json(
-        self, url: str, payload: Mapping[str, Any], *, token: str, headers: Mapping[str, str], what: str
+        self,
+        url: str,
+        payload: Mapping[str, Any],
+        *,
+        token: str,
+        headers: Mapping[str, str],
+        what: str,
+        method: str = "POST",
     ) -> requests.Response:
-        """POST ``payload`` as JSON with ``Authorization: Bearer``; a failed exchange raises ``TransientError``.
+        """Send ``payload`` as JSON with ``Authorization: Bearer``; a failed exchange raises ``TransientError``.
 
-        A read timeout after the body was sent leaves the outcome unknown; callers may resend because every
-        payload we send is idempotent on Microsoft's side (see ``retry.py``).
+        ``method`` is ``POST`` for every operation but the REST updates (``PUT .../ConversionGoals``).  A read
+        timeout after the body was sent leaves the outcome unknown; callers may resend because every payload we
+        send is idempotent on Microsoft's side (see ``retry.py``).
         """
+        # POST goes through ``session.post`` (what callers and tests wrap); the updates use ``request``.
+        send = self.session.post if method == "POST" else functools.partial(self.session.request, method)
         try:
-            return self.session.post(
+            return send(
                 url,
                 json=dict(payload),
                 auth=BearerAuth(token),

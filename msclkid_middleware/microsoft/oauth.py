@@ -24,7 +24,13 @@ from urllib.parse import urlencode
 import requests
 
 from msclkid_middleware.config import ENVIRONMENTS
-from msclkid_middleware.errors import AuthenticationError, ConfigError, ReconsentRequired, TransientError
+from msclkid_middleware.errors import (
+    AuthenticationError,
+    ConfigError,
+    OAuthClientError,
+    ReconsentRequired,
+    TransientError,
+)
 from msclkid_middleware.microsoft.http import (
     DEFAULT_TIMEOUT,
     SessionClient,
@@ -45,7 +51,13 @@ log = logging.getLogger("msclkid_middleware.microsoft.oauth")
 #: Refresh this long before the access token expires (bounded to half the lifetime for short-lived tokens).
 REFRESH_MARGIN = 300.0
 _AADSTS = re.compile(r"AADSTS(\d+)")
-_RECONSENT_ERRORS = frozenset({"unauthorized_client", "interaction_required", "consent_required"})
+_RECONSENT_ERRORS = frozenset({"interaction_required", "consent_required"})
+#: The application itself is refused (wrong client ID or secret, or a registration that does not allow the flow):
+#: a configuration error; a new consent cannot fix it (reference §6.2).
+_CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
+#: AADSTS700016 "application not found", AADSTS7000215 "invalid client secret", AADSTS7000218 "the request body
+#: must contain client_secret", AADSTS700025 "public clients must not send a secret".
+_SECRET_CODES = frozenset({7000215, 7000218, 700025})
 
 
 class RefreshTokenProvider(SessionClient):
@@ -265,6 +277,16 @@ class RefreshTokenProvider(SessionClient):
                 code=aadsts,
                 error_code=error or None,
                 retry_after=retry_after(response),
+            )
+        if error in _CLIENT_ERRORS or aadsts == 700025:
+            setting = "MSADS_CLIENT_SECRET" if aadsts in _SECRET_CODES else "MSADS_CLIENT_ID"
+            return OAuthClientError(
+                f"Microsoft refused the application ({where}): {summary or 'no description'}. "
+                f"Check {setting} (and the app registration); a new `msclkid auth` cannot fix this.",
+                setting=setting,
+                status=status,
+                code=aadsts,
+                error_code=error or "invalid_request",
             )
         if error.startswith("invalid_") or error in _RECONSENT_ERRORS:
             return ReconsentRequired(

@@ -1,11 +1,16 @@
 """Microsoft's UI import files (``msclkid export-csv``) from the outbox.
 
-The files of Microsoft Advertising's *Conversions → Offline conversions → Uploads* page (reference §8.1): a
-``Parameters:TimeZone=...`` first line, then the header row and one row per conversion (or adjustment), times
-as ``yyyy-MM-dd HH:mm:ss+zzzz`` (a format Microsoft lists; every row states its own offset, and the Parameters
-line states the zone when it is a fixed offset), values with at most three decimals and a period, the
-enhanced-conversion hashed columns last, at most 100,000 rows per file (larger exports are split into numbered
-files) and every cell that a spreadsheet would read as a formula prefixed with ``'``.
+The files of Microsoft Advertising's *Conversions → Offline conversions → Uploads* page (reference §8.1): the first
+line is always ``Parameters:TimeZone=+HHMM`` (or ``-HHMM``), a fixed offset, and every time in the file is written
+in that offset as ``yyyy-MM-dd HH:mm:ss+HHMM`` (a format Microsoft lists); a zone with daylight saving time
+(``Europe/Berlin``) is never named: its offset at the time of the export is used for the whole file and every
+time converted to it, so a file spanning a DST change stays exact.  Then the header row and one row per
+conversion (or adjustment), values with at most three decimals and a period, the enhanced-conversion hashed
+columns last, at most 100,000 rows per file (larger exports are split into numbered files).
+
+Every cell is written verbatim.  Microsoft matches goal names and click IDs exactly, so the spreadsheet
+formula-injection guard (a leading ``'``) must not touch them, and the layout has no free-text column to guard:
+names that a spreadsheet would run as a formula are refused when ``msclkid goals create`` makes a goal instead.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timezone, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
@@ -29,13 +34,20 @@ from msclkid_middleware.ops.csv_format import (
     format_value,
     offset_text,
     parse_time_zone,
-    safe_cell,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.outbox.base import Kind, OutboxRow, OutboxStore
 
-__all__ = ["EXPORT_STATES", "ExportKind", "ExportResult", "export_rows", "exportable_rows", "read_export"]
+__all__ = [
+    "EXPORT_STATES",
+    "ExportKind",
+    "ExportResult",
+    "export_rows",
+    "exportable_rows",
+    "fixed_offset",
+    "read_export",
+]
 
 ExportKind = Literal["conversions", "adjustments"]
 #: Rows the API has not delivered (yet): the ones a UI upload can still bring to Microsoft.
@@ -103,6 +115,14 @@ def _adjustment_cells(row: OutboxRow, zone: tzinfo) -> list[str] | None:
     ]
 
 
+def fixed_offset(zone: tzinfo, at: datetime) -> timezone:
+    """``zone`` as one fixed offset: its own for UTC and offsets, for a DST zone its offset at ``at``."""
+    if isinstance(zone, timezone):
+        return zone
+    offset = at.astimezone(zone).utcoffset() if isinstance(zone, ZoneInfo) else zone.utcoffset(at)
+    return timezone(offset) if offset is not None else UTC
+
+
 def _numbered(output: Path, number: int) -> Path:
     return output.with_name(f"{output.stem}-{number:03d}{output.suffix or '.csv'}")
 
@@ -114,17 +134,18 @@ def export_rows(
     kind: ExportKind = "conversions",
     time_zone: str | None = None,
     max_rows: int = MAX_ROWS_PER_FILE,
+    now: datetime | None = None,
 ) -> ExportResult:
     """Write ``rows`` (offline conversions or offline adjustments; others are skipped) as Microsoft import files.
 
     One file at ``output`` when it fits, else ``<stem>-001.csv``, ``<stem>-002.csv``, ... of at most ``max_rows``
-    data rows each.  Rows are streamed: memory does not grow with the outbox.
+    data rows each.  Rows are streamed: memory does not grow with the outbox.  ``time_zone`` is ``UTC``, a fixed
+    offset or an IANA zone; an IANA zone becomes its offset at ``now`` (default: the time of the export).
     """
     if not 1 <= max_rows <= MAX_ROWS_PER_FILE:
         raise ConfigError(f"max_rows must be between 1 and {MAX_ROWS_PER_FILE}")
-    zone = parse_time_zone(time_zone)
-    fixed = zone.utcoffset(None) if not isinstance(zone, ZoneInfo) else None
-    parameters = f"Parameters:TimeZone={offset_text(fixed)}" if fixed is not None or zone is UTC else "Parameters:"
+    zone = fixed_offset(parse_time_zone(time_zone), now or datetime.now(UTC))
+    parameters = f"Parameters:TimeZone={offset_text(zone.utcoffset(None))}"
     header = CONVERSION_COLUMNS if kind == "conversions" else ADJUSTMENT_COLUMNS
     cells_of: Callable[[OutboxRow, tzinfo], list[str] | None] = (
         _conversion_cells if kind == "conversions" else _adjustment_cells
@@ -142,7 +163,7 @@ def export_rows(
             writer = csv.writer(handle, lineterminator="\r\n")
             writer.writerow(header)
             while upcoming is not None and count < max_rows:
-                writer.writerow([safe_cell(c) for c in upcoming])
+                writer.writerow(upcoming)
                 count += 1
                 upcoming = next(lines, None)
         files.append(path)

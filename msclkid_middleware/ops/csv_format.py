@@ -26,6 +26,7 @@ __all__ = [
     "format_value",
     "offset_text",
     "parse_datetime_cell",
+    "parse_parameters",
     "parse_time_zone",
     "resolve_columns",
     "safe_cell",
@@ -60,7 +61,8 @@ COLUMNS: Mapping[str, tuple[str, ...]] = {
     "conversion_name": ("conversion_name", "goal", "conversion"),
     "conversion_time": ("conversion_time", "time", "converted_at"),
     "value": ("value", "conversion_value", "revenue", "amount"),
-    "currency": ("currency", "conversion_currency", "currency_code"),
+    # Microsoft's UI template says "Conversion Currency", its Bulk files "Conversion Currency Code".
+    "currency": ("currency", "conversion_currency", "conversion_currency_code", "currency_code"),
     "msclkid": ("msclkid", "microsoft_click_id", "click_id"),
     "click_time": ("click_time", "clicked_at"),
     "email": ("email", "email_address"),
@@ -82,6 +84,7 @@ TIME_FORMATS = (
     "%m/%d/%Y %H:%M",
 )
 _OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
+_SPACED_OFFSET = re.compile(r"(.*\d)\s+([+-]\d{2}:?\d{2})")
 
 
 def safe_cell(value: str) -> str:
@@ -126,6 +129,17 @@ def parse_time_zone(value: str | None) -> tzinfo:
         ) from None
 
 
+def parse_parameters(first_cell: str) -> tzinfo | None:
+    """The zone of Microsoft's ``Parameters:TimeZone=-0800;`` line (``None`` when it names none).
+
+    The template's line may end in separators (``;``, ``,``) and may leave the value empty ("You can leave the
+    Parameters row empty if you don't enter a time zone").
+    """
+    _, _, value = first_cell.partition("TimeZone=")
+    stated = value.strip().rstrip(";,").strip()
+    return parse_time_zone(stated) if stated else None
+
+
 def offset_text(offset: timedelta | None) -> str:
     """``+0100`` / ``-0530``: the offset as Microsoft's files write it."""
     minutes = int((offset or timedelta()).total_seconds() // 60)
@@ -153,6 +167,10 @@ def parse_datetime_cell(text: str, zone: tzinfo, field_name: str) -> datetime:
     if not raw:
         raise ValidationError(field_name, "is empty")
     candidate = raw[:-1] + "+0000" if raw.endswith("Z") else raw
+    # "2017-06-01 13:00:00 -0500": an offset after a space, as the template's zone column is appended.
+    spaced = _SPACED_OFFSET.fullmatch(candidate)
+    if spaced:
+        candidate = spaced.group(1) + spaced.group(2)
     parsed: datetime | None = None
     try:
         parsed = datetime.fromisoformat(candidate)

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Literal, TextIO
 from msclkid_middleware.capture.clickid import Click
 from msclkid_middleware.conversions import OfflineConversion, UserIdentifiers
 from msclkid_middleware.errors import ConfigError, MsclkidError, StoreError, ValidationError
-from msclkid_middleware.ops.csv_format import cell, parse_datetime_cell, parse_time_zone, resolve_columns, safe_cell
+from msclkid_middleware.ops.csv_format import (
+    cell,
+    parse_datetime_cell,
+    parse_parameters,
+    parse_time_zone,
+    resolve_columns,
+    safe_cell,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.dispatch.tracker import ConversionTracker
@@ -235,20 +242,28 @@ class CrmFile:
             ) from None
 
     def _read_header(self) -> list[str]:
-        first = next(self._rows, None)
-        if first is None:
-            raise ConfigError(f"{self.path} is empty: the first row must name the columns")
-        header = first[1]
-        if header and header[0].startswith("Parameters:"):
-            # Microsoft's template: "Parameters:TimeZone=<zone>" states the zone of times without one.
-            stated = header[0].partition("TimeZone=")[2].strip()
-            if stated:
-                self.zone = parse_time_zone(stated)
-            second = next(self._rows, None)
-            if second is None:
-                raise ConfigError(f"{self.path} has no header row after its Parameters line")
-            header = second[1]
-        return header
+        """The header row, after Microsoft's template preamble: ``#`` instruction lines and the Parameters line.
+
+        ``Parameters:TimeZone=<zone>`` states the zone of the times that carry none (trailing separators allowed);
+        it wins over ``--time-zone``, because it is what the file says about itself.
+        """
+        seen = False
+        while True:
+            row = next(self._rows, None)
+            if row is None:
+                if not seen:
+                    raise ConfigError(f"{self.path} is empty: the first row must name the columns")
+                raise ConfigError(f"{self.path} has no header row after its Parameters and # lines")
+            seen = True
+            first = row[1][0].strip() if row[1] else ""
+            if first.startswith("#"):
+                continue
+            if first.startswith("Parameters:"):
+                stated = parse_parameters(first)
+                if stated is not None:
+                    self.zone = stated
+                continue
+            return row[1]
 
     def _check_columns(self) -> None:
         missing = [n for n in ("conversion_time",) if n not in self.columns]

@@ -1,7 +1,9 @@
 """Microsoft's per-goal diagnostics beside the outbox's own counts (``msclkid reconcile``).
 
 Our side is read through :meth:`OutboxStore.scan` only (any store); Microsoft's side is what
-``GoalsClient.offline_conversion_report`` and ``daily_reports`` returned.  Nothing here calls Microsoft.
+``GoalsClient.offline_conversion_report`` and ``daily_reports`` returned and, with ``--files``, the rows of
+Microsoft's result files (``microsoft.result_files``), tied back to the shop's events by click ID (or hashed
+identifier), goal name and conversion time: per event, what Microsoft did with it.  Nothing here calls Microsoft.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from msclkid_middleware.microsoft.goals import UNATTRIBUTED_HINTS
@@ -19,9 +21,39 @@ from msclkid_middleware.ops.reports import Format
 
 if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.microsoft.goals import DailyUploadSummary, GoalConversionSummary
-    from msclkid_middleware.outbox.base import OutboxStore
+    from msclkid_middleware.microsoft.result_files import ResultFile, ResultRecord
+    from msclkid_middleware.outbox.base import OutboxRow, OutboxStore
 
-__all__ = ["ReconcileLine", "Reconciliation", "reconcile", "render_reconciliation", "sent_per_goal"]
+__all__ = [
+    "EventVerdict",
+    "ReconcileLine",
+    "Reconciliation",
+    "reconcile",
+    "render_reconciliation",
+    "sent_per_goal",
+    "tie_events",
+]
+
+#: The verdict of an event no downloaded result file mentions.
+NOT_IN_FILES = "not in the result files"
+
+
+@dataclass(frozen=True, slots=True)
+class EventVerdict:
+    """One shop event and what Microsoft's result file says about it (``status``: Microsoft's ``Status``)."""
+
+    event_id: str
+    kind: str
+    goal: str | None
+    conversion_time: datetime | None
+    click_id: str | None
+    state: str
+    status: str
+    upload_date: str | None = None
+
+    @property
+    def counted_upload(self) -> bool:
+        return self.status.lower() == "success"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +80,8 @@ class Reconciliation:
     until: datetime
     lines: tuple[ReconcileLine, ...]
     days: tuple[DailyUploadSummary, ...] = ()
+    files: tuple[ResultFile, ...] = ()
+    events: tuple[EventVerdict, ...] = ()
 
     @property
     def unattributed_share(self) -> float:
@@ -86,6 +120,31 @@ class Reconciliation:
                 }
                 for d in self.days
             ],
+            "result_files": [
+                {
+                    "upload_date": f.upload_date.isoformat() if f.upload_date else None,
+                    "status": f.status,
+                    "path": str(f.path) if f.path else None,
+                    "bytes": f.size,
+                    "sha256": f.sha256,
+                    "records": None if f.records is None else len(f.records),
+                    "note": f.note,
+                }
+                for f in self.files
+            ],
+            "events": [
+                {
+                    "event_id": e.event_id,
+                    "kind": e.kind,
+                    "goal": e.goal,
+                    "conversion_time": e.conversion_time.isoformat() if e.conversion_time else None,
+                    "click_id": e.click_id,
+                    "outbox_state": e.state,
+                    "microsoft_status": e.status,
+                    "upload_date": e.upload_date,
+                }
+                for e in self.events
+            ],
         }
 
 
@@ -98,6 +157,71 @@ def sent_per_goal(store: OutboxStore, since: datetime, goal: str | None = None) 
     return dict(sent)
 
 
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _key(
+    goal: str | None, when: datetime | None, click: str | None, email: str | None, phone: str | None, adjustment: str
+) -> tuple[Any, ...] | None:
+    """Microsoft's conversion key: click ID (else the hashed identifiers), goal name, time to the second."""
+    if goal is None or when is None:
+        return None
+    second = when.astimezone(UTC).replace(microsecond=0)
+    if click:
+        return (click, goal, second, adjustment)
+    if email or phone:
+        return (None, email, phone, goal, second, adjustment)
+    return None
+
+
+def _record_key(record: ResultRecord) -> tuple[Any, ...] | None:
+    adjustment = (record.adjustment_type or "").upper()
+    return _key(
+        record.conversion_name,
+        record.conversion_time,
+        record.click_id,
+        record.hashed_email,
+        record.hashed_phone,
+        adjustment,
+    )
+
+
+def tie_events(rows: Iterable[OutboxRow], files: Iterable[ResultFile]) -> tuple[EventVerdict, ...]:
+    """Each delivered (or rejected) offline conversion/adjustment beside its row in Microsoft's result files.
+
+    A row seen in several files (a resend) takes the latest file's verdict; an event no file mentions is
+    :data:`NOT_IN_FILES` (uploaded on a day whose file was not downloaded, or still pending).
+    """
+    found: dict[tuple[Any, ...], tuple[str, str | None]] = {}
+    for result in sorted(files, key=lambda f: f.upload_date.isoformat() if f.upload_date else ""):
+        day = result.upload_date.isoformat() if result.upload_date else None
+        for record in result.records or ():
+            key = _record_key(record)
+            if key is not None:
+                found[key] = (record.status, day)
+    verdicts = []
+    for row in rows:
+        if row.kind not in ("offline", "offline_adjustment") or row.state in ("pending", "paused", "suppressed"):
+            continue
+        p = row.payload
+        adjustment = str(p.get("AdjustmentType") or "").upper() if row.kind == "offline_adjustment" else ""
+        when = _time(p.get("ConversionTime"))
+        click = p.get("MicrosoftClickId")
+        key = _key(
+            row.conversion_name, when, click, p.get("HashedEmailAddress"), p.get("HashedPhoneNumber"), adjustment
+        )
+        status, day = found.get(key, (NOT_IN_FILES, None)) if key is not None else (NOT_IN_FILES, None)
+        verdicts.append(EventVerdict(row.event_id, row.kind, row.conversion_name, when, click, row.state, status, day))
+    return tuple(verdicts)
+
+
 def reconcile(
     sent: Mapping[str, int],
     goal_ids: Mapping[str, str],
@@ -106,6 +230,8 @@ def reconcile(
     since: datetime,
     until: datetime,
     days: Iterable[DailyUploadSummary] = (),
+    files: Iterable[ResultFile] = (),
+    events: Iterable[EventVerdict] = (),
 ) -> Reconciliation:
     """Put our per-goal counts (``sent``) beside Microsoft's ``summaries`` (keyed by goal ID)."""
     names = sorted(set(sent) | set(goal_ids))
@@ -129,7 +255,7 @@ def reconcile(
                 note=note,
             )
         )
-    return Reconciliation(since, until, tuple(lines), tuple(days))
+    return Reconciliation(since, until, tuple(lines), tuple(days), tuple(files), tuple(events))
 
 
 def render_reconciliation(result: Reconciliation, fmt: Format) -> str:
@@ -158,8 +284,9 @@ def render_reconciliation(result: Reconciliation, fmt: Format) -> str:
         out_lines.append("Microsoft's daily upload summaries:")
         for d in result.days:
             day = d.upload_date.isoformat() if d.upload_date else "?"
-            extra = "  (result file available in the Microsoft Advertising UI)" if d.has_file else ""
+            extra = "  (result file offered: `msclkid reconcile --files`)" if d.has_file and not result.files else ""
             out_lines.append(f"  {day}: {d.success} succeeded, {d.failure} failed{extra}")
+    out_lines.extend(_file_lines(result))
     out_lines.append("")
     out_lines.append(
         f"Not counted overall: {result.unattributed_share:.1%}. Microsoft's numbers can lag by up to 6 hours."
@@ -180,3 +307,25 @@ def _csv_rows(result: Reconciliation) -> Iterator[list[object]]:
             yield [*base, "", ""]
         for reason, n in sorted(line.reasons.items()):
             yield [*base, reason, n]
+
+
+def _file_lines(result: Reconciliation) -> list[str]:
+    if not result.files:
+        return []
+    out = ["", "Microsoft's result files:"]
+    for f in result.files:
+        day = f.upload_date.isoformat() if f.upload_date else "?"
+        held = f" -> {f.path} ({f.size} bytes, {len(f.records)} rows)" if f.path and f.records is not None else ""
+        if f.path and f.records is None:
+            held = f" -> {f.path} ({f.size} bytes)"
+        out.append(f"  {day}: {f.status}{held}" + (f"  [{f.note}]" if f.note else ""))
+    if result.events:
+        statuses = Counter(e.status for e in result.events)
+        out.append("")
+        out.append(
+            "Per event (what Microsoft did with it): " + ", ".join(f"{s} {n}" for s, n in statuses.most_common())
+        )
+        for e in result.events:
+            when = e.conversion_time.strftime("%Y-%m-%d %H:%M:%S") if e.conversion_time else "?"
+            out.append(f"  {e.event_id[:36]:<36} {(e.goal or '-')[:20]:<20} {when}  {e.status}")
+    return out

@@ -229,3 +229,40 @@ def _cm_headers(ms: EmulatorHandle) -> dict[str, str]:
         "CustomerId": ms.env["MSADS_CUSTOMER_ID"],
         "CustomerAccountId": ms.env["MSADS_ACCOUNT_ID"],
     }
+
+
+def test_reconcile_files_says_per_event_what_microsoft_did(env: Path, ms: EmulatorHandle) -> None:
+    now = datetime.now(UTC)
+    ms.add_click(click_id(1), now - timedelta(hours=5))
+    clock = FakeClock()
+    tracker = make_tracker(ms, env, clock)
+    try:
+        record(tracker, clock, 1)  # accepted
+        record(tracker, clock, 2, click="not-a-click-id-but-long-enough-xx")  # refused locally or by Microsoft
+        record(tracker, clock, 3, conversion_name="Purchse")  # 5606
+        record(tracker, clock, 4, hashed_email="a" * 64, click=None)  # enhanced (hashed-only)
+        tracker.flush()
+    finally:
+        tracker.close()
+    result = run("reconcile", "--since", "1d", "--files", "--max-unattributed", "1")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "Microsoft's result files:" in out
+    assert "downloaded -> msclkid-result-files/offline-results-2000001-" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip().startswith("ord_")}
+    assert lines["ord_1"].endswith("Success")
+    assert lines["ord_3"].endswith("OfflineConversionNameInvalid")
+    assert lines["ord_4"].endswith("Success")
+    kept = next((env / "msclkid-result-files").iterdir())
+    assert kept.stat().st_mode & 0o777 == 0o600
+    data = json.loads(
+        run("reconcile", "--since", "1d", "--files", "--format", "json", "--max-unattributed", "1").output
+    )
+    by_event = {e["event_id"]: e for e in data["events"]}
+    assert by_event["ord_1"]["microsoft_status"] == "Success"
+    assert by_event["ord_3"]["outbox_state"] == "rejected"
+    assert data["result_files"][0]["status"] == "downloaded"
+    assert data["result_files"][0]["records"] >= 3
+    # The signed link is never printed.
+    assert "sig=" not in out
+    assert "_results/" not in json.dumps(data)

@@ -17,11 +17,19 @@ from msclkid_middleware.testing import EmulatorHandle, run_emulator
 
 def test_out_of_the_box_state(ms: EmulatorHandle) -> None:
     state = requests.get(f"{ms.url}/_emulator/state", timeout=5).json()
-    assert state["accounts"] == [{"customer_id": ms.env["MSADS_CUSTOMER_ID"], "account_id": ms.env["MSADS_ACCOUNT_ID"]}]
+    assert state["accounts"] == [
+        {
+            "customer_id": ms.env["MSADS_CUSTOMER_ID"],
+            "account_id": ms.env["MSADS_ACCOUNT_ID"],
+            "properties": {"MSCLKIDAutoTaggingEnabled": "True"},
+        }
+    ]
     goals = {g["name"]: g for g in state["goals"]}
     assert set(goals) == {"Purchase", "Lead"}
     assert goals["Purchase"]["type"] == "OfflineConversion"
-    assert state["uet_tags"] == [{"tag_id": ms.env["UET_TAG_ID"], "account_id": ms.env["MSADS_ACCOUNT_ID"]}]
+    assert state["uet_tags"] == [
+        {"tag_id": ms.env["UET_TAG_ID"], "account_id": ms.env["MSADS_ACCOUNT_ID"], "tracking_status": "Active"}
+    ]
     assert "client_secret" not in state["config"]
     assert state["refresh_tokens"] == {"issued": 1, "revoked": 0, "latest_serial": 1}
 

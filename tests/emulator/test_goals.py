@@ -35,7 +35,7 @@ def test_add_goals_then_query_them(ms: EmulatorHandle) -> None:
     body = response.json()
     assert body["ConversionGoalIds"][0].isdigit()
     assert body["ConversionGoalIds"][1:] == [None, None]
-    assert [(e["Index"], e["Code"]) for e in body["PartialErrors"]] == [(1, 4803), (2, 201)]
+    assert [(e["Index"], e["Code"]) for e in body["PartialErrors"]] == [(1, 5317), (2, 201)]
     new_id = body["ConversionGoalIds"][0]
     by_id = post(
         ms,

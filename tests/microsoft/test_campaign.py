@@ -319,6 +319,21 @@ def test_config_is_validated() -> None:
         CampaignManagementClient(developer_token="", customer_id="1", account_id="2", token_provider=provider)
     with pytest.raises(ConfigError):
         CampaignManagementClient(developer_token="d", customer_id="", account_id="2", token_provider=provider)
+    # str(None) is "None": a client built with customer_id=None must refuse, never send "CustomerId: None".
+    for customer, account, setting in (
+        (None, "2", "MSADS_CUSTOMER_ID"),
+        ("1", None, "MSADS_ACCOUNT_ID"),
+        ("None", "2", "MSADS_CUSTOMER_ID"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            CampaignManagementClient(
+                developer_token="d",
+                customer_id=customer,
+                account_id=account,
+                token_provider=provider,  # type: ignore[arg-type]
+            )
+        assert info.value.setting == setting
+        assert setting in str(info.value)
     with pytest.raises(ConfigError):
         CampaignManagementClient(
             developer_token="d", customer_id="1", account_id="2", token_provider=provider, batch_size=1001

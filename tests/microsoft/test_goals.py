@@ -49,10 +49,10 @@ def test_add_goals_reports_each_failure(campaign: CampaignManagementClient) -> N
     goals = GoalsClient(campaign)
     results = goals.add_goals([ConversionGoal("Purchase"), ConversionGoal("Fresh")])
     assert results[0][0] is None
-    assert "4803" in (results[0][1] or "")
+    assert "5317 ConversionGoalNameAlreadyExists" in (results[0][1] or "")
     assert results[1][0] is not None
     assert results[1][1] is None
-    with pytest.raises(ApiFault, match="4803"):
+    with pytest.raises(ApiFault, match="5317"):
         goals.add_goal(ConversionGoal("Purchase"))
 
 
@@ -96,7 +96,11 @@ def test_report_by_goal_ids_is_split_and_merged() -> None:
         assert sum(day.success for day in purchase.days) == 1
         assert report[str(extra[-1].id)].total == 0
         daily = goals.daily_reports(now - timedelta(days=1), now)
-        assert [(d.success, d.failure, d.has_file) for d in daily] == [(3, 0, False)]
+        assert [(d.success, d.failure, d.has_file) for d in daily] == [(3, 0, True)]
+        assert daily[0].file_expires_at is not None
+        assert daily[0].file_expires_at > now
+        assert "FileUrl" not in repr(daily[0])
+        assert (daily[0].file_url or "") not in repr(daily[0])
 
 
 def test_uet_auth_key_in_both_shapes() -> None:

@@ -10,7 +10,14 @@ import pytest
 import requests
 
 from msclkid_middleware.config import ENVIRONMENTS
-from msclkid_middleware.errors import AuthenticationError, ReconsentRequired, StoreError, TransientError
+from msclkid_middleware.errors import (
+    AuthenticationError,
+    ConfigError,
+    OAuthClientError,
+    ReconsentRequired,
+    StoreError,
+    TransientError,
+)
 from msclkid_middleware.microsoft import RefreshTokenProvider
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
 from msclkid_middleware.tokens import FileTokenStore, MemoryTokenStore, StoredToken
@@ -147,11 +154,9 @@ def test_response_without_refresh_token_keeps_the_old_one(tmp_path: Path) -> Non
     [
         ("revoked", "invalid_grant"),
         ("unknown_token", "invalid_grant"),
-        ("bad_secret", "invalid_client"),
-        ("bad_client", "unauthorized_client"),
         ("bad_scope", "invalid_scope"),
     ],
-    ids=["revoked", "unknown-token", "bad-secret", "bad-client", "bad-scope"],
+    ids=["revoked", "unknown-token", "bad-scope"],
 )
 def test_invalid_grants_require_reconsent(ms: EmulatorHandle, setup: str, error: str) -> None:
     options: dict[str, object] = {}
@@ -163,8 +168,8 @@ def test_invalid_grants_require_reconsent(ms: EmulatorHandle, setup: str, error:
         options["scope"] = "https://example.com/.default offline_access"
     env = ms.env
     provider = RefreshTokenProvider(
-        "11111111-1111-4111-8111-111111111111" if setup == "bad_client" else env["MSADS_CLIENT_ID"],
-        "wrong-secret" if setup == "bad_secret" else env["MSADS_CLIENT_SECRET"],
+        env["MSADS_CLIENT_ID"],
+        env["MSADS_CLIENT_SECRET"],
         refresh_token=str(options.get("refresh_token", env["MSADS_REFRESH_TOKEN"])),
         scope=options.get("scope"),  # type: ignore[arg-type]
         token_url=env["MSADS_TOKEN_URL"],
@@ -175,6 +180,40 @@ def test_invalid_grants_require_reconsent(ms: EmulatorHandle, setup: str, error:
     assert exc.error_code == error
     assert isinstance(exc.code, int)  # the AADSTS number
     assert "msclkid auth" in str(exc)
+    assert env["MSADS_REFRESH_TOKEN"] not in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("client_id", "secret", "error", "setting"),
+    [
+        (None, "wrong-secret", "invalid_client", "MSADS_CLIENT_SECRET"),
+        (None, "", "invalid_client", "MSADS_CLIENT_SECRET"),
+        ("11111111-1111-4111-8111-111111111111", None, "unauthorized_client", "MSADS_CLIENT_ID"),
+    ],
+    ids=["wrong-secret", "no-secret", "unknown-client"],
+)
+def test_a_refused_application_is_a_configuration_error(
+    ms: EmulatorHandle, client_id: str | None, secret: str | None, error: str, setting: str
+) -> None:
+    env = ms.env
+    provider = RefreshTokenProvider(
+        client_id or env["MSADS_CLIENT_ID"],
+        env["MSADS_CLIENT_SECRET"] if secret is None else secret,
+        refresh_token=env["MSADS_REFRESH_TOKEN"],
+        token_url=env["MSADS_TOKEN_URL"],
+    )
+    with pytest.raises(OAuthClientError) as info:
+        provider.access_token()
+    exc = info.value
+    # A configuration error naming the variable, not "re-consent needed": `msclkid auth` cannot fix it.
+    assert isinstance(exc, ConfigError)
+    assert isinstance(exc, AuthenticationError)
+    assert not isinstance(exc, ReconsentRequired)
+    assert (exc.error_code, exc.setting) == (error, setting)
+    assert isinstance(exc.code, int)
+    assert setting in str(exc)
+    assert "cannot fix" in str(exc)
+    assert env["MSADS_CLIENT_SECRET"] not in str(exc)
     assert env["MSADS_REFRESH_TOKEN"] not in str(exc)
 
 

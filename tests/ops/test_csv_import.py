@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -90,3 +90,34 @@ def test_validate_and_import_parse_a_file_alike(ms: EmulatorHandle, tmp_path: Pa
     assert [e.line for e in checked.errors] == [e.line for e in imported.errors] == [5, 6, 7, 8]
     assert [e.reason.split()[0] for e in checked.errors][:2] == [e.reason.split()[0] for e in imported.errors][:2]
     assert checked.rejected_file == imported.rejected_file == tmp_path / "alike.csv.rejected.csv"
+
+
+def test_microsofts_own_template_as_a_merchant_fills_it(ms: EmulatorHandle, tmp_path: Path) -> None:
+    """``Parameters:TimeZone=-0800;``, ``#`` instruction lines, Microsoft's headers and date formats."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    local = now.astimezone(timezone(timedelta(hours=-8))) - timedelta(hours=1)
+    source = tmp_path / "template.csv"
+    source.write_text(
+        "# Microsoft Advertising offline conversions import template\r\n"
+        "#Fill in one conversion per row. Do not change the column names.\r\n"
+        "Parameters:TimeZone=-0800;,,,,\r\n"
+        "Microsoft Click Id,Conversion Name,Conversion Time,Conversion Value,Conversion Currency Code\r\n"
+        f"{click_id(1)},Purchase,{local:%m/%d/%Y %I:%M:%S %p},10.5,usd\r\n"
+        f'{click_id(2)},Purchase,"{local:%b %d, %Y %I:%M:%S %p}",3,EUR\r\n'
+        f"{click_id(3)},Purchase,{local:%Y-%m-%d %H:%M:%S} -0800,1,USD\r\n"
+        f"{click_id(4)},Purchase,{local:%Y-%m-%dT%H:%M:%S%z},1,USD\r\n",
+        encoding="utf-8",
+    )
+    result = validate_file(source, goals=("Purchase",))
+    assert (result.valid, result.rejected) == (4, 0), result.errors
+    clock = FakeClock()
+    tracker = make_tracker(ms, tmp_path, clock, microsoft=False)
+    try:
+        imported = import_file(source, tracker=tracker)
+        assert imported.recorded == 4
+        rows = sorted(tracker.store.scan(), key=lambda r: r.payload["MicrosoftClickId"])
+        # Times without an offset are read in the file's -0800 and converted: every row is the same instant.
+        assert {r.payload["ConversionTime"] for r in rows} == {f"{(now - timedelta(hours=1)):%Y-%m-%dT%H:%M:%SZ}"}
+        assert [r.payload["ConversionCurrencyCode"] for r in rows] == ["USD", "EUR", "USD", "USD"]
+    finally:
+        tracker.close()

@@ -106,3 +106,19 @@ def test_the_real_flask_command_runs_the_group_with_the_shop_app(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "the outbox is empty"
     assert (tmp_path / "inst" / "msclkid-outbox.sqlite3").exists()
+
+
+def test_doctor_runs_as_a_flask_command_with_the_apps_config(make_app: AppFactory, ms: EmulatorHandle) -> None:
+    app = make_app({**ms.env, "MSADS_CONVERSION_GOALS": ("Purchase",)})
+    ms.set_account_properties({"MSCLKIDAutoTaggingEnabled": False})
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["msclkid", "doctor"])
+    assert result.exit_code == 1, result.output
+    assert "✔ configuration" in result.output
+    assert "✔ goal:Purchase" in result.output
+    assert "✘ auto_tagging" in result.output
+    fixed = runner.invoke(args=["msclkid", "doctor", "--fix", "--yes"])
+    assert "fixed: ✔ auto_tagging" in fixed.output
+    assert ms.account_properties()["MSCLKIDAutoTaggingEnabled"] == "True"
+    for secret in (ms.env["MSADS_CLIENT_SECRET"], ms.env["MSADS_DEVELOPER_TOKEN"], ms.env["MSADS_REFRESH_TOKEN"]):
+        assert secret not in result.output + fixed.output
