@@ -3,7 +3,7 @@
 Keys are the codes rows carry in ``last_error_code``: Microsoft's numeric code (``"5604 Offline..."`` is looked up
 by its first word), a UET CAPI ``errorCode`` (``InvalidEventTime``) or one of the toolkit's own
 :class:`~msclkid_middleware.dispatch.status.Code` values.  Microsoft's meanings follow its operation error codes
-list (reference section 5); the advice is ours.
+list (Campaign Management operation error codes); the advice is ours.
 """
 
 from __future__ import annotations
