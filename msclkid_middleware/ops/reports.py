@@ -210,7 +210,7 @@ class Report:
             "days": [d.to_json() for d in self.days],
             "match_keys": [m.to_json() for m in self.match_keys],
             "delivery_times": self.delivery_times.to_json() if self.delivery_times else None,
-            "top_rejections": [asdict(r) for r in self.rejections],
+            "top_rejections": [{**asdict(r), "goals": list(r.goals)} for r in self.rejections],
         }
 
 
