@@ -117,3 +117,13 @@ def test_the_real_flask_command_runs_the_group_with_the_shop_app(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "the outbox is empty"
     assert (tmp_path / "inst" / "msclkid-outbox.sqlite3").exists()
+
+
+def test_flask_msclkid_report_writes_the_html_report(make_app: AppFactory, ms: EmulatorHandle, tmp_path: Path) -> None:
+    app = make_app(ms.env)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["msclkid", "retry-dead"]).exit_code == 0  # creates the app's outbox
+    result = runner.invoke(args=["msclkid", "report", "--html", str(tmp_path / "r.html"), "--json", "-"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.html").read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert '"days": []' in result.output
