@@ -221,7 +221,8 @@ def stacked_bar_chart(
         column = (_W - _LEFT) // 2
         x = _LEFT + (n % 2) * column
         y = _TOP + plot_h + 62 + 18 * (n // 2)
-        name = s.name if len(s.name) * 7 < column - 24 else s.name[: (column - 24) // 7 - 1] + "\u2026"
+        # ~6.3 px per character at 12 px: cut a name that would run into the next column (its <title> is whole).
+        name = s.name if len(s.name) * 6.3 < column - 20 else s.name[: int((column - 20) / 6.3) - 1] + "\u2026"
         legend.append(
             f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{_e(colour)}"/>'
             f'<text x="{x + 17}" y="{y}" font-size="12" fill="#222">{_e(name)}<title>{_e(s.name)}</title></text>'

@@ -43,7 +43,7 @@ def seed(tracker: ConversionTracker, clock: Clock, days: int = DAYS) -> None:
     end = clock.now
     n = 0
     for day in range(days, -1, -1):
-        start = end - timedelta(days=day, hours=-9)
+        start = end - timedelta(days=day, hours=6)
         clock.now = start
         sales = 4 + (day * 7) % 6
         for i in range(sales):
@@ -71,11 +71,13 @@ def seed(tracker: ConversionTracker, clock: Clock, days: int = DAYS) -> None:
         if day == 6:
             n += 1
             tracker.record_offline(f"o{n}", "Purchase", clock.now - timedelta(hours=1), 9.0, "USD", "Example-123")
-        if day == 9:
+        if day == 11:
             n += 1
-            when = clock.now - timedelta(days=90) + timedelta(hours=1)  # Microsoft's window closes before it is sent
+            # Microsoft's window closes an hour later, while the worker is down: the row goes dead (expired).
+            when = clock.now - timedelta(days=90) + timedelta(hours=1)
             tracker.record_offline(f"o{n}", "Purchase", when, 5.0, "USD", _click(n))
         if day == 0:
+            clock.now = end
             return  # today's rows stay pending: no worker has run yet
         # Most days a worker delivers within a minute or a few; on two days it was down for hours.
         clock.now += timedelta(hours=5) if day in (4, 11) else timedelta(seconds=20 + 40 * (day % 4))

@@ -282,7 +282,7 @@ def _delivery(report: Report) -> str:
     chart = histogram(
         "Time from record to delivery",
         bins,
-        x_label="time from record to delivery",
+        x_label="time from record to delivery (m: minutes, h: hours, d: days)",
         y_label="delivered events",
         ident="latency",
         empty="nothing delivered in this period",

@@ -146,15 +146,15 @@ class MatchKeyMix:
 
 #: Upper bounds (exclusive) and labels of the record-to-delivery histogram; the last bin is open.
 LATENCY_BINS: tuple[tuple[timedelta | None, str], ...] = (
-    (timedelta(minutes=1), "< 1 min"),
-    (timedelta(minutes=5), "1-5 min"),
-    (timedelta(minutes=15), "5-15 min"),
-    (timedelta(hours=1), "15-60 min"),
-    (timedelta(hours=2), "1-2 h"),
-    (timedelta(hours=6), "2-6 h"),
-    (timedelta(days=1), "6-24 h"),
-    (timedelta(days=3), "1-3 days"),
-    (None, "> 3 days"),
+    (timedelta(minutes=1), "<1m"),
+    (timedelta(minutes=5), "1-5m"),
+    (timedelta(minutes=15), "5-15m"),
+    (timedelta(hours=1), "15-60m"),
+    (timedelta(hours=2), "1-2h"),
+    (timedelta(hours=6), "2-6h"),
+    (timedelta(days=1), "6-24h"),
+    (timedelta(days=3), "1-3d"),
+    (None, ">3d"),
 )
 
 

@@ -80,8 +80,8 @@ def test_delivery_times_histogram_median_and_p90(store: OutboxStore) -> None:
     seed(store)
     times = build_report(store, now=DAY2 + timedelta(hours=4)).delivery_times
     assert times is not None
-    assert dict(times.bins)["< 1 min"] == 2
-    assert dict(times.bins)["2-6 h"] == 1
+    assert dict(times.bins)["<1m"] == 2
+    assert dict(times.bins)["2-6h"] == 1
     assert times.count == 3
     assert times.median_seconds == 30.0
     assert times.p90_seconds == 3 * 3600.0
