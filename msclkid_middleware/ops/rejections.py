@@ -104,7 +104,7 @@ _ADVICE: dict[str, Advice] = {
     ),
     Code.CONFIG_ERROR: Advice(
         "a setting was missing or wrong when sending",
-        "run `msclkid doctor`, fix the setting, then `msclkid retry-dead`",
+        "fix the setting the worker's log names (`msclkid auth --check` tests Microsoft's), then `msclkid retry-dead`",
     ),
     Code.CLIENT_ERROR: Advice(
         "a custom client raised an error", "see the worker's log for the exception, then `msclkid retry-dead`"
