@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "redact": 1,
     "faultpoints": 1,
     "tokens": 1,
+    "charts": 1,
     "capture": 2,
     "emulator": 2,
     "conversions": 3,

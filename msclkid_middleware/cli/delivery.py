@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
-from msclkid_middleware.cli.common import PROGRESS_THRESHOLD, open_tracker, progress, store_option
+from msclkid_middleware.cli.common import (
+    PROGRESS_THRESHOLD,
+    open_tracker,
+    progress,
+    require_delivery_settings,
+    store_option,
+    verbose,
+)
+from msclkid_middleware.dispatch.status import Code
+
+if TYPE_CHECKING:  # pragma: no cover
+    from msclkid_middleware.dispatch.report import DispatchReport
+    from msclkid_middleware.dispatch.tracker import ConversionTracker
 
 __all__ = ["flush", "retry_dead", "status", "worker"]
+
+
+#: Pending codes of rows held on purpose (not failed): a young goal, an event time ahead of the clock.
+_HELD = frozenset({Code.GOAL_TOO_NEW, Code.FUTURE_TIME})
 
 
 def _fmt_time(value: datetime | None) -> str:
@@ -22,37 +39,65 @@ def _fmt_time(value: datetime | None) -> str:
 @click.option("--batch-size", type=click.IntRange(1, 1000), default=1000, show_default=True)
 @click.option("--lease-seconds", type=float, default=300.0, show_default=True, help="Lease per claimed batch.")
 @click.option("--drain", is_flag=True, help="Exit once nothing is due instead of running until signalled.")
-@click.option("-v", "--verbose", is_flag=True, help="Log each step.")
-def worker(
-    store_url: str | None, poll_interval: float, batch_size: int, lease_seconds: float, drain: bool, verbose: bool
-) -> None:
-    """Deliver the outbox to Microsoft until SIGTERM/SIGINT (graceful: leases are finished or released)."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    options = {"batch_size": batch_size, "lease_seconds": lease_seconds, "poll_interval": poll_interval}
-    with open_tracker(store_url, **options) as tracker:
+def worker(store_url: str | None, poll_interval: float, batch_size: int, lease_seconds: float, drain: bool) -> None:
+    """Deliver the outbox to Microsoft until SIGTERM/SIGINT (graceful: leases are finished or released).
+
+    Exits with an error naming the missing settings when Microsoft's (or UET's) credentials are not configured.
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose() else logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    with open_tracker(
+        store_url, batch_size=batch_size, lease_seconds=lease_seconds, poll_interval=poll_interval
+    ) as tracker:
+        require_delivery_settings(tracker)
         if drain:
             report = tracker.flush(timeout=None)
         else:
             click.echo(f"msclkid worker: delivering {tracker.store.url} (Ctrl-C or SIGTERM to stop)", err=True)
             report = tracker.run_worker()
-    click.echo(f"worker stopped: {report.summary()}")
+        summary = _summary(tracker, report)
+    click.echo(f"worker stopped: {summary}")
 
 
 @click.command()
 @store_option
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Give up after this many seconds.")
 def flush(store_url: str | None, timeout: float) -> None:
-    """Deliver everything that is due now, then report."""
+    """Deliver everything that is due now, then report (each event once, however often it was retried).
+
+    Exits with an error naming the missing settings when Microsoft's (or UET's) credentials are not configured.
+    """
     with open_tracker(store_url) as tracker:
+        require_delivery_settings(tracker)
         backlog = tracker.store.open_count()
         if backlog >= PROGRESS_THRESHOLD:
             with progress(backlog, "Delivering") as update:
-                report = tracker.flush(timeout=timeout, on_step=lambda step: update(step.claimed))
+                # Settled events, not claims: a row retried within the flush is claimed again but is one event.
+                report = tracker.flush(timeout=timeout, on_step=lambda step: update(step.settled))
         else:
             report = tracker.flush(timeout=timeout)
-    click.echo(f"flush: {report.summary()}" + (" (timed out)" if report.timed_out else ""))
+        summary = _summary(tracker, report)
+    click.echo(f"flush: {summary}" + (" (timed out)" if report.timed_out else ""))
     if report.timed_out:
         raise click.exceptions.Exit(1)
+
+
+def _summary(tracker: ConversionTracker, report: DispatchReport) -> str:
+    """What a drain did, one count per event: settled now, and where the still-open events wait."""
+    # DispatchReport.retried counts attempts (one event retried three times counts three), so the open events are
+    # counted from the outbox instead: each once, by why it waits.
+    waiting = held = paused = 0
+    for c in tracker.store.counts():
+        if c.state == "paused":
+            paused += c.count
+        elif c.state == "pending" and c.error_code in _HELD:
+            held += c.count
+        elif c.state == "pending" and c.error_code:
+            waiting += c.count
+    return (
+        f"{report.delivered} delivered, {report.rejected} rejected, {report.dead} dead;"
+        f" {report.remaining} still open ({waiting} waiting for a retry, {held} held, {paused} paused);"
+        f" {report.requests} request(s) to Microsoft"
+    )
 
 
 @click.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,15 +14,18 @@ from msclkid_middleware.cli.common import FORMATS, fail, goals_client, open_trac
 from msclkid_middleware.errors import MsclkidError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from msclkid_middleware.dispatch.tracker import ConversionTracker
     from msclkid_middleware.microsoft.goals import DailyUploadSummary
     from msclkid_middleware.microsoft.result_files import ResultFile
-    from msclkid_middleware.ops.reconcile import EventVerdict
+    from msclkid_middleware.ops.reconcile import EventVerdict, Reconciliation
     from msclkid_middleware.ops.reports import Format
 
 __all__ = ["RECONCILE_ALERT_EXIT", "reconcile_command", "report"]
 
 #: Exit code of ``msclkid reconcile`` when Microsoft could not attribute more than the threshold.
 RECONCILE_ALERT_EXIT = 3
+#: ``GetOfflineConversionReportByGoalIds`` covers at most 7 days.
+_MICROSOFT_SPAN = timedelta(days=7)
 
 
 @click.command()
@@ -29,21 +33,88 @@ RECONCILE_ALERT_EXIT = 3
 @click.option("--since", default=None, help="Only events recorded since (7d, 24h, 2026-11-01).")
 @click.option("--goal", default=None, help="Only this goal.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-def report(store_url: str | None, since: str | None, goal: str | None, fmt: Format) -> None:
-    """Per goal and state: delivered, rejected by code, pending, held, dead by reason, deduplicated; warnings."""
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Also write the report with charts to this self-contained HTML file (no script, works offline).",
+)
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    default=None,
+    help="Also write the same data as the HTML report as JSON to this file ('-': standard output).",
+)
+@click.option(
+    "--with-microsoft",
+    is_flag=True,
+    help="Put Microsoft's counted / not-counted figures (last 7 days at most) beside ours; needs the MSADS_* settings.",
+)
+def report(
+    store_url: str | None,
+    since: str | None,
+    goal: str | None,
+    fmt: Format,
+    html_file: Path | None,
+    json_file: Path | None,
+    with_microsoft: bool,
+) -> None:
+    """Per goal and state: delivered, rejected by code, pending, held, dead by reason, deduplicated; warnings.
+
+    With --html FILE: per day, match keys per goal, delivery times and the top rejection codes as charts.
+    """
     from msclkid_middleware.ops.reports import build_report, render_report
 
-    with open_tracker(store_url, microsoft=False, uet=False) as tracker:
+    with open_tracker(store_url, read_only=True, microsoft=None if with_microsoft else False, uet=False) as tracker:
         now = tracker.clock()
+        start = parse_since(since, now)
         result = build_report(
             tracker.store,
-            since=parse_since(since, now),
+            since=start,
             goal=goal,
             known_goals=tracker.goals,
             registry=tracker.goal_registry,
             now=now,
         )
-    click.echo(render_report(result, fmt))
+        reconciliation = _microsoft_side(tracker, start, goal) if with_microsoft else None
+    if html_file is None and json_file is None:
+        click.echo(render_report(result, fmt))
+        return
+    from msclkid_middleware.ops.html_report import render_report_html, report_data
+
+    try:
+        if html_file is not None:
+            html_file.write_text(render_report_html(result, reconciliation), encoding="utf-8")
+            click.echo(f"wrote {html_file}", err=True)
+        if json_file is not None:
+            text = json.dumps(report_data(result, reconciliation), indent=2, sort_keys=True)
+            if str(json_file) == "-":
+                click.echo(text)
+            else:
+                json_file.write_text(text + "\n", encoding="utf-8")
+                click.echo(f"wrote {json_file}", err=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {exc.filename or 'the report'}: {exc.strerror}") from None
+
+
+def _microsoft_side(tracker: ConversionTracker, start: datetime | None, goal: str | None) -> Reconciliation:
+    """Microsoft's diagnostics for the report's period (its report spans 7 days at most: the last 7 of it)."""
+    from msclkid_middleware.ops.reconcile import reconcile, sent_per_goal
+
+    client = goals_client(tracker)
+    now = tracker.clock()
+    start = max(start or now - _MICROSOFT_SPAN, now - _MICROSOFT_SPAN)
+    sent = sent_per_goal(tracker.store, start, goal)
+    try:
+        ids = {g.name: g.id for g in client.list_goals() if g.id and (goal is None or g.name == goal)}
+        wanted = [ids[n] for n in sorted(set(sent) | set(ids)) if n in ids]
+        summaries = client.offline_conversion_report(wanted, start, now) if wanted else {}
+        days = client.daily_reports(start, now)
+    except MsclkidError as exc:
+        raise fail(exc) from None
+    return reconcile(sent, {k: v for k, v in ids.items() if v}, summaries, since=start, until=now, days=days)
 
 
 @click.command("reconcile")

@@ -28,7 +28,13 @@ _OFFLINE: tuple[Kind, ...] = ("offline",)
 @click.option("--goal", required=True, help="The offline conversion goal's exact name.")
 @click.option("--value", type=float, default=None)
 @click.option("--currency", default=None)
-@click.option("--time", "when", default=None, help="Conversion time (ISO 8601; default: now).")
+@click.option(
+    "--time",
+    "when",
+    default=None,
+    help="Conversion time: ISO 8601 (2026-11-28T12:00:00Z; no zone means UTC) or how long ago as a number and one"
+    " unit: 90m, 2h, 3d (minutes, hours, days). Default: now.",
+)
 @click.option("--event-id", default=None, help="Event ID to record it under (default: send-test-<time>).")
 @click.option("--email", default=None, help="Customer email (hashed here, never stored or printed).")
 @click.option("--phone", default=None, help="Customer phone in E.164 (hashed here).")

@@ -34,10 +34,12 @@ from msclkid_middleware.conversions import (
 from msclkid_middleware.dispatch.report import Metrics
 from msclkid_middleware.dispatch.status import EventStatus
 from msclkid_middleware.dispatch.subject import (
+    NO_MATCH_KEY,
     ClickLike,
     Subject,
     adjustment_key,
     check_event_id,
+    check_goal,
     click_id,
     digest,
     offline_key,
@@ -95,11 +97,11 @@ class Recording:
         return Subject(consent, click_id(click))
 
     def _check_goal(self, name: object) -> None:
-        if not isinstance(name, str):
-            raise ValidationError("conversion_name", "must be a string")
-        if self.goals and name not in self.goals:
+        try:
+            check_goal(name, self.goals)
+        except UnknownGoal:
             self.metrics_registry.add("rejected_at_record", reason="unknown_goal")
-            raise UnknownGoal(len(name), self.goals)
+            raise
 
     def _commit(self, row: NewRow, connection: object) -> EventStatus:
         try:
@@ -172,7 +174,7 @@ class Recording:
         if not subject.granted:
             msclkid, identifiers = None, UserIdentifiers()
         elif msclkid is None and not identifiers:
-            raise ValidationError("click", "give a click (or its msclkid) or the customer's email or phone")
+            raise ValidationError("click", NO_MATCH_KEY)
         conversion = OfflineConversion(
             conversion_name=conversion_name,
             conversion_time=conversion_time,

@@ -19,14 +19,16 @@ from msclkid_middleware.capture.clickid import Click, validate_click_id
 from msclkid_middleware.capture.consent import Consent
 from msclkid_middleware.conversions import AdjustmentType, format_time
 from msclkid_middleware.dispatch.status import Code
-from msclkid_middleware.errors import ValidationError
+from msclkid_middleware.errors import UnknownGoal, ValidationError
 
 __all__ = [
     "MAX_EVENT_ID",
+    "NO_MATCH_KEY",
     "ClickLike",
     "Subject",
     "adjustment_key",
     "check_event_id",
+    "check_goal",
     "click_id",
     "digest",
     "offline_key",
@@ -34,6 +36,8 @@ __all__ = [
 
 ClickLike = Click | str | None
 MAX_EVENT_ID = 255
+#: Why an offline conversion without a click and without email/phone is refused (``record_offline``, the CSV tools).
+NO_MATCH_KEY = "give a click (or its msclkid) or the customer's email or phone"
 
 
 def digest(kind: str, *parts: object) -> str:
@@ -102,6 +106,15 @@ def check_event_id(value: object) -> str:
     if len(value) > MAX_EVENT_ID:
         raise ValidationError("event_id", f"must be at most {MAX_EVENT_ID} characters")
     return value
+
+
+def check_goal(name: object, goals: tuple[str, ...]) -> str:
+    """The conversion name, when it is a string and (with ``goals`` configured) one of them exactly."""
+    if not isinstance(name, str):
+        raise ValidationError("conversion_name", "must be a string")
+    if goals and name not in goals:
+        raise UnknownGoal(len(name), goals)
+    return name
 
 
 def click_id(click: object) -> str | None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal, TextIO
 
 from msclkid_middleware.capture.clickid import Click
 from msclkid_middleware.conversions import OfflineConversion, UserIdentifiers
+from msclkid_middleware.dispatch.subject import NO_MATCH_KEY, check_goal, click_id
 from msclkid_middleware.errors import ConfigError, MsclkidError, StoreError, ValidationError
 from msclkid_middleware.ops.csv_format import (
     cell,
@@ -151,11 +152,10 @@ def parse_row(
 def check_row(row: ImportRow, *, goals: Sequence[str], now: datetime, default_region: str | None = None) -> None:
     """Every check ``record_offline`` makes, without recording: goal name, click, identifiers, time window."""
     # The same values the tracker builds, built here without a tracker: ``validate`` needs no outbox and no
-    # Microsoft settings, and the models (not this code) hold the rules, so the two cannot drift apart.
-    if goals and row.conversion_name not in goals:
-        raise ValidationError(
-            "conversion_name", "is not one of the configured conversion goals (MSADS_CONVERSION_GOALS)"
-        )
+    # Microsoft settings, and the models and dispatch.subject (not this code) hold the rules, so validate and
+    # import-csv (which runs this first, then record_offline) cannot drift apart in rules or wording.
+    check_goal(row.conversion_name, tuple(goals))
+    click = click_id(row.click)
     identifiers = UserIdentifiers(
         email=row.email,
         phone=row.phone,
@@ -163,9 +163,8 @@ def check_row(row: ImportRow, *, goals: Sequence[str], now: datetime, default_re
         hashed_phone=row.hashed_phone,
         default_region=default_region,
     )
-    click = row.click.msclkid if isinstance(row.click, Click) else row.click
     if click is None and not identifiers:
-        raise ValidationError("click", "give a click ID or the customer's email or phone")
+        raise ValidationError("click", NO_MATCH_KEY)
     conversion = OfflineConversion(
         conversion_name=row.conversion_name,
         conversion_time=row.conversion_time,
@@ -415,6 +414,8 @@ def import_file(
         def record(row: ImportRow) -> RowOutcome:
             if store.find(row.event_id, kind="offline", account=tracker.account):
                 return "existing"  # a re-run: a cheap read instead of a write transaction
+            # validate's checks first: one rule set, one wording per problem (record_offline makes the same).
+            check_row(row, goals=tracker.goals, now=tracker.clock(), default_region=tracker.default_region)
             status = tracker.record_offline(
                 event_id=row.event_id,
                 conversion_name=row.conversion_name,

@@ -5,6 +5,10 @@ memory per goal.  The report counts, per goal and state, what was delivered, rej
 dead (by reason), held, and *probably deduplicated by Microsoft* (a delivered conversion whose click ID and
 ConversionTime an earlier delivered row already used: Microsoft keeps only the first), and lists the
 "uploaded but probably not counted" warnings.
+
+The same pass gathers what the HTML report (``ops.html_report``) draws: per recording day where the rows stand
+now; the match keys of each goal's offline conversions (click ID, hashed email/phone only, both, none); the time
+from record to delivery; and the most frequent rejection and dead-letter codes with what they mean.
 """
 
 from __future__ import annotations
@@ -13,13 +17,14 @@ import json
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from msclkid_middleware.conversions import OFFLINE_MAX_AGE, parse_time
 from msclkid_middleware.dispatch.goal_ages import GoalRegistry
 from msclkid_middleware.dispatch.status import Code
 from msclkid_middleware.ops.csv_format import csv_text, safe_cell
+from msclkid_middleware.ops.rejections import advice
 
 if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.outbox.base import OutboxRow, OutboxStore
@@ -27,8 +32,13 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "CLICK_WAIT",
     "EXPIRY_WARNING",
+    "LATENCY_BINS",
+    "DayCounts",
+    "DeliveryTimes",
     "Format",
     "GoalCounts",
+    "MatchKeyMix",
+    "Rejection",
     "Report",
     "Warning",
     "build_report",
@@ -80,19 +90,127 @@ class Warning:
     message: str
 
 
+@dataclass
+class DayCounts:
+    """Rows recorded on one UTC ``day`` and where they stand now (``pending`` includes held, paused, in flight)."""
+
+    day: date
+    recorded: int = 0
+    delivered: int = 0
+    pending: int = 0
+    dead: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    #: By reason: ``consent_denied`` (the visitor refused) or ``no_identifier`` (nothing to match on).
+    suppressed: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "day": self.day.isoformat()}
+
+
+@dataclass
+class MatchKeyMix:
+    """What one goal's offline conversions carry to be matched on.
+
+    ``click_only``: a click ID; ``hashed_only``: hashed email and/or phone, no click ID (Microsoft can match these
+    only on a goal with enhanced conversions on); ``both``; ``none``: suppressed, nothing left to match on.
+    """
+
+    goal: str
+    click_only: int = 0
+    hashed_only: int = 0
+    both: int = 0
+    none: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.click_only + self.hashed_only + self.both + self.none
+
+    @property
+    def attributable_share(self) -> float:
+        """Share with a click ID: what Microsoft can attribute on any goal."""
+        return (self.click_only + self.both) / self.total if self.total else 0.0
+
+    @property
+    def attributable_if_enhanced_share(self) -> float:
+        """Share with any match key: what Microsoft can attribute when the goal has enhanced conversions on."""
+        return (self.click_only + self.both + self.hashed_only) / self.total if self.total else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "total": self.total,
+            "attributable_share": round(self.attributable_share, 6),
+            "attributable_if_enhanced_share": round(self.attributable_if_enhanced_share, 6),
+        }
+
+
+#: Upper bounds (exclusive) and labels of the record-to-delivery histogram; the last bin is open.
+LATENCY_BINS: tuple[tuple[timedelta | None, str], ...] = (
+    (timedelta(minutes=1), "<1m"),
+    (timedelta(minutes=5), "1-5m"),
+    (timedelta(minutes=15), "5-15m"),
+    (timedelta(hours=1), "15-60m"),
+    (timedelta(hours=2), "1-2h"),
+    (timedelta(hours=6), "2-6h"),
+    (timedelta(days=1), "6-24h"),
+    (timedelta(days=3), "1-3d"),
+    (None, ">3d"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTimes:
+    """Time from record to delivery of the delivered rows: counts per :data:`LATENCY_BINS` bin, median, 90th %."""
+
+    bins: tuple[tuple[str, int], ...]
+    count: int
+    median_seconds: float | None
+    p90_seconds: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bins": [{"label": label, "count": n} for label, n in self.bins],
+            "count": self.count,
+            "median_seconds": self.median_seconds,
+            "p90_seconds": self.p90_seconds,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A rejection (``state="rejected"``) or dead-letter (``"dead"``) code: how often, for which goals, what to do."""
+
+    code: str
+    state: str
+    count: int
+    goals: tuple[str, ...]
+    meaning: str
+    action: str
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
     since: datetime | None
     generated_at: datetime
     goals: tuple[GoalCounts, ...]
     warnings: tuple[Warning, ...]
+    days: tuple[DayCounts, ...] = ()
+    match_keys: tuple[MatchKeyMix, ...] = ()
+    delivery_times: DeliveryTimes | None = None
+    rejections: tuple[Rejection, ...] = ()
+    goal: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "since": self.since.isoformat() if self.since else None,
+            "goal": self.goal,
             "generated_at": self.generated_at.isoformat(),
             "goals": [{**asdict(g), "total": g.total} for g in self.goals],
             "warnings": [asdict(w) for w in self.warnings],
+            "days": [d.to_json() for d in self.days],
+            "match_keys": [m.to_json() for m in self.match_keys],
+            "delivery_times": self.delivery_times.to_json() if self.delivery_times else None,
+            "top_rejections": [{**asdict(r), "goals": list(r.goals)} for r in self.rejections],
         }
 
 
@@ -118,17 +236,117 @@ def build_report(
     warn: Counter[tuple[str, str]] = Counter()
     seen_keys: set[tuple[str, str, str]] = set()
     ready_cache: dict[tuple[str, str], datetime | None] = {}
+    overview = _Overview()
     for row in store.scan(since=since):
         name = row.conversion_name or "-"
         if goal is not None and name != goal:
             continue
         entry = counts.setdefault((name, row.kind), GoalCounts(name, row.kind))
         _count(entry, row, seen_keys)
+        overview.add(row, name)
         if row.kind in _CAMPAIGN:
             _warnings(row, name, now, known_goals, registry, ready_cache, warn)
     goals = tuple(sorted(counts.values(), key=lambda g: (g.goal, g.kind)))
     warnings = tuple(Warning(code, name, n, _WARNING_TEXT[code]) for (code, name), n in sorted(warn.items()))
-    return Report(since, now, goals, warnings)
+    return Report(
+        since,
+        now,
+        goals,
+        warnings,
+        days=tuple(overview.days[d] for d in sorted(overview.days)),
+        match_keys=tuple(overview.mix[g] for g in sorted(overview.mix)),
+        delivery_times=overview.delivery_times(),
+        rejections=overview.rejections(),
+        goal=goal,
+    )
+
+
+class _Overview:
+    """The per-day, match-key, delivery-time and rejection figures, gathered in the report's one pass."""
+
+    # Latencies are kept as a histogram of whole seconds under an hour and whole minutes above: bounded by
+    # Microsoft's 90-day window (~133,000 keys at worst) however many rows there are, and exact enough for a median.
+
+    def __init__(self) -> None:
+        self.days: dict[date, DayCounts] = {}
+        self.mix: dict[str, MatchKeyMix] = {}
+        self.latency: Counter[int] = Counter()
+        self.codes: Counter[tuple[str, str]] = Counter()
+        self.code_goals: dict[tuple[str, str], set[str]] = {}
+
+    def add(self, row: OutboxRow, name: str) -> None:
+        day = row.created_at.astimezone(UTC).date()
+        entry = self.days.get(day) or self.days.setdefault(day, DayCounts(day))
+        entry.recorded += 1
+        state = row.state
+        if state == "delivered":
+            entry.delivered += 1
+            if row.delivered_at is not None:
+                seconds = max(0, int((row.delivered_at - row.created_at).total_seconds()))
+                self.latency[seconds if seconds < 3600 else seconds // 60 * 60] += 1
+        elif state in ("pending", "in_flight", "paused"):
+            entry.pending += 1
+        elif state == "suppressed":
+            reason = row.last_error_code or "unknown"
+            entry.suppressed[reason] = entry.suppressed.get(reason, 0) + 1
+        else:
+            code = row.last_error_code or "unknown"
+            if state == "rejected":
+                entry.rejected[code] = entry.rejected.get(code, 0) + 1
+            else:
+                entry.dead += 1
+            self.codes[state, code] += 1
+            self.code_goals.setdefault((state, code), set()).add(name)
+        if row.kind == "offline":
+            self._match_key(row, name)
+
+    def _match_key(self, row: OutboxRow, name: str) -> None:
+        mix = self.mix.get(name) or self.mix.setdefault(name, MatchKeyMix(name))
+        payload = row.payload
+        click = bool(payload.get("MicrosoftClickId")) and row.state != "suppressed"
+        hashed = bool(payload.get("HashedEmailAddress") or payload.get("HashedPhoneNumber"))
+        if click and hashed:
+            mix.both += 1
+        elif click:
+            mix.click_only += 1
+        elif hashed:
+            mix.hashed_only += 1
+        else:
+            mix.none += 1
+
+    def delivery_times(self) -> DeliveryTimes:
+        bins = [0] * len(LATENCY_BINS)
+        for seconds, n in self.latency.items():
+            for i, (limit, _label) in enumerate(LATENCY_BINS):
+                if limit is None or seconds < limit.total_seconds():
+                    bins[i] += n
+                    break
+        count = sum(bins)
+        return DeliveryTimes(
+            tuple((label, n) for (_limit, label), n in zip(LATENCY_BINS, bins, strict=True)),
+            count,
+            self._percentile(0.5, count),
+            self._percentile(0.9, count),
+        )
+
+    def _percentile(self, q: float, count: int) -> float | None:
+        if not count:
+            return None
+        rank, seen = q * count, 0
+        for seconds in sorted(self.latency):
+            seen += self.latency[seconds]
+            if seen >= rank:
+                return float(seconds)
+        return None  # pragma: no cover - the ranks cover the count
+
+    def rejections(self, limit: int = 10) -> tuple[Rejection, ...]:
+        top = sorted(self.codes.items(), key=lambda item: (-item[1], item[0]))[:limit]
+        out = []
+        for (state, code), n in top:
+            hint = advice(code)
+            goals = tuple(sorted(self.code_goals[state, code]))
+            out.append(Rejection(code, state, n, goals, hint.meaning, hint.action))
+        return tuple(out)
 
 
 def _count(entry: GoalCounts, row: OutboxRow, seen: set[tuple[str, str, str]]) -> None:

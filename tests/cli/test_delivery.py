@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 
 from msclkid_middleware.cli import main
+from msclkid_middleware.outbox import open_store
 from msclkid_middleware.testing import EmulatorHandle
 
 from .conftest import FakeClock, make_tracker, record
 
 
 def test_status_of_an_empty_outbox(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    open_store(f"sqlite:///{env / 'outbox.db'}").close()
     assert main(["status"]) == 0
     assert "the outbox is empty" in capsys.readouterr().out
 

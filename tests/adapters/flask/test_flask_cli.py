@@ -85,10 +85,18 @@ def test_flush_and_status_use_the_apps_outbox_and_credentials(make_app: AppFacto
 def test_missing_instance_folder_is_created_for_the_default_store(make_app: AppFactory) -> None:
     app = make_app()
     assert not os.path.exists(app.instance_path)
-    result = app.test_cli_runner().invoke(args=["msclkid", "status"])
+    runner = app.test_cli_runner()
+    # A read-only command never creates the outbox: it says where it looked.
+    looked = runner.invoke(args=["msclkid", "status"])
+    assert looked.exit_code == 1
+    assert os.path.join(app.instance_path, "msclkid-outbox.sqlite3") in looked.output
+    assert not os.path.exists(os.path.join(app.instance_path, "msclkid-outbox.sqlite3"))
+    # A command that writes creates it, instance folder included.
+    assert runner.invoke(args=["msclkid", "retry-dead"]).exit_code == 0
+    assert os.path.exists(os.path.join(app.instance_path, "msclkid-outbox.sqlite3"))
+    result = runner.invoke(args=["msclkid", "status"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "the outbox is empty"
-    assert os.path.exists(os.path.join(app.instance_path, "msclkid-outbox.sqlite3"))
 
 
 def test_the_flask_commands_entry_point_is_the_group() -> None:
@@ -101,7 +109,10 @@ def test_the_real_flask_command_runs_the_group_with_the_shop_app(tmp_path: Path)
         "PYTHONPATH": str(ROOT),
         "SHOP_INSTANCE_PATH": str(tmp_path / "inst"),
     }
-    command = [sys.executable, "-m", "flask", "--app", "examples.flask_shop", "msclkid", "status"]
+    command = [sys.executable, "-m", "flask", "--app", "examples.flask_shop", "msclkid", "retry-dead"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr  # a writing command creates the outbox
+    command[-1] = "status"
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "the outbox is empty"
@@ -122,3 +133,13 @@ def test_doctor_runs_as_a_flask_command_with_the_apps_config(make_app: AppFactor
     assert ms.account_properties()["MSCLKIDAutoTaggingEnabled"] == "True"
     for secret in (ms.env["MSADS_CLIENT_SECRET"], ms.env["MSADS_DEVELOPER_TOKEN"], ms.env["MSADS_REFRESH_TOKEN"]):
         assert secret not in result.output + fixed.output
+
+
+def test_flask_msclkid_report_writes_the_html_report(make_app: AppFactory, ms: EmulatorHandle, tmp_path: Path) -> None:
+    app = make_app(ms.env)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["msclkid", "retry-dead"]).exit_code == 0  # creates the app's outbox
+    result = runner.invoke(args=["msclkid", "report", "--html", str(tmp_path / "r.html"), "--json", "-"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.html").read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert '"days": []' in result.output
