@@ -22,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Unpack
 from urllib.parse import quote
 
 from msclkid_middleware.capture.clickid import UET_COOKIE_NAME
-from msclkid_middleware.capture.context import enter_request, leave_request
+from msclkid_middleware.capture.consent import Consent
+from msclkid_middleware.capture.context import ConsentSource, enter_request, leave_request
 from msclkid_middleware.capture.decision import Decision, DecisionContext
 from msclkid_middleware.capture.endpoint import INTERNAL_ERROR, MAX_CAPTURE_BODY, Answer, read_body, text_answer
 from msclkid_middleware.capture.engine import QUERY_MARKER, Capture, CaptureOptions
@@ -73,6 +75,9 @@ class MsclkidASGIMiddleware:
         self._query_marker = QUERY_MARKER.encode("ascii")
         self._cookie_marker = (self.capture.cookie.name + "=").encode("latin-1")
         self._uet_marker = (UET_COOKIE_NAME + "=").encode("ascii")
+        self._endpoint_paths = self.capture.endpoint_paths
+        self._tracking = self.capture.tracking
+        self._context = self.capture.context
 
     @classmethod
     def from_settings(cls, app: ASGIApp, settings: Settings, **overrides: Any) -> MsclkidASGIMiddleware:
@@ -100,23 +105,27 @@ class MsclkidASGIMiddleware:
         if scope["type"] != "http":  # lifespan, websocket: not ours
             await self.app(scope, receive, send)
             return
-        capture = self.capture
-        if scope.get("path") in capture.endpoint_paths:
+        if scope.get("path") in self._endpoint_paths:
             await self._serve_endpoint(scope, receive, send)
             return
-        plain: _PlainDecision | None = None
-        respond: Send = send
         try:
-            ours = self._carries_ours(scope)
-            if ours or capture.tracking:
-                facts = RequestFacts.from_scope(scope)
-                decision = capture.decide(facts) if ours else capture.blank(facts)
-                candidate = capture.tracking and capture.page_view_candidate(facts)
-                respond = _Responder(self, decision, scope, send, candidate).send
+            # The engine's cheap check (Capture.carries_ours) on the raw bytes, inline: this is the whole cost of a
+            # request that carries nothing of ours, on every request the app serves.
+            query = scope.get("query_string")
+            ours = query is not None and self._query_marker in query.lower()
+            if not ours:
+                for name, value in scope.get("headers") or ():
+                    if name == b"cookie" and (self._cookie_marker in value or self._uet_marker in value):
+                        ours = True
+                        break
+            if ours or self._tracking:
+                decision, respond, consent = self._decide(scope, send, ours)
+                plain = None
             else:
                 # Nothing of ours came in and nothing is tracked: no header can be added (send is not wrapped) and
                 # the decision reads the scope only if the app asks (most never do).
-                decision = plain = _PlainDecision(capture.context, scope)
+                decision = plain = _PlainDecision(self._context, scope)
+                respond, consent = send, plain.request_consent
             state = scope.get("state")
             if state is None:
                 # Starlette's Request.state and uvicorn's lifespan state are this dict: create it as they would.
@@ -126,7 +135,7 @@ class MsclkidASGIMiddleware:
             logger.warning("click capture failed; request passed on untouched", exc_info=True)
             await self.app(scope, receive, send)
             return
-        token = enter_request(lambda: decision.consent(scope))
+        token = enter_request(consent)
         try:
             await self.app(scope, receive, respond)
         finally:
@@ -134,15 +143,13 @@ class MsclkidASGIMiddleware:
             if plain is not None:
                 plain.release()
 
-    def _carries_ours(self, scope: Scope) -> bool:
-        """The engine's cheap check (``Capture.carries_ours``) on the raw bytes, before anything is decoded."""
-        query = scope.get("query_string")
-        if query and self._query_marker in query.lower():
-            return True
-        for name, value in scope.get("headers") or ():
-            if name == b"cookie" and (self._cookie_marker in value or self._uet_marker in value):
-                return True
-        return False
+    def _decide(self, scope: Scope, send: Send, ours: bool) -> tuple[Decision, Send, ConsentSource]:
+        """The request's decision, read from the scope now, the ``send`` that adds its headers, its consent source."""
+        capture = self.capture
+        facts = RequestFacts.from_scope(scope)
+        decision = capture.decide(facts) if ours else capture.blank(facts)
+        candidate = capture.tracking and capture.page_view_candidate(facts)
+        return decision, _Responder(self, decision, scope, send, candidate).send, partial(decision.consent, scope)
 
     # -- capture endpoint and shipped scripts ------------------------------------------------------
     async def _serve_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -212,6 +219,11 @@ class _PlainDecision(Decision):
         Decision.__init__(self, context, RequestFacts.from_scope(scope))
         self.title = title
         return getattr(self, name)
+
+    def request_consent(self) -> Consent | None:
+        """The consent source for ``capture.context`` while the request runs."""
+        scope = self._scope
+        return None if scope is None else self.consent(scope)
 
     def release(self) -> None:
         self._scope = None
