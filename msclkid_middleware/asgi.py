@@ -32,7 +32,7 @@ from msclkid_middleware.capture.context import ConsentSource, enter_request, lea
 from msclkid_middleware.capture.decision import Decision, DecisionContext
 from msclkid_middleware.capture.endpoint import INTERNAL_ERROR, MAX_CAPTURE_BODY, Answer, read_body, text_answer
 from msclkid_middleware.capture.engine import QUERY_MARKER, Capture, CaptureOptions
-from msclkid_middleware.capture.request import RequestFacts
+from msclkid_middleware.capture.request import RequestFacts, route_path
 from msclkid_middleware.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -105,7 +105,7 @@ class MsclkidASGIMiddleware:
         if scope["type"] != "http":  # lifespan, websocket: not ours
             await self.app(scope, receive, send)
             return
-        if scope.get("path") in self._endpoint_paths:
+        if (route_path(scope) if scope.get("root_path") else scope.get("path")) in self._endpoint_paths:
             await self._serve_endpoint(scope, receive, send)
             return
         try:
@@ -208,7 +208,7 @@ class _PlainDecision(Decision):
         if context is None or name in ("_pending", "_scope"):
             raise AttributeError(name)
         if scope is None:
-            raise RuntimeError("the request has ended: its decision can no longer be read")
+            raise AttributeError(f"{name}: the request has ended, its decision can no longer be read")
         self._pending = None
         try:
             # The one write an app makes before any read (set_page_title); the response-side flags are written
@@ -349,6 +349,9 @@ def _page_url(scope: Scope, host: str) -> str:
         if server and server[1] is not None:
             host = str(server[0]) if server[1] == _DEFAULT_PORTS.get(scheme) else f"{server[0]}:{server[1]}"
     # ASGI's path is decoded text (UTF-8), the query raw bytes (latin-1 here, so escaped as the bytes they are).
-    path = quote(f"{scope.get('root_path') or ''}{scope.get('path') or '/'}", safe=_URL_SAFE)
+    # Servers differ on whether ``path`` holds the ``root_path``: the URL holds it once.
+    root = scope.get("root_path") or ""
+    full = scope.get("path") or "/"
+    path = quote(full if route_path(scope) != full or not root else root + full, safe=_URL_SAFE)
     query = quote((scope.get("query_string") or b"").decode("latin-1"), safe=_URL_SAFE, encoding="latin-1")
     return quote(f"{scheme}://{host}", safe=_URL_SAFE) + path + (f"?{query}" if query else "")

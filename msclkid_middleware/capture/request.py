@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["RequestFacts", "parse_cookies"]
+__all__ = ["RequestFacts", "parse_cookies", "route_path"]
 
 #: The ASGI headers capture reads, each with its position in :class:`RequestFacts` (``Purpose`` variants apart).
 _SCOPE_HEADERS: dict[bytes, int] = {
@@ -131,7 +131,7 @@ class RequestFacts(NamedTuple):
         client = scope.get("client")
         return cls(
             scope.get("method") or "GET",
-            scope.get("path") or "/",
+            route_path(scope) or "/",
             (scope.get("query_string") or b"").decode("latin-1"),
             found[3] or "",
             scope.get("scheme") or "http",
@@ -149,6 +149,16 @@ class RequestFacts(NamedTuple):
             found[16],
             found[17],
         )
+
+
+def route_path(scope: Mapping[str, Any]) -> str:
+    """An ASGI scope's path below its ``root_path`` (WSGI's ``PATH_INFO``), as Starlette routes it: servers differ
+    on whether ``path`` includes the ``root_path`` an app is mounted or proxied at."""
+    path: str = scope.get("path") or ""
+    root = scope.get("root_path")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
+        return path[len(root) :]
+    return path
 
 
 def parse_cookies(header: str, name: str = "") -> tuple[dict[str, str], list[str]]:

@@ -594,6 +594,24 @@ def test_snippet_is_served(method: str, headers: dict[str, str], status: int, ha
         assert again.status == 304
 
 
+@pytest.mark.parametrize("path", ["/shop/_msclkid.js", "/_msclkid.js"], ids=["path-holds-root", "path-without-root"])
+def test_endpoints_are_found_below_a_root_path(path: str) -> None:
+    scope = http_scope(path)
+    scope["root_path"] = "/shop"
+    exchange = run(MsclkidASGIMiddleware(never_called(), **options()), scope)
+    assert exchange.status == 200
+
+
+@pytest.mark.parametrize("path", ["/shop/p", "/p"], ids=["path-holds-root", "path-without-root"])
+def test_page_view_url_holds_the_root_path_once(path: str) -> None:
+    views: list[PageView] = []
+    scope = http_scope(path)
+    scope["root_path"] = "/shop"
+    app = raw_app(headers=[(b"content-type", HTML.encode())])
+    run(MsclkidASGIMiddleware(app, **options(on_page_view=views.append)), scope)
+    assert [view.url for view in views] == ["https://shop.test/shop/p"]
+
+
 def test_sync_script_is_served() -> None:
     exchange = run(MsclkidASGIMiddleware(never_called(), **options()), http_scope("/_msclkid-sync.js"))
     assert exchange.status == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from msclkid_middleware.capture.request import RequestFacts, parse_cookies
+from msclkid_middleware.capture.request import RequestFacts, parse_cookies, route_path
 from tests.wsgi_helpers import make_environ
 
 
@@ -120,6 +120,21 @@ def test_scope_defaults_and_server_fallback() -> None:
 def test_scope_with_text_header_values_raises_for_the_adapter_to_catch() -> None:
     with pytest.raises(AttributeError):
         RequestFacts.from_scope({"headers": [(b"cookie", "not bytes")]})
+
+
+@pytest.mark.parametrize(
+    ("path", "root", "expected"),
+    [
+        pytest.param("/shop/_msclkid", "/shop", "/_msclkid", id="path-holds-root"),
+        pytest.param("/_msclkid", "/shop", "/_msclkid", id="path-without-root"),
+        pytest.param("/shopping", "/shop", "/shopping", id="not-a-segment"),
+        pytest.param("/shop", "/shop", "", id="the-root-itself"),
+        pytest.param("/a", "", "/a", id="no-root"),
+    ],
+)
+def test_route_path_is_the_path_below_the_root_path(path: str, root: str, expected: str) -> None:
+    assert route_path({"path": path, "root_path": root}) == expected
+    assert RequestFacts.from_scope({"path": path, "root_path": root}).path == (expected or "/")
 
 
 def test_facts_are_frozen() -> None:
