@@ -1,7 +1,7 @@
 """The facts of one request that capture decides on, and the one Cookie-header parser (pure).
 
 An adapter builds a :class:`RequestFacts` once per request from its framework's request (the WSGI
-adapter from the environ; an ASGI adapter would read the scope's headers), then hands it to
+adapter from the environ, the ASGI adapter from the scope), then hands it to
 :class:`~msclkid_middleware.capture.engine.Capture`.  Every value is a plain ``str`` (or ``None``
 when the request did not carry it), so nothing in ``capture/`` knows which framework served it.
 """
@@ -11,7 +11,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["RequestFacts", "parse_cookies"]
+__all__ = ["RequestFacts", "parse_cookies", "route_path"]
+
+#: The ASGI headers capture reads, each with its position in :class:`RequestFacts` (``Purpose`` variants apart).
+_SCOPE_HEADERS: dict[bytes, int] = {
+    b"cookie": 3,
+    b"host": 5,
+    b"user-agent": 7,
+    b"referer": 8,
+    b"origin": 9,
+    b"sec-fetch-site": 10,
+    b"sec-fetch-dest": 11,
+    b"sec-purpose": 18,
+    b"purpose": 19,
+    b"x-purpose": 20,
+    b"hx-request": 13,
+    b"sec-gpc": 14,
+    b"content-type": 15,
+    b"content-length": 16,
+    b"if-none-match": 17,
+}
 
 
 class RequestFacts(NamedTuple):
@@ -89,6 +108,57 @@ class RequestFacts(NamedTuple):
             if fixed[index] is None:
                 fixed[index] = empty
         return cls._make([*fixed, cookie is not None and not isinstance(cookie, str)])
+
+    @classmethod
+    def from_scope(cls, scope: Mapping[str, Any]) -> RequestFacts:
+        """The facts of an ASGI ``http`` scope (header names lower-case bytes, values latin-1 bytes: ASGI 3).
+
+        A repeated header is joined as WSGI servers join it (``Cookie`` with ``"; "``, the others with
+        ``","``), so both adapters decide on the same text.  A scope breaking those types raises: the
+        adapter then passes the request on untouched.
+        """
+        found: list[str | None] = [None] * 21
+        for name, value in scope.get("headers") or ():
+            index = _SCOPE_HEADERS.get(name)
+            if index is not None:
+                text = value.decode("latin-1")
+                seen = found[index]
+                found[index] = text if seen is None else seen + ("; " if index == 3 else ",") + text
+        host = found[5]
+        if not host:
+            server = scope.get("server")  # (host, port), or (socket path, None) on a Unix socket
+            host = (f"{server[0]}:{server[1]}" if server[1] is not None else str(server[0])) if server else ""
+        client = scope.get("client")
+        return cls(
+            scope.get("method") or "GET",
+            route_path(scope) or "/",
+            (scope.get("query_string") or b"").decode("latin-1"),
+            found[3] or "",
+            scope.get("scheme") or "http",
+            host,
+            client[0] if client else None,
+            found[7],
+            found[8] or None,
+            found[9],
+            found[10],
+            found[11],
+            found[18] or found[19] or found[20],
+            found[13],
+            found[14],
+            found[15] or "",
+            found[16],
+            found[17],
+        )
+
+
+def route_path(scope: Mapping[str, Any]) -> str:
+    """An ASGI scope's path below its ``root_path`` (WSGI's ``PATH_INFO``), as Starlette routes it: servers differ
+    on whether ``path`` includes the ``root_path`` an app is mounted or proxied at."""
+    path: str = scope.get("path") or ""
+    root = scope.get("root_path")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
+        return path[len(root) :]
+    return path
 
 
 def parse_cookies(header: str, name: str = "") -> tuple[dict[str, str], list[str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from msclkid_middleware.capture.request import RequestFacts, parse_cookies
+from msclkid_middleware.capture.request import RequestFacts, parse_cookies, route_path
 from tests.wsgi_helpers import make_environ
 
 
@@ -44,6 +44,97 @@ def test_non_text_values_are_absent_and_an_odd_cookie_header_is_flagged(value: o
     facts = RequestFacts.from_environ({"QUERY_STRING": value, "HTTP_COOKIE": value, "HTTP_SEC_GPC": value})
     assert (facts.query, facts.cookie_header, facts.sec_gpc) == ("", "", None)
     assert facts.cookie_unreadable
+
+
+def scope_of(environ: dict[str, object]) -> dict[str, object]:
+    """The ASGI scope a server builds for the same request as ``environ``."""
+    headers = [
+        (key[5:].replace("_", "-").lower().encode(), str(value).encode("latin-1"))
+        for key, value in environ.items()
+        if key.startswith("HTTP_")
+    ]
+    for key, name in (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-length")):
+        if environ.get(key):
+            headers.append((name, str(environ[key]).encode()))
+    return {
+        "type": "http",
+        "method": environ["REQUEST_METHOD"],
+        "path": environ["PATH_INFO"],
+        "query_string": str(environ["QUERY_STRING"]).encode("latin-1"),
+        "scheme": environ["wsgi.url_scheme"],
+        "headers": headers,
+        "client": (environ["REMOTE_ADDR"], 50000),
+        "server": ("shop.test", 443),
+    }
+
+
+def test_facts_from_an_asgi_scope_equal_those_of_the_same_wsgi_request() -> None:
+    environ = make_environ(
+        "/mug",
+        query="msclkid=x&q=caf%C3%A9",
+        cookie="a=1; b=2",
+        method="POST",
+        headers={
+            "Origin": "https://shop.test",
+            "Sec-GPC": "1",
+            "Purpose": "prefetch",
+            "User-Agent": "UA",
+            "Referer": "https://www.bing.com/",
+            "Sec-Fetch-Site": "same-origin",
+            "Sec-Fetch-Dest": "document",
+            "HX-Request": "true",
+            "If-None-Match": '"abc"',
+        },
+        content_type="application/json",
+        body=b"{}",
+    )
+    environ["REMOTE_ADDR"] = "203.0.113.9"
+    assert RequestFacts.from_scope(scope_of(environ)) == RequestFacts.from_environ(environ)
+
+
+def test_scope_repeated_headers_are_joined_as_wsgi_servers_join_them() -> None:
+    scope = {
+        "headers": [
+            (b"cookie", b"a=1"),
+            (b"x-other", b"ignored"),
+            (b"cookie", b"b=2"),
+            (b"sec-gpc", b"1"),
+            (b"sec-gpc", b"0"),
+            (b"purpose", b"prefetch"),
+            (b"sec-purpose", b"prerender"),
+        ]
+    }
+    facts = RequestFacts.from_scope(scope)
+    assert facts.cookie_header == "a=1; b=2"
+    assert facts.sec_gpc == "1,0"
+    assert facts.purpose == "prerender"  # Sec-Purpose first, as from an environ
+
+
+def test_scope_defaults_and_server_fallback() -> None:
+    assert RequestFacts.from_scope({}) == RequestFacts()
+    assert RequestFacts.from_scope({"server": ("10.0.0.2", 8000)}).host == "10.0.0.2:8000"
+    assert RequestFacts.from_scope({"server": ("/run/app.sock", None)}).host == "/run/app.sock"
+    assert RequestFacts.from_scope({"headers": [(b"host", b"shop.test")], "server": ("x", 1)}).host == "shop.test"
+
+
+def test_scope_with_text_header_values_raises_for_the_adapter_to_catch() -> None:
+    with pytest.raises(AttributeError):
+        RequestFacts.from_scope({"headers": [(b"cookie", "not bytes")]})
+
+
+@pytest.mark.parametrize(
+    ("path", "root", "expected"),
+    [
+        pytest.param("/shop/_msclkid", "/shop", "/_msclkid", id="path-holds-root"),
+        pytest.param("/_msclkid", "/shop", "/_msclkid", id="path-without-root"),
+        pytest.param("/shopping", "/shop", "/shopping", id="not-a-segment"),
+        pytest.param("/shop", "/shop", "", id="the-root-itself"),
+        pytest.param("/a", "", "/a", id="no-root"),
+    ],
+)
+def test_route_path_is_the_path_below_the_root_path(path: str, root: str, expected: str) -> None:
+    assert route_path({"path": path, "root_path": root}) == expected
+    assert RequestFacts.from_scope({"path": path, "root_path": root}).path == (expected or "/")
 
 
 def test_facts_are_frozen() -> None:
