@@ -13,8 +13,8 @@ The journey it shows, end to end:
 4. "My orders" offers a partial refund (Restate) and a cancellation (Retract), and says in words what became
    of each report to Microsoft ("restated to 8.50: delivered", "not sent: visitor refused consent").
 5. Every form carries a CSRF token (Flask-WTF's ``CSRFProtect``: the ``demo`` extra), and the banner's ``next``
-   is a same-site path or ``/`` (see ``redirects.py``).  ``/report`` shows the HTML report when the package
-   has one; the header links to the emulator's dashboard when ``SHOP_EMULATOR_URL`` is set (``make demo`` does).
+   is a same-site path or ``/`` (see ``redirects.py``).  ``/report`` shows the package's HTML report of the
+   outbox; the header links to the emulator's dashboard when ``SHOP_EMULATOR_URL`` is set (``make demo`` does).
 
 Run the shop alone with ``flask --app examples.flask_shop run`` (configure ``MSADS_*``/``UET_*``), or
 everything (emulator, shop, worker) with ``make demo`` / ``python -m examples.flask_shop``.
@@ -23,14 +23,12 @@ It serves plain http on 127.0.0.1, so it uses the explicit development cookie mo
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import re
 import secrets
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -58,6 +56,8 @@ from examples.flask_shop.status_words import describe, event_words
 from msclkid_middleware.conversions.identity import normalize_email, normalize_phone
 from msclkid_middleware.errors import AdjustmentError, MsclkidError, ValidationError
 from msclkid_middleware.flask import Msclkid, current_click, current_consent
+from msclkid_middleware.ops.html_report import CSP as HTML_REPORT_CSP
+from msclkid_middleware.ops.html_report import render_html
 
 __all__ = ["CONSENT_COOKIE", "PRODUCTS", "create_app", "msclkid"]
 
@@ -76,8 +76,6 @@ msclkid = Msclkid(allow_insecure_cookie=True)
 # visitor's consent or refund an order.  The snippet's capture endpoint is the middleware's, outside Flask's
 # views, and has its own same-origin rule.
 csrf = CSRFProtect()
-#: Where the HTML report will come from (``msclkid report --html``): ``render_html(tracker) -> str``.
-REPORT_MODULE = "msclkid_middleware.ops.html_report"
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,20 +448,10 @@ def consent_status() -> Response:
     return response
 
 
-def _report_renderer() -> Callable[[Any], str] | None:
-    """``render_html`` of the package's HTML report module, once there is one (``msclkid report --html``)."""
-    if importlib.util.find_spec(REPORT_MODULE) is None:
-        return None
-    render = getattr(importlib.import_module(REPORT_MODULE), "render_html", None)
-    return render if callable(render) else None
-
-
 def report() -> Any:
-    render = _report_renderer()
-    if render is None:
-        return render_template("report.html", module=REPORT_MODULE)
-    g.report_csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
-    return Response(render(msclkid.tracker), mimetype="text/html")
+    """The package's self-contained HTML report of this shop's outbox (what ``msclkid report --html`` writes)."""
+    g.report_csp = HTML_REPORT_CSP
+    return Response(render_html(msclkid.tracker), mimetype="text/html")
 
 
 def favicon() -> Response:
