@@ -14,7 +14,8 @@ from django.http import HttpResponse
 from django.test import AsyncClient, Client, override_settings
 from werkzeug.test import Client as WerkzeugClient
 
-from msclkid_middleware import ConsentPolicy, MsclkidMiddleware as WsgiMiddleware
+from msclkid_middleware import ConsentPolicy
+from msclkid_middleware import MsclkidMiddleware as WsgiMiddleware
 from msclkid_middleware.capture.pageview import PageView
 from msclkid_middleware.capture.profiles import MemoryProfileStore
 from msclkid_middleware.django import MsclkidMiddleware
@@ -37,7 +38,9 @@ def test_landing_sets_the_signed_cookie_and_request_msclkid_is_the_click() -> No
     assert response.status_code == 200
     assert response.content == b"<html><body>click=Example-123/url</body></html>"
     header = set_cookies(response)[COOKIE]
-    assert header.startswith(f"{COOKIE}=") and "HttpOnly" in header and "SameSite=Lax" in header
+    assert header.startswith(f"{COOKIE}=")
+    assert "HttpOnly" in header
+    assert "SameSite=Lax" in header
     assert "Max-Age=7776000" in header
     # The browser sends it back: the click comes from the cookie now, and nothing new is set.
     again = client.get("/page")
@@ -98,13 +101,15 @@ def test_async_views_and_the_async_chain() -> None:
     assert first.content == b"<html><body>async click=Example-123/url</body></html>"
     assert COOKIE in first.cookies
     assert second.json() == {"click": CLICK, "request_consent": "granted"}
-    assert COOKIE in streamed.cookies and body == b"<html><body>async streamed</body></html>"
+    assert COOKIE in streamed.cookies
+    assert body == b"<html><body>async streamed</body></html>"
 
 
 def test_sync_views_under_the_async_client_and_async_views_under_the_sync_client() -> None:
     assert Client().get(f"/async-page?msclkid={CLICK}").content.endswith(b"click=Example-123/url</body></html>")
     response = asyncio.run(AsyncClient().get(f"/page?msclkid={CLICK}"))
-    assert response.content == b"<html><body>click=Example-123/url</body></html>" and COOKIE in response.cookies
+    assert response.content == b"<html><body>click=Example-123/url</body></html>"
+    assert COOKIE in response.cookies
 
 
 def test_the_middleware_marks_itself_async_for_an_async_chain() -> None:
@@ -113,7 +118,8 @@ def test_the_middleware_marks_itself_async_for_an_async_chain() -> None:
 
     assert asyncio.iscoroutinefunction(MsclkidMiddleware(get_response))
     assert not asyncio.iscoroutinefunction(MsclkidMiddleware(lambda request: HttpResponse("ok")))
-    assert MsclkidMiddleware.sync_capable and MsclkidMiddleware.async_capable
+    assert MsclkidMiddleware.sync_capable
+    assert MsclkidMiddleware.async_capable
 
 
 # -- consent -----------------------------------------------------------------------------------------------------
@@ -123,12 +129,14 @@ def test_gpc_refusal_keeps_nothing_and_deletes_an_existing_cookie() -> None:
     client = Client()
     client.get(f"/page?msclkid={CLICK}")
     refused = client.get(f"/probe?msclkid={CLICK}", headers={"Sec-GPC": "1"})
-    assert refused.json()["click"] is None and refused.json()["consent"] == "denied"
+    assert refused.json()["click"] is None
+    assert refused.json()["consent"] == "denied"
     assert refused.json()["request_consent"] == "denied"
     deletion = set_cookies(refused)[COOKIE]
     assert "Max-Age=0" in deletion
     fresh = Client().get(f"/page?msclkid={CLICK}", headers={"Sec-GPC": "1"})
-    assert fresh.content == b"<html><body>click=none</body></html>" and not fresh.cookies
+    assert fresh.content == b"<html><body>click=none</body></html>"
+    assert not fresh.cookies
 
 
 def test_opt_in_sites_capture_nothing_until_the_consent_cookie_says_granted() -> None:
@@ -137,7 +145,8 @@ def test_opt_in_sites_capture_nothing_until_the_consent_cookie_says_granted() ->
         assert client.get(f"/page?msclkid={CLICK}").content.endswith(b"click=none</body></html>")
         client.cookies["shop_consent"] = "granted"
         response = client.get(f"/page?msclkid={CLICK}")
-        assert response.content.endswith(b"click=Example-123/url</body></html>") and COOKIE in response.cookies
+        assert response.content.endswith(b"click=Example-123/url</body></html>")
+        assert COOKIE in response.cookies
 
 
 def test_a_consent_resolver_from_middleware_options_gets_request_meta() -> None:
@@ -164,7 +173,8 @@ def test_a_failing_resolver_fails_closed_and_the_request_goes_on(caplog: pytest.
     options = {"allow_insecure_cookie": True, "consent": ConsentPolicy(resolver=resolver)}
     with override_settings(MSCLKID_MIDDLEWARE_OPTIONS=options), caplog.at_level(logging.WARNING):
         response = Client().get(f"/page?msclkid={CLICK}")
-    assert response.status_code == 200 and response.content.endswith(b"click=none</body></html>")
+    assert response.status_code == 200
+    assert response.content.endswith(b"click=none</body></html>")
     assert not response.cookies
 
 
@@ -215,7 +225,9 @@ def test_default_secure_settings_issue_the_host_prefixed_cookie_over_https() -> 
     with override_settings(MSCLKID_COOKIE_SECURE=True, MSCLKID_MIDDLEWARE_OPTIONS={}):
         response = Client().get(f"/page?msclkid={CLICK}", secure=True)
     header = set_cookies(response)["__Host-msclkid"]
-    assert "Secure" in header and "Path=/" in header and "Domain" not in header
+    assert "Secure" in header
+    assert "Path=/" in header
+    assert "Domain" not in header
 
 
 def test_a_bad_setting_raises_config_error_when_django_builds_the_chain() -> None:
@@ -236,8 +248,10 @@ def test_the_capture_endpoint_answers_204_with_the_cookie_for_the_same_origin() 
         content_type="application/x-www-form-urlencoded",
         headers={"Sec-Fetch-Site": "same-origin"},
     )
-    assert response.status_code == 204 and response.content == b""
-    assert COOKIE in response.cookies and "Content-Type" not in response
+    assert response.status_code == 204
+    assert response.content == b""
+    assert COOKIE in response.cookies
+    assert "Content-Type" not in response
     assert client.get("/page").content.endswith(b"click=Example-123/cookie</body></html>")
 
 
@@ -245,7 +259,8 @@ def test_the_capture_endpoint_refuses_other_origins_and_large_bodies() -> None:
     cross = Client().post(
         "/_msclkid", data=f"msclkid={CLICK}", content_type="text/plain", headers={"Origin": "https://evil.example"}
     )
-    assert cross.status_code == 403 and not cross.cookies
+    assert cross.status_code == 403
+    assert not cross.cookies
     big = Client().post(
         "/_msclkid", data="x" * 5000, content_type="text/plain", headers={"Sec-Fetch-Site": "same-origin"}
     )
@@ -256,7 +271,8 @@ def test_the_capture_endpoint_refuses_other_origins_and_large_bodies() -> None:
         content_type="application/json",
         headers={"Origin": "http://testserver"},
     )
-    assert origin_ok.status_code == 204 and COOKIE in origin_ok.cookies
+    assert origin_ok.status_code == 204
+    assert COOKIE in origin_ok.cookies
 
 
 def test_the_capture_endpoint_under_the_async_chain() -> None:
@@ -268,13 +284,15 @@ def test_the_capture_endpoint_under_the_async_chain() -> None:
             headers={"Sec-Fetch-Site": "same-origin"},
         )
     )
-    assert response.status_code == 204 and COOKIE in response.cookies
+    assert response.status_code == 204
+    assert COOKIE in response.cookies
 
 
 def test_the_snippet_is_served_with_caching_and_revalidation() -> None:
     client = Client()
     response = client.get("/_msclkid.js")
-    assert response.status_code == 200 and response["Content-Type"].startswith("text/javascript")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/javascript")
     assert int(response["Content-Length"]) == len(response.content) > 100
     again = client.get("/_msclkid.js", headers={"If-None-Match": response["ETag"]})
     assert again.status_code == 304
@@ -312,8 +330,11 @@ def test_page_views_are_reported_after_the_response_is_closed(views: list[PageVi
     assert len(views) == 1  # the test client closes the response as a server does
     view = views[0]
     assert view.url == f"http://testserver/page?msclkid={CLICK}&utm=1"
-    assert view.landing and view.click is not None and view.click.msclkid == CLICK
-    assert view.consent.granted and view.anonymous_id is not None
+    assert view.landing
+    assert view.click is not None
+    assert view.click.msclkid == CLICK
+    assert view.consent.granted
+    assert view.anonymous_id is not None
     assert "msclkid_vid" in response.cookies  # the visitor cookie of page-view tracking
     Client().get("/probe", headers=UA)  # JSON: not a page
     Client().get("/redirect", headers=UA)  # not a 2xx page
@@ -343,7 +364,9 @@ def test_streamed_and_async_page_views_are_reported_once(views: list[PageView]) 
 def test_a_refusing_visitor_is_reported_as_denied_without_identifiers(views: list[PageView]) -> None:
     Client().get(f"/page?msclkid={CLICK}", headers={**UA, "Sec-GPC": "1"})
     (view,) = views
-    assert not view.consent.granted and view.click is None and view.anonymous_id is None
+    assert not view.consent.granted
+    assert view.click is None
+    assert view.anonymous_id is None
 
 
 def test_a_profile_store_keeps_the_click_for_a_known_visitor() -> None:
@@ -356,9 +379,12 @@ def test_a_profile_store_keeps_the_click_for_a_known_visitor() -> None:
     with override_settings(MSCLKID_MIDDLEWARE_OPTIONS=options):
         Client().get(f"/page?msclkid={CLICK}", headers={"X-User": "u1"})
         saved = store.get("u1")
-        assert saved is not None and saved.msclkid == CLICK
+        assert saved is not None
+        assert saved.msclkid == CLICK
         # Another device, no cookie: the profile answers (sync and async chains alike).
-        assert Client().get("/page", headers={"X-User": "u1"}).content.endswith(b"click=Example-123/profile</body></html>")
+        assert (
+            Client().get("/page", headers={"X-User": "u1"}).content.endswith(b"click=Example-123/profile</body></html>")
+        )
         response = asyncio.run(AsyncClient().get("/async-page", headers={"X-User": "u1"}))
         assert response.content.endswith(b"click=Example-123/profile</body></html>")
 
@@ -366,7 +392,8 @@ def test_a_profile_store_keeps_the_click_for_a_known_visitor() -> None:
 def test_a_broken_server_value_never_breaks_the_request(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         response = Client().get("/page", HTTP_COOKIE=f"{COOKIE}=garbage; _uetmsclkid=_uet{CLICK}")
-    assert response.status_code == 200 and response.content.endswith(b"click=Example-123/uet_cookie</body></html>")
+    assert response.status_code == 200
+    assert response.content.endswith(b"click=Example-123/uet_cookie</body></html>")
 
 
 def test_click_times_are_aware_utc() -> None:
@@ -376,4 +403,6 @@ def test_click_times_are_aware_utc() -> None:
     value = client.cookies[COOKIE].value
     wsgi = WsgiMiddleware(lambda e, s: [], secret_keys=[SECRET_KEY], cookie_secure=False, allow_insecure_cookie=True)
     loaded = wsgi.cookie.decode_newest([value])
-    assert loaded is not None and loaded.captured_at >= before and loaded.captured_at.tzinfo is UTC
+    assert loaded is not None
+    assert loaded.captured_at >= before
+    assert loaded.captured_at.tzinfo is UTC

@@ -72,10 +72,19 @@ class Command(BaseCommand):
     # The commands report their own configuration problems; an unrelated check error must not block `status`.
     requires_system_checks: list[str] = []
 
-    def add_arguments(self, parser: Any) -> None:
-        parser.add_argument(
-            "args", nargs=argparse.REMAINDER, metavar="COMMAND [ARGS]...", help="an msclkid command and its arguments"
-        )
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
+        """Django's parser for Django's own options (``--settings``, ``--traceback``, ...) wherever they stand;
+        every other argument, ``--help`` included, is passed to click in its order."""
+        parser = super().create_parser(prog_name, subcommand, add_help=False, allow_abbrev=False, **kwargs)
+        known = parser.parse_known_args
+
+        def parse_args(args: list[str] | None = None, namespace: argparse.Namespace | None = None) -> Any:
+            options, rest = known(args, namespace)
+            options.args = rest
+            return options
+
+        parser.parse_args = parse_args
+        return parser
 
     def handle(self, *args: str, **options: Any) -> None:
         with redirect_stdout(_Stream(self.stdout)), redirect_stderr(_Stream(self.stderr)):
