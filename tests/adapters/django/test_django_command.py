@@ -62,6 +62,7 @@ def test_help_lists_every_msclkid_command() -> None:
     listed = [line.split()[0] for line in output.split("Commands:")[1].splitlines() if line.strip()]
     assert listed == sorted(cli._COMMANDS)
     assert "Usage: manage.py msclkid" in output
+    assert run() == output  # no command: the same list, not an error
 
 
 @pytest.mark.secret_canary_allow(SECRET_KEY)  # the probe prints the mapping it was given, secret included

@@ -87,11 +87,12 @@ class Command(BaseCommand):
         return parser
 
     def handle(self, *args: str, **options: Any) -> None:
+        # Without a command: the list of commands (click would print it as a usage error, status 2).
+        argv = list(args) or ["--help"]
         with redirect_stdout(_Stream(self.stdout)), redirect_stderr(_Stream(self.stderr)):
-            code = run(list(args))
+            code = run(argv)
         if code:
-            name = args[0] if args else "msclkid"
-            raise CommandError(f"msclkid {name} failed (exit status {code})", returncode=code)
+            raise CommandError(f"msclkid {argv[0]} failed (exit status {code})", returncode=code)
 
 
 def run(argv: list[str]) -> int:
