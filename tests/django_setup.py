@@ -7,10 +7,15 @@ every test client, and re-populates the apps and URLconf when those settings cha
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import django
 from django.conf import settings
+
+T = TypeVar("T")
 
 #: The test's Django SECRET_KEY (the click cookie falls back to it).
 SECRET_KEY = "django-test-secret-key-0123456789"
@@ -49,3 +54,16 @@ def configure() -> None:
     if not settings.configured:
         settings.configure(**BASE)
         django.setup()
+
+
+def in_own_thread(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` in a thread of its own, as a server thread runs it: a session fixture (Playwright's sync API)
+    may hold a running loop in the main thread for the rest of the session, and neither ``asyncio.run`` nor
+    Django's ``async_to_sync`` (a sync client calling an async view) runs in a thread with a running loop."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(call, *args).result(timeout=60)
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` in a thread of its own (see :func:`in_own_thread`)."""
+    return in_own_thread(asyncio.run, coroutine)

@@ -6,7 +6,6 @@ The shop's own settings module is applied with ``override_settings`` over the su
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import socket
@@ -23,7 +22,7 @@ from django.test import AsyncClient, Client, override_settings
 
 from msclkid_middleware.django import close_tracker, get_tracker
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
-from tests.django_setup import configure
+from tests.django_setup import configure, run_async
 
 configure()
 
@@ -91,7 +90,7 @@ def test_the_async_checkout_records_with_arecord_offline(ms: EmulatorHandle) -> 
         response = await client.post("/checkout-async", {"product": "teapot", "email": "bo@example.com"})
         return order_id(response)
 
-    oid = asyncio.run(journey())
+    oid = run_async(journey())
     assert get_tracker().status(oid).state == "pending"
     assert get_tracker().flush(timeout=30).delivered == 1
     (received,) = ms.received("offline", outcome="accepted")

@@ -11,6 +11,7 @@ from django.test import Client, override_settings
 
 from msclkid_middleware.capture.pageview import PageView
 from msclkid_middleware.django import get_tracker
+from tests.django_setup import run_async
 
 CLICK = "Example-123"
 UA = (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
@@ -56,7 +57,7 @@ def serve(request_scope: dict[str, Any], body: bytes = b"", log: list[str] | Non
 
         await ASGIHandler()(request_scope, receive, send)
 
-    asyncio.run(run())
+    run_async(run())
     return messages
 
 

@@ -3,13 +3,13 @@ and the async test client (ASGI handler, async chain), sync and async views."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from asgiref.sync import iscoroutinefunction
 from django.http import HttpResponse
 from django.test import AsyncClient, Client, override_settings
 from werkzeug.test import Client as WerkzeugClient
@@ -21,7 +21,7 @@ from msclkid_middleware.capture.profiles import MemoryProfileStore
 from msclkid_middleware.django import MsclkidMiddleware
 from msclkid_middleware.errors import ConfigError
 from msclkid_middleware.testing import make_click_cookie
-from tests.django_setup import SECRET_KEY
+from tests.django_setup import SECRET_KEY, in_own_thread, run_async
 
 CLICK = "Example-123"
 COOKIE = "msclkid"  # the insecure development cookie of the test settings
@@ -97,7 +97,7 @@ def test_async_views_and_the_async_chain() -> None:
         body = b"".join([chunk async for chunk in streamed.streaming_content])
         return first, second, streamed, body
 
-    first, second, streamed, body = asyncio.run(journey())
+    first, second, streamed, body = run_async(journey())
     assert first.content == b"<html><body>async click=Example-123/url</body></html>"
     assert COOKIE in first.cookies
     assert second.json() == {"click": CLICK, "request_consent": "granted"}
@@ -106,8 +106,9 @@ def test_async_views_and_the_async_chain() -> None:
 
 
 def test_sync_views_under_the_async_client_and_async_views_under_the_sync_client() -> None:
-    assert Client().get(f"/async-page?msclkid={CLICK}").content.endswith(b"click=Example-123/url</body></html>")
-    response = asyncio.run(AsyncClient().get(f"/page?msclkid={CLICK}"))
+    sync_client = in_own_thread(Client().get, f"/async-page?msclkid={CLICK}")
+    assert sync_client.content.endswith(b"click=Example-123/url</body></html>")
+    response = run_async(AsyncClient().get(f"/page?msclkid={CLICK}"))
     assert response.content == b"<html><body>click=Example-123/url</body></html>"
     assert COOKIE in response.cookies
 
@@ -116,8 +117,8 @@ def test_the_middleware_marks_itself_async_for_an_async_chain() -> None:
     async def get_response(request: Any) -> HttpResponse:
         return HttpResponse("ok")
 
-    assert asyncio.iscoroutinefunction(MsclkidMiddleware(get_response))
-    assert not asyncio.iscoroutinefunction(MsclkidMiddleware(lambda request: HttpResponse("ok")))
+    assert iscoroutinefunction(MsclkidMiddleware(get_response))
+    assert not iscoroutinefunction(MsclkidMiddleware(lambda request: HttpResponse("ok")))
     assert MsclkidMiddleware.sync_capable
     assert MsclkidMiddleware.async_capable
 
@@ -161,7 +162,7 @@ def test_a_consent_resolver_from_middleware_options_gets_request_meta() -> None:
         assert Client().get(f"/page?msclkid={CLICK}").content.endswith(b"click=none</body></html>")
         granted = Client().get(f"/page?msclkid={CLICK}", headers={"X-Consent": "yes"})
         assert granted.content.endswith(b"click=Example-123/url</body></html>")
-        async_granted = asyncio.run(AsyncClient().get(f"/async-page?msclkid={CLICK}", headers={"X-Consent": "yes"}))
+        async_granted = run_async(AsyncClient().get(f"/async-page?msclkid={CLICK}", headers={"X-Consent": "yes"}))
         assert async_granted.content.endswith(b"click=Example-123/url</body></html>")
     assert all(isinstance(meta, dict) and "PATH_INFO" in meta for meta in seen)
 
@@ -276,7 +277,7 @@ def test_the_capture_endpoint_refuses_other_origins_and_large_bodies() -> None:
 
 
 def test_the_capture_endpoint_under_the_async_chain() -> None:
-    response = asyncio.run(
+    response = run_async(
         AsyncClient().post(
             "/_msclkid",
             data=f"msclkid={CLICK}",
@@ -353,7 +354,7 @@ def test_streamed_and_async_page_views_are_reported_once(views: list[PageView]) 
         assert [chunk async for chunk in streamed.streaming_content]
         await AsyncClient().get("/async-page", headers=UA)
 
-    asyncio.run(visit())
+    run_async(visit())
     assert [v.url for v in views] == [
         "http://testserver/stream",
         "http://testserver/async-stream",
@@ -385,7 +386,7 @@ def test_a_profile_store_keeps_the_click_for_a_known_visitor() -> None:
         assert (
             Client().get("/page", headers={"X-User": "u1"}).content.endswith(b"click=Example-123/profile</body></html>")
         )
-        response = asyncio.run(AsyncClient().get("/async-page", headers={"X-User": "u1"}))
+        response = run_async(AsyncClient().get("/async-page", headers={"X-User": "u1"}))
         assert response.content.endswith(b"click=Example-123/profile</body></html>")
 
 
