@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench soak fuzz clean lock audit
+.PHONY: demo demo-django test lint typecheck pytest bench soak fuzz clean lock audit
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 # The emulator, the Flask demo shop and a worker on 127.0.0.1 (examples/flask_shop/demo.py); Ctrl-C stops all.
 demo: $(STAMP)
 	$(PY) -m examples.flask_shop
+
+# The Django example shop with the emulator and a delivery thread on 127.0.0.1 (examples/django_shop); Ctrl-C stops it.
+demo-django: $(STAMP)
+	$(PY) -m examples.django_shop
 
 test: lint typecheck pytest
 
@@ -57,7 +61,7 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
 
-# S9 supply chain: requirements.lock pins the runtime dependencies (and the postgres/phone extras) with hashes.
+# S9 supply chain: requirements.lock pins the runtime dependencies (and the postgres/phone/django extras) with hashes.
 lock: $(STAMP)
 	$(PY) tools/lock.py
 

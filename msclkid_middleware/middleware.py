@@ -22,7 +22,7 @@ import html
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any, Protocol, Unpack, cast
 from urllib.parse import quote
 from wsgiref.util import request_uri
 
@@ -45,6 +45,7 @@ __all__ = [
     "MAX_CAPTURE_BODY",
     "STATE_KEY",
     "ConsentDecider",
+    "HasMeta",
     "MsclkidMiddleware",
     "PageTags",
     "get_anonymous_id",
@@ -289,12 +290,25 @@ def _page_url(environ: Mapping[str, Any]) -> str:
 # -- reading the decision from the app ------------------------------------------------------------
 
 
-def decision_of(request: Mapping[str, Any]) -> Decision | None:
+class HasMeta(Protocol):
+    """A request with a CGI-style ``META`` dict (Django's ``HttpRequest``: its adapter stores the Decision there)."""
+
+    @property
+    def META(self) -> Mapping[str, Any]: ...  # Django's name
+
+
+def _mapping(request: Mapping[str, Any] | HasMeta) -> Mapping[str, Any]:
+    meta = getattr(request, "META", None)  # a dict has no such attribute: one failed lookup for WSGI and ASGI
+    return meta if meta is not None else cast("Mapping[str, Any]", request)
+
+
+def decision_of(request: Mapping[str, Any] | HasMeta) -> Decision | None:
     """The request's :class:`~msclkid_middleware.capture.decision.Decision`, or ``None`` without the middleware.
 
     ``request`` is a WSGI environ, or an ASGI scope (``"type": "http"``) whose adapter stored the same Decision in
-    ``scope["state"][STATE_KEY]``: get_click and friends accept either, and pass it to the app's callbacks.
+    ``scope["state"][STATE_KEY]``, or a Django request (its ``META``): get_click and friends accept any of them.
     """
+    request = _mapping(request)
     state = request.get(STATE_KEY)
     if state is None and request.get("type") == "http":
         scope_state = request.get("state")
@@ -309,7 +323,7 @@ def decision_of(request: Mapping[str, Any]) -> Decision | None:
     return None
 
 
-def get_click(environ: Mapping[str, Any]) -> Click | None:
+def get_click(environ: Mapping[str, Any] | HasMeta) -> Click | None:
     """The request's Microsoft Ads click, or ``None``.
 
     Sources in order: a valid ``msclkid`` in the URL (``source="url"``), our signed cookie
@@ -318,6 +332,7 @@ def get_click(environ: Mapping[str, Any]) -> Click | None:
     the request did not pass through :class:`MsclkidMiddleware`.  Never raises.
     """
     try:
+        environ = _mapping(environ)
         decision = decision_of(environ)
         return decision.click(environ) if decision is not None else None
     except Exception:
@@ -325,9 +340,10 @@ def get_click(environ: Mapping[str, Any]) -> Click | None:
         return None
 
 
-def get_consent(environ: Mapping[str, Any]) -> Consent | None:
+def get_consent(environ: Mapping[str, Any] | HasMeta) -> Consent | None:
     """The consent decision for this request (decided once, on first use), or ``None`` without the middleware."""
     try:
+        environ = _mapping(environ)
         decision = decision_of(environ)
         return decision.consent(environ) if decision is not None else None
     except Exception:

@@ -36,7 +36,9 @@ LAYERS: dict[str, int] = {
     "django": 9,
     "flask": 9,
     "celery": 9,
-    "__init__": 10,
+    # The Django app (checks, management command, template tags) sits on the Django middleware module.
+    "djangoapp": 10,
+    "__init__": 11,
 }
 
 #: Third-party libraries and the only places that may import them (prefix of the module's dotted name).
@@ -45,7 +47,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "psycopg": ("outbox.postgres",),
     "psycopg_pool": ("outbox.postgres",),
     "flask": ("flask",),
-    "django": ("django",),
+    "django": ("django", "djangoapp"),
     "celery": ("celery",),
     "starlette": (),
     "werkzeug": ("middleware", "emulator", "flask"),

@@ -1,4 +1,4 @@
-"""S9: ``requirements.lock`` pins every runtime dependency (and the postgres/phone extras) with a hash."""
+"""S9: ``requirements.lock`` pins every runtime dependency (and the postgres/phone/django extras) with a hash."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def locked() -> dict[str, str]:
 def test_every_runtime_dependency_is_pinned_with_a_hash_within_its_range() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = [*project["dependencies"], *project["optional-dependencies"]["postgres"]]
-    wanted += project["optional-dependencies"]["phone"]
+    wanted += project["optional-dependencies"]["phone"] + project["optional-dependencies"]["django"]
     pins = locked()
     for spec in map(Requirement, wanted):
         name = canonicalize_name(spec.name)

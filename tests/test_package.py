@@ -12,7 +12,7 @@ from msclkid_middleware.cli import main
 def test_import_has_no_heavy_side_effects() -> None:
     code = (
         "import sys, msclkid_middleware;"
-        "bad = [m for m in ('requests', 'sqlite3', 'flask', 'psycopg') if m in sys.modules];"
+        "bad = [m for m in ('requests', 'sqlite3', 'flask', 'psycopg', 'django') if m in sys.modules];"
         "print(','.join(bad))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,0 +1,1 @@
+"""``manage.py msclkid``: Django finds commands in ``<app>/management/commands/``."""

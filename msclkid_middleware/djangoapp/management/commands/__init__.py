@@ -1,0 +1,1 @@
+"""The ``msclkid`` management command."""

@@ -1,0 +1,1 @@
+"""``{% load msclkid %}``: the snippet and page tags for Django templates."""
