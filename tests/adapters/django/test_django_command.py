@@ -106,6 +106,29 @@ def test_a_failing_command_raises_command_error_with_its_exit_status() -> None:
 def test_manage_py_in_a_process(tmp_path: Path) -> None:
     """A real ``manage.py msclkid status`` (the example shop's), exit status and output as a shell sees them."""
     env = {**os.environ, "MSCLKID_DJANGO_SHOP_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    # A read-only command never creates the outbox: it names the one the settings point at.
+    missing = subprocess.run(
+        [sys.executable, "-m", "examples.django_shop", "msclkid", "status"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 1
+    assert f"no outbox at {tmp_path / 'outbox.sqlite3'}" in missing.stderr
+    assert not (tmp_path / "outbox.sqlite3").exists()
+    created = subprocess.run(
+        [sys.executable, "-m", "examples.django_shop", "msclkid", "retry-dead"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
     done = subprocess.run(
         [sys.executable, "-m", "examples.django_shop", "msclkid", "status"],
         cwd=ROOT,
