@@ -61,7 +61,7 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
 
-# S9 supply chain: requirements.lock pins the runtime dependencies (and the postgres/phone/django extras) with hashes.
+# S9 supply chain: requirements.lock pins the runtime dependencies (and the postgres/phone/django/asgi/celery extras) with hashes.
 lock: $(STAMP)
 	$(PY) tools/lock.py
 

@@ -1,4 +1,4 @@
-"""Write ``requirements.lock``: the runtime dependencies and the ``postgres``/``phone``/``django`` extras, hashed.
+"""Write ``requirements.lock``: the runtime dependencies and the ``postgres``/``phone``/``django``/``asgi``/``celery`` extras, hashed.
 
 Resolution is pip's own (``pip install --dry-run --report``), so the lock is what ``pip install`` would
 install today on this platform.  ``make lock`` runs it; ``make audit`` checks the lock with pip-audit.
@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTRAS = ("postgres", "phone", "django")
+EXTRAS = ("postgres", "phone", "django", "asgi", "celery")
 
 
 def requirements() -> list[str]:
@@ -33,7 +33,7 @@ def main() -> int:
         subprocess.run([*command, "--report", str(report), *requirements()], check=True)  # noqa: S603
         installs = json.loads(report.read_text())["install"]
     lines = [
-        "# Runtime dependencies and the postgres/phone/django extras, pinned with hashes (S9).",
+        "# Runtime dependencies and the postgres/phone/django/asgi/celery extras, pinned with hashes (S9).",
         "# Regenerate with `make lock`; check with `make audit`.",
     ]
     for item in sorted(installs, key=lambda i: i["metadata"]["name"].lower()):
