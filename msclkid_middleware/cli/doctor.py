@@ -4,8 +4,8 @@ Each line is ``✔`` (ok), ``✘`` (fail) or ``!`` (warning) with what to do; th
 fails.  ``--fix`` offers the repairs it can make (auto-tagging through ``SetAccountProperties``, the outbox
 file's permissions), each after a confirmation that ``--yes`` answers; nothing else is changed.
 
-``flask msclkid doctor`` is this command under the Flask group.  There is no Django adapter yet: its management
-command should invoke this click command with the Django settings as the command environ, as the Flask group does.
+``flask msclkid doctor`` and ``python manage.py msclkid doctor`` are this command under the Flask group and the
+Django management command, each with the application's own settings as the command environ.
 """
 
 from __future__ import annotations

@@ -152,3 +152,18 @@ def test_manage_py_in_a_process(tmp_path: Path) -> None:
     )
     assert failed.returncode == 2
     assert "No such option" in failed.stderr
+
+
+def test_doctor_runs_as_a_manage_py_command_with_the_projects_settings(ms: EmulatorHandle) -> None:
+    """Issue 20: ``manage.py msclkid doctor`` is the same checklist as ``msclkid doctor``, with Django's settings."""
+    ms.set_account_properties({"MSCLKIDAutoTaggingEnabled": False})
+    with override_settings(**ms.env, MSADS_CONVERSION_GOALS=("Purchase",)):
+        get_tracker().record_offline("ord_8", "Purchase", datetime.now(UTC), 1.0, "USD", click=CLICK)
+        with pytest.raises(CommandError) as failed:
+            run("doctor")
+        assert failed.value.returncode == 1  # auto-tagging is off
+        fixed = run("doctor", "--fix", "--yes")
+    assert "fixed: ✔ auto_tagging" in fixed
+    assert ms.account_properties()["MSCLKIDAutoTaggingEnabled"] == "True"
+    for secret in (ms.env["MSADS_CLIENT_SECRET"], ms.env["MSADS_DEVELOPER_TOKEN"], ms.env["MSADS_REFRESH_TOKEN"]):
+        assert secret not in fixed
