@@ -1,4 +1,4 @@
-"""Write ``requirements.lock``: the runtime dependencies and the ``postgres``/``phone``/``django``/``asgi``/``celery`` extras, hashed.
+"""Write ``requirements.lock``: the runtime dependencies and the extras named in ``EXTRAS``, hashed.
 
 Resolution is pip's own (``pip install --dry-run --report``), so the lock is what ``pip install`` would
 install today on this platform.  ``make lock`` runs it; ``make audit`` checks the lock with pip-audit.
