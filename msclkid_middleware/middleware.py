@@ -28,6 +28,7 @@ from wsgiref.util import request_uri
 
 from msclkid_middleware.capture.clickid import Click
 from msclkid_middleware.capture.consent import Consent, ConsentDecider
+from msclkid_middleware.capture.context import enter_request, leave_request
 from msclkid_middleware.capture.cookie import ClickCookie
 from msclkid_middleware.capture.decision import Decision
 from msclkid_middleware.capture.endpoint import INTERNAL_ERROR, MAX_CAPTURE_BODY, Answer, read_body
@@ -156,20 +157,26 @@ class MsclkidMiddleware:
         capture = self.capture
         if environ.get("PATH_INFO") in capture.endpoint_paths:
             return self._serve_endpoint(environ, start_response)
-        ours = capture.carries_ours(environ.get("QUERY_STRING"), environ.get("HTTP_COOKIE"))
-        if not ours and not capture.tracking:
-            environ[STATE_KEY] = self._plain
-            return self.app(environ, start_response)
+        # record_* calls without consent= inside the app use this request's decision (capture/context.py):
+        # the source is a closure, so a request whose app records nothing never decides its consent.
+        token = enter_request(lambda: _consent_of(environ))
         try:
-            facts = RequestFacts.from_environ(environ)
-            decision = capture.decide(facts) if ours else capture.blank(facts)
-            candidate = capture.tracking and capture.page_view_candidate(facts)
-        except Exception:
-            logger.warning("click capture failed; request passed on untouched", exc_info=True)
-            environ[STATE_KEY] = self._plain
-            return self.app(environ, start_response)
-        environ[STATE_KEY] = decision
-        result = self.app(environ, self._start_response(decision, environ, start_response, candidate))
+            ours = capture.carries_ours(environ.get("QUERY_STRING"), environ.get("HTTP_COOKIE"))
+            if not ours and not capture.tracking:
+                environ[STATE_KEY] = self._plain
+                return self.app(environ, start_response)
+            try:
+                facts = RequestFacts.from_environ(environ)
+                decision = capture.decide(facts) if ours else capture.blank(facts)
+                candidate = capture.tracking and capture.page_view_candidate(facts)
+            except Exception:
+                logger.warning("click capture failed; request passed on untouched", exc_info=True)
+                environ[STATE_KEY] = self._plain
+                return self.app(environ, start_response)
+            environ[STATE_KEY] = decision
+            result = self.app(environ, self._start_response(decision, environ, start_response, candidate))
+        finally:
+            leave_request(token)
         if not candidate or (decision.sent and not decision.page_view):
             # Not a page view (known already, as for most apps, which call start_response before returning):
             # the app's own iterable goes back to the server, so close() and wsgi.file_wrapper keep working.
@@ -307,6 +314,15 @@ def decision_of(request: Mapping[str, Any]) -> Decision | None:
         request[STATE_KEY] = upgraded
         return upgraded
     return None
+
+
+def _consent_of(environ: Mapping[str, Any]) -> Consent:
+    """The handled request's consent for ``record_*`` without ``consent=``; raises (a refusal, to the caller) when the
+    decision is gone, so a broken request never falls back to a granting default."""
+    decision = decision_of(environ)
+    if decision is None:
+        raise LookupError("the request's capture decision is missing")
+    return decision.consent(environ)
 
 
 def get_click(environ: Mapping[str, Any]) -> Click | None:
