@@ -109,6 +109,9 @@ class MsclkidMiddleware:
             "max_age": settings.cookie_max_age,
             "capture_path": settings.capture_path or None,
             "snippet_path": settings.snippet_path or None,
+            "allowed_hosts": settings.allowed_hosts,
+            "capture_rate": settings.capture_rate or None,
+            "capture_burst": settings.capture_burst,
         }
         if settings.cookie_name != "__Host-msclkid":
             options["cookie_name"] = settings.cookie_name
@@ -275,22 +278,41 @@ class _PageViewBody:
                 decision.page_view = False  # a server calling close() twice reports the view once
                 environ = self._environ
                 address = environ.get("REMOTE_ADDR")
-                self._capture.report_page_view(
-                    decision,
-                    environ,
-                    url=_page_url(environ),
-                    client_ip=address if isinstance(address, str) and address else None,
-                )
+                url = _page_url(environ, self._capture)
+                if url is None:
+                    logger.debug("page view not reported: the request's host is not one the site serves")
+                else:
+                    client_ip = address if isinstance(address, str) and address else None
+                    self._capture.report_page_view(decision, environ, url=url, client_ip=client_ip)
 
 
-def _page_url(environ: Mapping[str, Any]) -> str:
-    """The request's full URL; a raw query holding spaces or non-ASCII bytes a browser did not encode is escaped
-    (WSGI strings carry bytes as latin-1, so they are escaped as the bytes they stand for)."""
-    url = request_uri(environ, include_query=True)  # type: ignore[arg-type]
+def _page_url(environ: Mapping[str, Any], capture: Capture) -> str | None:
+    """The request's full URL, on a host the site serves (``allowed_hosts``), or ``None``; a raw query holding
+    spaces or non-ASCII bytes a browser did not encode is escaped (WSGI strings carry bytes as latin-1, so they
+    are escaped as the bytes they stand for)."""
+    get = environ.get
+    scheme = get("wsgi.url_scheme") or "http"
+    host = capture.page_host(
+        _text(get("HTTP_HOST")), _text(scheme) or "http", _text(get("SERVER_NAME")), _text(get("SERVER_PORT"))
+    )
+    if host is None:
+        return None
+    parts = {
+        "wsgi.url_scheme": scheme,
+        "HTTP_HOST": host,
+        "SCRIPT_NAME": get("SCRIPT_NAME") or "",
+        "PATH_INFO": get("PATH_INFO") or "",
+        "QUERY_STRING": get("QUERY_STRING") or "",
+    }
+    url = request_uri(parts, include_query=True)
     try:
         return quote(url, safe=_URL_SAFE, encoding="latin-1")
     except UnicodeEncodeError:  # a server breaking the WSGI string rule: escape as UTF-8
         return quote(url, safe=_URL_SAFE)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 # -- reading the decision from the app ------------------------------------------------------------
