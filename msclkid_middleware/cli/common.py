@@ -32,6 +32,7 @@ __all__ = [
     "parse_since",
     "progress",
     "store_option",
+    "warn_exposed",
 ]
 
 #: Backlogs (and files) at least this large get a progress bar.
@@ -67,10 +68,32 @@ def open_tracker(store_url: str | None, **options: object) -> Iterator[Conversio
         tracker = ConversionTracker.from_env(command_environ(), store_url=store_url, **options)
     except MsclkidError as exc:
         raise click.ClickException(str(exc)) from None
+    warn_exposed(tracker.store)
     try:
         yield tracker
     finally:
         tracker.close()
+
+
+def warn_exposed(store: object) -> None:
+    """Warn on stderr when the store's files (they hold the Microsoft tokens in clear) are open to group or others.
+
+    New SQLite stores are created 0600; one created by an older version, copied or restored may not be.
+    PostgreSQL stores have no file here: their tokens are protected by the database's own grants.
+    """
+    exposed = getattr(store, "exposed_files", None)
+    if not callable(exposed):
+        return
+    try:
+        found = exposed()
+    except OSError:
+        return
+    for path, mode in found:
+        click.echo(
+            f"warning: {path} is open to group or others (mode {mode:o}) and holds the Microsoft tokens;"
+            f" run: chmod 600 {path}",
+            err=True,
+        )
 
 
 def fail(exc: BaseException) -> click.ClickException:

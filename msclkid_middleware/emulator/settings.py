@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from msclkid_middleware.errors import ConfigError
 
-__all__ = ["DEFAULT_GOALS", "PRODUCTION_SCOPES", "EmulatorConfig", "load_config_file"]
+__all__ = ["DEFAULT_GOALS", "DEFAULT_REDIRECT_URIS", "PRODUCTION_SCOPES", "EmulatorConfig", "load_config_file"]
 
 #: Scopes the token endpoint accepts (production, the SDK's sandbox scope, the SDK's ADS_MANAGE alias).
 PRODUCTION_SCOPES = (
@@ -30,6 +30,14 @@ DEFAULT_GOALS: tuple[Mapping[str, Any], ...] = (
     # Purchase has enhanced conversions on (hashed-only uploads accepted), Lead has not: both behaviours out of the box.
     {"name": "Purchase", "created_hours_ago": 24, "category": "Purchase", "enhanced": True},
     {"name": "Lead", "created_hours_ago": 24, "category": "SubmitLeadForm", "currency": None},
+)
+
+#: What ``redirect_uris`` registers by default: the native-client page and the loopback addresses.
+DEFAULT_REDIRECT_URIS: tuple[str, ...] = (
+    "https://login.microsoftonline.com/common/oauth2/nativeclient",
+    "http://localhost/",
+    "http://127.0.0.1/",
+    "http://[::1]/",
 )
 
 #: Microsoft's docs call the msclkid "a 32-character GUID"; the dashed GUID form is accepted too.
@@ -54,8 +62,11 @@ class EmulatorConfig:
     refresh_token_lifetime_days: float = 90.0
     #: Microsoft keeps old refresh tokens valid after a refresh; set True to emulate strict rotation.
     invalidate_used_refresh_tokens: bool = False
-    #: ``None`` accepts any redirect URI on the authorize/code flow.
-    redirect_uris: tuple[str, ...] | None = None
+    #: Redirect URIs registered for the application: ``/authorize`` redirects only to these (an ``http`` loopback
+    #: entry matches any port, as Entra's do, and any path below its own).
+    redirect_uris: tuple[str, ...] = DEFAULT_REDIRECT_URIS
+    #: Host names (besides ``localhost`` and IP literals) the dashboard and control API answer to (DNS rebinding).
+    control_hosts: tuple[str, ...] = ()
     goals: tuple[Mapping[str, Any], ...] = DEFAULT_GOALS
     clicks: tuple[Mapping[str, Any], ...] = ()
     uet_tag_id: str = "343001234"
@@ -113,7 +124,9 @@ class EmulatorConfig:
                 if not isinstance(value, list | tuple) or not all(isinstance(v, Mapping) for v in value):
                     raise ConfigError(f"{name} must be a list of tables/objects", setting=name)
                 value = tuple(dict(v) for v in value)
-            elif name == "redirect_uris" and value is not None:
+            elif name in ("redirect_uris", "control_hosts"):
+                if isinstance(value, str) or not isinstance(value, list | tuple):
+                    raise ConfigError(f"{name} must be a list of strings", setting=name)
                 value = tuple(str(v) for v in value)
             values[name] = value
         return cls(**values)

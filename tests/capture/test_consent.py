@@ -275,7 +275,9 @@ REPORTED = [
     pytest.param({}, None, None, "", None, D("snippet"), id="state-empty-fails-closed"),
     pytest.param({}, "1", None, "granted", None, D("gpc"), id="gpc-beats-state"),
     # The snippet narrows, never widens (issue 19): a refusal the server sees beats a reported grant.
-    pytest.param({"cookie_name": "cc"}, None, "cc=denied", "granted", None, D("cookie"), id="cookie-refusal-beats-state"),
+    pytest.param(
+        {"cookie_name": "cc"}, None, "cc=denied", "granted", None, D("cookie"), id="cookie-refusal-beats-state"
+    ),
     pytest.param({"cookie_name": "cc"}, None, "cc=granted", "denied", None, D("snippet"), id="state-narrows-cookie"),
     pytest.param({}, None, tcf(TC_NO_VENDOR), "granted", None, D("tcf"), id="tcf-refusal-beats-state"),
     pytest.param({}, None, None, "granted", TC_NO_VENDOR, D("tcf"), id="reported-tcf-refusal-beats-state"),

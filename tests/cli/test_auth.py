@@ -37,7 +37,7 @@ def test_auth_paste_stores_the_refresh_token_then_check_uses_it(
     env: Path, ms: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MSADS_REFRESH_TOKEN")
-    redirect = "https://shop.example/msclkid-consent"
+    redirect = "http://127.0.0.1:8400/msclkid-consent"  # registered in the emulator (loopback, any port)
     location = _authorize(ms, redirect)
     result = run("auth", "--redirect-uri", redirect, input=location + "\n")
     assert result.exit_code == 0, result.output
@@ -74,7 +74,7 @@ def test_auth_url_uses_the_sandbox_scope(env: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_auth_with_a_code_argument_and_a_refused_redirect(env: Path, ms: EmulatorHandle) -> None:
-    redirect = "https://shop.example/cb"
+    redirect = "http://localhost:8400/cb"
     code = parse_qs(urlsplit(_authorize(ms, redirect)).query)["code"][0]
     assert main(["auth", "--redirect-uri", redirect, "--code", code]) == 0
     # A code is single-use: redeeming it again is refused with Microsoft's reason, no traceback.
@@ -98,7 +98,7 @@ def test_auth_one_shot_loopback_listener(
     url = next(line for line in printed.splitlines() if "authorize?" in line)
     query = parse_qs(urlsplit(url).query)
     assert query["scope"] == ["https://ads.microsoft.com/msads.manage offline_access"]
-    assert query["redirect_uri"][0].startswith("http://localhost:")
+    assert query["redirect_uri"][0].startswith("http://127.0.0.1:")  # the address actually bound
     # The "browser" follows Microsoft's redirect to the listener, which answers and exits.
     page = requests.get(url, timeout=10)
     assert page.status_code == 200
