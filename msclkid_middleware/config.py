@@ -185,11 +185,8 @@ class Settings:
         hosts: object = self.allowed_hosts
         if isinstance(hosts, str):
             object.__setattr__(self, "allowed_hosts", _split_list(hosts))
-        if (
-            isinstance(self.capture_rate, bool)
-            or not isinstance(self.capture_rate, int | float)
-            or self.capture_rate < 0
-        ):
+        rate: object = self.capture_rate
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < float("inf"):
             raise ConfigError(
                 "MSCLKID_CAPTURE_RATE must be a number of requests per second (0 turns the limit off)",
                 setting="MSCLKID_CAPTURE_RATE",
