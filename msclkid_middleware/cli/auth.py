@@ -5,6 +5,7 @@ Nothing printed here contains a token or a secret: the refresh token goes straig
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -83,6 +84,13 @@ def _listen_once(server: _OneShot, state: str, timeout: float) -> dict[str, str]
     return server.result
 
 
+def _seconds(value: float) -> float:
+    # math.isfinite: NaN passes every comparison click's FloatRange makes, and would wait forever.
+    if not (math.isfinite(value) and 0 < value <= 86400):
+        raise click.BadParameter("give a number of seconds between 0 and 86400")
+    return value
+
+
 def _printable(text: str, limit: int = 500) -> str:
     """Text that came from the network, fit for a terminal: control characters (escape sequences, CR, ...) gone."""
     cleaned = "".join(ch for ch in text if ch.isprintable())
@@ -123,7 +131,12 @@ def _code_from_query(query: dict[str, str], state: str, *, require_state: bool) 
 @click.option("--redirect-uri", default=None, help="Redirect URI registered for the app (default depends on mode).")
 @click.option("--code", "answer", default=None, help="The redirected URL or the code (instead of the prompt).")
 @click.option(
-    "--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Listener wait, s."
+    "--timeout",
+    type=float,
+    callback=lambda ctx, param, value: _seconds(value),
+    default=300.0,
+    show_default=True,
+    help="Listener wait, seconds.",
 )
 def auth(
     store_url: str | None,
