@@ -11,7 +11,8 @@ Invariants checked on every input:
   a genuine token verifies (one cookie, one spelling) and nothing unsigned is ever accepted;
 - the middleware given the input as a Cookie header (and as a query string) answers with the app's
   status, never raises, emits no CR/LF in a header and never reads ``wsgi.input``; a click it reports
-  from the cookie is one a genuine token carried.
+  from the cookie is one a genuine token carried, and a genuine value after any number of duplicates (within
+  the cookie header cap) is found.
 
 ``check_one`` has no Atheris dependency, so the test suite runs it too.
 """
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fuzz._harness import run
 from msclkid_middleware import ConsentPolicy, MsclkidMiddleware, get_click
 from msclkid_middleware.capture.cookie import ClickCookie, LoadedCookie
+from msclkid_middleware.capture.request import MAX_COOKIE_HEADER
 
 T0 = 1_790_000_000
 KEYS = ["fuzz-old-key", "fuzz-new-key"]
@@ -82,7 +84,7 @@ def _check_decode(token: str) -> LoadedCookie | None:
     return loaded
 
 
-def _check_middleware(cookie: str | None, query: str) -> None:
+def _check_middleware(cookie: str | None, query: str, *, expect_cookie_click: bool = False) -> None:
     seen: list[Any] = []
     mw = MsclkidMiddleware(_app(seen), secret_keys=KEYS, consent=ConsentPolicy(default="granted"), clock=_clock)
     environ: dict[str, Any] = {
@@ -110,6 +112,8 @@ def _check_middleware(cookie: str | None, query: str) -> None:
         if "\r" in name + value or "\n" in name + value:
             raise AssertionError("CR/LF in a response header")
     click = seen[0]
+    if expect_cookie_click and (click is None or click.source != "cookie"):
+        raise AssertionError("a genuine cookie value after duplicates was not found")
     if click is not None and click.source == "cookie":
         values = [v.partition("=")[2].strip().strip('"') for v in (cookie or "").split(";")]
         genuine = {loaded.msclkid for loaded in map(_CODEC.decode, values) if loaded is not None}
@@ -150,6 +154,9 @@ def check_one(data: bytes) -> None:
         # A whole Cookie header (duplicates, quoting, other cookies) and the same bytes as a query string.
         _check_middleware(text, text)
         _check_middleware(f"{NAME}={SEEDS[0]}; {text}", "msclkid=" + text)
+        # Issue 19: however many duplicates come first, a genuine value inside the header cap is found.
+        if len(text) < MAX_COOKIE_HEADER - 200:
+            _check_middleware(f"{text}; {NAME}={SEEDS[0]}", "", expect_cookie_click=True)
         return
     _check_decode(token)
     _check_middleware(f"{NAME}={token}", "")

@@ -6,14 +6,17 @@
 
 Invariants checked on every input: ``tcf.decode`` returns a ``TCString`` or raises
 ``TcfDecodeError`` (never anything else); ``microsoft_allowed`` returns a bool and agrees with the
-decoded value; ``ConsentPolicy.decide`` / ``decide_reported`` return a granted/denied ``Consent``
-and never raise.  ``check_one`` has no Atheris dependency, so the test suite runs it too.
+decoded value, and never grants for a global-scope or future-dated string; ``ConsentPolicy.decide`` /
+``decide_reported`` return a granted/denied ``Consent``, never raise, and the snippet's report never
+widens a refusal the server saw (GPC, the consent cookie, the TC string).  ``check_one`` has no Atheris
+dependency, so the test suite runs it too.
 """
 
 from __future__ import annotations
 
 import random
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 # Run from a checkout without installing: make the package next to this directory importable.
@@ -21,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fuzz._harness import run
 from msclkid_middleware.capture.consent import ConsentPolicy
-from msclkid_middleware.capture.tcf import TCString, decode, microsoft_allowed
+from msclkid_middleware.capture.tcf import CREATED_SKEW, TCString, decode, microsoft_allowed
 from msclkid_middleware.errors import TcfDecodeError
 
 _POLICIES = (
@@ -44,10 +47,18 @@ def check_one(data: bytes) -> None:
     else:
         text = payload.decode("latin-1")
         environ = {"HTTP_COOKIE": f"cc={text[:8]}; euconsent-v2={text}", "HTTP_SEC_GPC": text[:1]}
-        for policy in _POLICIES:
-            for decision in (policy.decide(environ), policy.decide_reported(environ, state=text[:7], tc_string=text)):
-                if decision.state not in ("granted", "denied"):
-                    raise AssertionError(f"undecided consent {decision!r}")
+        for index, policy in enumerate(_POLICIES):
+            server = policy.decide(environ)
+            for state in (text[:7], "granted"):
+                reported = policy.decide_reported(environ, state=state, tc_string=text)
+                for decision in (server, reported):
+                    if decision.state not in ("granted", "denied"):
+                        raise AssertionError(f"undecided consent {decision!r}")
+                # Issue 19: the snippet narrows, never widens a refusal the server saw.
+                if not server.granted and server.basis in ("gpc", "cookie", "tcf") and reported.granted:
+                    raise AssertionError(f"the snippet's report widened a refusal ({server.basis})")
+            if index == 0 and text[:1] == "1" and server.granted:
+                raise AssertionError("granted despite Sec-GPC: 1")
 
 
 def _check_decode(value: str | bytes) -> None:
@@ -61,6 +72,10 @@ def _check_decode(value: str | bytes) -> None:
         raise AssertionError("decode returned something other than a version 2 TCString")
     if microsoft_allowed(value) is not tc.vendor_allowed():
         raise AssertionError("microsoft_allowed disagrees with the decoded string")
+    if tc.vendor_allowed() and not tc.is_service_specific:
+        raise AssertionError("a global-scope string granted (TCF v2.2 has no global scope)")
+    if tc.vendor_allowed() and tc.created > datetime.now(UTC) + CREATED_SKEW:
+        raise AssertionError("a string created in the future granted")
 
 
 CORPUS = Path(__file__).resolve().parent / "corpus_tcf"

@@ -69,6 +69,10 @@ _ENV_NAMES: dict[str, str] = {
     "snippet_path": "MSCLKID_SNIPPET_PATH",
     "worker": "MSCLKID_WORKER",
     "uet_page_loads": "MSCLKID_UET_PAGE_LOADS",
+    "uet_denied_client_info": "MSCLKID_UET_DENIED_SEND_CLIENT_INFO",
+    "allowed_hosts": "MSCLKID_ALLOWED_HOSTS",
+    "capture_rate": "MSCLKID_CAPTURE_RATE",
+    "capture_burst": "MSCLKID_CAPTURE_BURST",
     "developer_token": "MSADS_DEVELOPER_TOKEN",
     "client_id": "MSADS_CLIENT_ID",
     "client_secret": "MSADS_CLIENT_SECRET",
@@ -122,10 +126,18 @@ class Settings:
     consent_tcf_cookie_name: str | None = "euconsent-v2"
     capture_path: str = "/_msclkid"
     snippet_path: str = "/_msclkid.js"
+    #: Hosts the site serves (page-view URLs are built only from these); empty: any valid host name.
+    allowed_hosts: tuple[str, ...] = ()
+    #: Capture endpoint requests per second per client (token bucket); 0 turns the limit off.
+    capture_rate: float = 1.0
+    #: Capture endpoint requests a client may make at once before the rate applies.
+    capture_burst: int = 20
     # Dispatch
     store_url: str | None = None
     worker: Literal["off", "thread"] = "off"
     uet_page_loads: Literal["off", "landing", "html"] = "off"
+    #: Send the client IP and user agent with UET events whose consent is denied (default: not sent).
+    uet_denied_client_info: bool = False
     developer_token: str | None = None
     client_id: str | None = None
     client_secret: str | None = None
@@ -169,6 +181,19 @@ class Settings:
         if self.uet_page_loads not in ("off", "landing", "html"):
             raise ConfigError(
                 "MSCLKID_UET_PAGE_LOADS must be 'off', 'landing' or 'html'", setting="MSCLKID_UET_PAGE_LOADS"
+            )
+        hosts: object = self.allowed_hosts
+        if isinstance(hosts, str):
+            object.__setattr__(self, "allowed_hosts", _split_list(hosts))
+        rate: object = self.capture_rate
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < float("inf"):
+            raise ConfigError(
+                "MSCLKID_CAPTURE_RATE must be a number of requests per second (0 turns the limit off)",
+                setting="MSCLKID_CAPTURE_RATE",
+            )
+        if isinstance(self.capture_burst, bool) or not isinstance(self.capture_burst, int) or self.capture_burst < 1:
+            raise ConfigError(
+                "MSCLKID_CAPTURE_BURST must be a whole number of at least 1", setting="MSCLKID_CAPTURE_BURST"
             )
         for goal in self.conversion_goals:
             if len(goal) > 100:
@@ -261,17 +286,22 @@ class Settings:
 
 
 def _coerce(name: str, key: str, raw: Any) -> Any:
-    if name in {"secret_keys", "conversion_goals", "consent_granted_values", "consent_denied_values"}:
+    if name in {"secret_keys", "conversion_goals", "consent_granted_values", "consent_denied_values", "allowed_hosts"}:
         if isinstance(raw, str):
             return _split_list(raw)
         return tuple(str(v) for v in raw)
-    if name in {"cookie_secure", "consent_honor_gpc"}:
+    if name in {"cookie_secure", "consent_honor_gpc", "uet_denied_client_info"}:
         return raw if isinstance(raw, bool) else _parse_bool(key, str(raw))
-    if name == "cookie_max_age":
+    if name in {"cookie_max_age", "capture_burst"}:
         try:
             return int(raw)
         except (TypeError, ValueError):
-            raise ConfigError(f"{key} must be a whole number of seconds", setting=key) from None
+            raise ConfigError(f"{key} must be a whole number", setting=key) from None
+    if name == "capture_rate":
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a number of requests per second", setting=key) from None
     if name in {"customer_id", "account_id", "uet_tag_id"}:
         return str(raw).strip()
     return raw.strip() if isinstance(raw, str) else raw

@@ -28,6 +28,7 @@ from wsgiref.util import request_uri
 
 from msclkid_middleware.capture.clickid import Click
 from msclkid_middleware.capture.consent import Consent, ConsentDecider
+from msclkid_middleware.capture.context import enter_request, leave_request
 from msclkid_middleware.capture.cookie import ClickCookie
 from msclkid_middleware.capture.decision import Decision
 from msclkid_middleware.capture.endpoint import INTERNAL_ERROR, MAX_CAPTURE_BODY, Answer, read_body
@@ -109,6 +110,9 @@ class MsclkidMiddleware:
             "max_age": settings.cookie_max_age,
             "capture_path": settings.capture_path or None,
             "snippet_path": settings.snippet_path or None,
+            "allowed_hosts": settings.allowed_hosts,
+            "capture_rate": settings.capture_rate or None,
+            "capture_burst": settings.capture_burst,
         }
         if settings.cookie_name != "__Host-msclkid":
             options["cookie_name"] = settings.cookie_name
@@ -157,20 +161,26 @@ class MsclkidMiddleware:
         capture = self.capture
         if environ.get("PATH_INFO") in capture.endpoint_paths:
             return self._serve_endpoint(environ, start_response)
-        ours = capture.carries_ours(environ.get("QUERY_STRING"), environ.get("HTTP_COOKIE"))
-        if not ours and not capture.tracking:
-            environ[STATE_KEY] = self._plain
-            return self.app(environ, start_response)
+        # record_* calls without consent= inside the app use this request's decision (capture/context.py):
+        # the source is a closure, so a request whose app records nothing never decides its consent.
+        token = enter_request(lambda: _consent_of(environ))
         try:
-            facts = RequestFacts.from_environ(environ)
-            decision = capture.decide(facts) if ours else capture.blank(facts)
-            candidate = capture.tracking and capture.page_view_candidate(facts)
-        except Exception:
-            logger.warning("click capture failed; request passed on untouched", exc_info=True)
-            environ[STATE_KEY] = self._plain
-            return self.app(environ, start_response)
-        environ[STATE_KEY] = decision
-        result = self.app(environ, self._start_response(decision, environ, start_response, candidate))
+            ours = capture.carries_ours(environ.get("QUERY_STRING"), environ.get("HTTP_COOKIE"))
+            if not ours and not capture.tracking:
+                environ[STATE_KEY] = self._plain
+                return self.app(environ, start_response)
+            try:
+                facts = RequestFacts.from_environ(environ)
+                decision = capture.decide(facts) if ours else capture.blank(facts)
+                candidate = capture.tracking and capture.page_view_candidate(facts)
+            except Exception:
+                logger.warning("click capture failed; request passed on untouched", exc_info=True)
+                environ[STATE_KEY] = self._plain
+                return self.app(environ, start_response)
+            environ[STATE_KEY] = decision
+            result = self.app(environ, self._start_response(decision, environ, start_response, candidate))
+        finally:
+            leave_request(token)
         if not candidate or (decision.sent and not decision.page_view):
             # Not a page view (known already, as for most apps, which call start_response before returning):
             # the app's own iterable goes back to the server, so close() and wsgi.file_wrapper keep working.
@@ -269,22 +279,41 @@ class _PageViewBody:
                 decision.page_view = False  # a server calling close() twice reports the view once
                 environ = self._environ
                 address = environ.get("REMOTE_ADDR")
-                self._capture.report_page_view(
-                    decision,
-                    environ,
-                    url=_page_url(environ),
-                    client_ip=address if isinstance(address, str) and address else None,
-                )
+                url = _page_url(environ, self._capture)
+                if url is None:
+                    logger.debug("page view not reported: the request's host is not one the site serves")
+                else:
+                    client_ip = address if isinstance(address, str) and address else None
+                    self._capture.report_page_view(decision, environ, url=url, client_ip=client_ip)
 
 
-def _page_url(environ: Mapping[str, Any]) -> str:
-    """The request's full URL; a raw query holding spaces or non-ASCII bytes a browser did not encode is escaped
-    (WSGI strings carry bytes as latin-1, so they are escaped as the bytes they stand for)."""
-    url = request_uri(environ, include_query=True)  # type: ignore[arg-type]
+def _page_url(environ: Mapping[str, Any], capture: Capture) -> str | None:
+    """The request's full URL, on a host the site serves (``allowed_hosts``), or ``None``; a raw query holding
+    spaces or non-ASCII bytes a browser did not encode is escaped (WSGI strings carry bytes as latin-1, so they
+    are escaped as the bytes they stand for)."""
+    get = environ.get
+    scheme = get("wsgi.url_scheme") or "http"
+    host = capture.page_host(
+        _text(get("HTTP_HOST")), _text(scheme) or "http", _text(get("SERVER_NAME")), _text(get("SERVER_PORT"))
+    )
+    if host is None:
+        return None
+    parts = {
+        "wsgi.url_scheme": scheme,
+        "HTTP_HOST": host,
+        "SCRIPT_NAME": get("SCRIPT_NAME") or "",
+        "PATH_INFO": get("PATH_INFO") or "",
+        "QUERY_STRING": get("QUERY_STRING") or "",
+    }
+    url = request_uri(parts, include_query=True)
     try:
         return quote(url, safe=_URL_SAFE, encoding="latin-1")
     except UnicodeEncodeError:  # a server breaking the WSGI string rule: escape as UTF-8
         return quote(url, safe=_URL_SAFE)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 # -- reading the decision from the app ------------------------------------------------------------
@@ -321,6 +350,15 @@ def decision_of(request: Mapping[str, Any] | HasMeta) -> Decision | None:
         request[STATE_KEY] = upgraded
         return upgraded
     return None
+
+
+def _consent_of(environ: Mapping[str, Any]) -> Consent:
+    """The handled request's consent for ``record_*`` without ``consent=``; raises (a refusal, to the caller) when the
+    decision is gone, so a broken request never falls back to a granting default."""
+    decision = decision_of(environ)
+    if decision is None:
+        raise LookupError("the request's capture decision is missing")
+    return decision.consent(environ)
 
 
 def get_click(environ: Mapping[str, Any] | HasMeta) -> Click | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -22,7 +23,47 @@ from typing import Any, Protocol, runtime_checkable
 
 from msclkid_middleware.errors import StoreError
 
-__all__ = ["FileTokenStore", "MemoryTokenStore", "StoredToken", "TokenStore"]
+__all__ = [
+    "PRIVATE_MODE",
+    "FileTokenStore",
+    "MemoryTokenStore",
+    "StoredToken",
+    "TokenStore",
+    "create_private",
+    "exposed_files",
+]
+
+#: Files holding tokens are readable and writable by their owner only.
+PRIVATE_MODE = 0o600
+
+_log = logging.getLogger("msclkid_middleware.tokens")
+
+
+def create_private(path: str | os.PathLike[str]) -> bool:
+    """Create ``path`` empty with mode 0600 unless it exists (``True`` when it was created).
+
+    SQLite creates a database file with the process's umask (0644 as a rule) and gives its ``-wal`` and
+    ``-shm`` files the database file's mode, so creating the file first keeps all three private.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def exposed_files(*paths: str | os.PathLike[str]) -> list[tuple[str, int]]:
+    """``(path, mode)`` of every existing file among ``paths`` that group or others may read or write."""
+    found: list[tuple[str, int]] = []
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            continue
+        if mode & 0o077:
+            found.append((os.fspath(path), mode))
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +174,7 @@ class FileTokenStore:
         self._thread_lock = threading.RLock()
         self._depth = 0
         self._fd: int | None = None
+        self._checked = False
 
     def __repr__(self) -> str:
         return f"FileTokenStore({str(self.path)!r})"
@@ -165,6 +207,10 @@ class FileTokenStore:
                     os.close(fd)
 
     def load(self) -> StoredToken | None:
+        if not self._checked:
+            self._checked = True
+            for path, mode in exposed_files(self.path):
+                _log.warning("token file %s is open to group or others (mode %o): chmod 600 it", path, mode)
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:

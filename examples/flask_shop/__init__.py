@@ -304,8 +304,10 @@ def checkout(slug: str) -> Any:
             (order_id, item.slug, str(value), currency, _email_hint(email), event_id, now.isoformat()),
         )
     session["orders"] = [*session.get("orders", []), order_id]
-    # Record, never send, in the request: the worker delivers (and retries) later.
-    click, consent_now = current_click(), current_consent()
+    # Record, never send, in the request: the worker delivers (and retries) later.  No consent= argument:
+    # inside a request the tracker uses this request's own decision (a visitor who refused in the banner or
+    # sent Sec-GPC stays refused: no click, email or phone leaves the shop).
+    click = current_click()
     tracker = msclkid.tracker
     try:
         tracker.record_offline(
@@ -317,7 +319,6 @@ def checkout(slug: str) -> Any:
             click=click,
             email=email,
             phone=phone,
-            consent=consent_now,
         )
         if tracker.uet_tag_id:
             tracker.record_uet_event(
@@ -333,7 +334,6 @@ def checkout(slug: str) -> Any:
                 event_source_url=url_for("checkout", slug=slug, _external=True),
                 page_load_id=page_load_id if _UUID.fullmatch(page_load_id) else None,
                 client_user_agent=request.user_agent.string or None,
-                consent=consent_now,
             )
     except MsclkidError as exc:
         # The sale stands whatever happens to its report; the log says what to fix (no raw email in it).

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from msclkid_middleware.capture import tcf
@@ -118,23 +120,28 @@ def _value_set(values: Iterable[str] | str, setting: str) -> frozenset[str]:
 class ConsentPolicy:
     """Decides, per request, whether this visitor's click ID may be stored (and later sent).
 
-    Signals are asked in a fixed order and the first one with an opinion wins:
+    Signals are asked in a fixed order; a refusal never loses to a signal further down:
 
-    1. the app's ``resolver(environ)`` (a raising resolver means denied: fail closed);
+    1. the app's ``resolver(environ)`` decides when it has an opinion (a raising resolver means denied:
+       fail closed);
     2. ``Sec-GPC: 1`` means denied (when ``honor_gpc``, the default);
-    3. the state the page's snippet reported (:meth:`decide_reported` only);
-    4. the site's consent cookie ``cookie_name``, matched case-insensitively against
-       ``granted_values`` and ``denied_values`` (any other value is no opinion);
-    5. a TCF v2 string, reported by the snippet or else read from the ``tcf_cookie_name`` cookie:
-       granted only when :func:`~msclkid_middleware.capture.tcf.microsoft_allowed` says so; a present
-       string that is invalid or does not allow Microsoft (vendor ``vendor_id``) means denied;
-    6. ``default``: ``"granted"`` for opt-out regions, ``"denied"`` for opt-in ones (EEA/UK/CH).
+    3. the site's consent cookie ``cookie_name``, matched case-insensitively against ``granted_values``
+       and ``denied_values`` (any other value is no opinion): denied is final;
+    4. a TCF v2.2 string, from the ``tcf_cookie_name`` cookie and/or reported by the snippet: granted only
+       when :func:`~msclkid_middleware.capture.tcf.microsoft_allowed` says so; a present string that is
+       invalid, global-scope, dated in the future or does not allow Microsoft (vendor ``vendor_id``) is a
+       final refusal;
+    5. the state the page's snippet reported (:meth:`decide_reported` only): ``denied`` (or anything
+       unknown) narrows to denied; ``granted`` stands when nothing above refused;
+    6. the grants of 3 and 4 (no report, or ``pending``);
+    7. ``default``: ``"granted"`` for opt-out regions, ``"denied"`` for opt-in ones (EEA/UK/CH).
 
     :meth:`decide` never raises.  Everything that can be worked out from the configuration is
     worked out here, so a decision costs a few dictionary lookups unless a TC string must be read.
     """
 
     __slots__ = (
+        "_clock",
         "_cookie_name",
         "_cookie_needles",
         "_default",
@@ -142,8 +149,8 @@ class ConsentPolicy:
         "_granted_values",
         "_honor_gpc",
         "_resolver",
-        "_tcf_allows",
         "_tcf_cookie_name",
+        "_tcf_decode",
         "_vendor_id",
     )
 
@@ -158,6 +165,7 @@ class ConsentPolicy:
         denied_values: Iterable[str] = DEFAULT_DENIED_VALUES,
         tcf_cookie_name: str | None = DEFAULT_TCF_COOKIE,
         vendor_id: int = MICROSOFT_VENDOR_ID,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if default not in ("granted", "denied"):
             raise ConfigError(
@@ -188,9 +196,11 @@ class ConsentPolicy:
         self._vendor_id = vendor_id
         # A cookie whose name is not in the raw header is absent: skip parsing the header then.
         self._cookie_needles = tuple(n for n in (cookie_name, tcf_cookie_name) if n is not None)
-        # A visitor sends the same TC string with every request; remember the last few verdicts
-        # (bounded: at most _TCF_CACHE_SIZE strings of at most 4 KiB each).
-        self._tcf_allows = functools.lru_cache(maxsize=_TCF_CACHE_SIZE)(_tcf_verdict(vendor_id))
+        # A visitor sends the same TC string with every request; remember the last few decodings
+        # (bounded: at most _TCF_CACHE_SIZE strings of at most 4 KiB each).  The verdict itself is not
+        # cached: whether Created lies in the future depends on the time of the request.
+        self._tcf_decode = functools.lru_cache(maxsize=_TCF_CACHE_SIZE)(_decoded)
+        self._clock = clock
 
     @classmethod
     def from_settings(cls, settings: Settings, *, resolver: Resolver | None = None) -> ConsentPolicy:
@@ -276,7 +286,8 @@ class ConsentPolicy:
 
         ``state`` is what the page reported (``"granted"``, ``"denied"``, or ``"pending"`` /
         ``None`` for no opinion; anything else counts as denied) and ``tc_string`` the CMP's TC
-        string, which replaces the TCF cookie.  The resolver and GPC still come first.
+        string, checked as well as the TCF cookie.  The report narrows, never widens: the resolver,
+        GPC, a denying consent cookie and a refusing TC string all come first.
         """
         return self._safely(request, cookies, state, tc_string, app_request)
 
@@ -315,17 +326,7 @@ class ConsentPolicy:
         gpc = request.sec_gpc
         if self._honor_gpc and gpc is not None and gpc.strip() == "1":
             return _DENIED["gpc"]
-        # 3. What the page's snippet reported (explicit msclkid('consent', ...) or data-consent).
-        if state is not None:
-            reported = state.strip().lower() if isinstance(state, str) else ""
-            if reported == "granted":
-                return _GRANTED["snippet"]
-            if reported not in _REPORTED_STATES:
-                _log.debug("capture request reported an unknown consent state; treating it as denied")
-                return _DENIED["snippet"]
-            if reported == "denied":
-                return _DENIED["snippet"]
-        # 4. and 5. need cookies; parse them at most once, and only when a wanted name is there.
+        # 3. and 4. need cookies; parse them at most once, and only when a wanted name is there.
         jar: Mapping[str, str] | None = cookies
         if jar is None and self._cookie_needles:
             if request.cookie_unreadable:
@@ -333,17 +334,36 @@ class ConsentPolicy:
                 return _DENIED["cookie"]
             jar = self._cookies_from(request.cookie_header)
         try:
-            if self._cookie_name is not None and jar:
-                decision = self._from_cookie(jar, self._cookie_name)
-                if decision is not None:
-                    return decision
-            if not tc_string and self._tcf_cookie_name is not None and jar:
-                tc_string = _get(jar, self._tcf_cookie_name)
+            from_cookie = self._from_cookie(jar, self._cookie_name) if self._cookie_name is not None and jar else None
+            tcf_cookie = _get(jar, self._tcf_cookie_name) if self._tcf_cookie_name is not None and jar else None
         except Exception:  # a caller's odd cookie mapping; fail closed rather than guess
             _log.debug("cookies could not be read; treating the request as denied", exc_info=True)
             return _DENIED["cookie"]
-        if tc_string:
-            return self._from_tc_string(tc_string)
+        # 3. The site's consent cookie: a refusal is final; a grant waits for the snippet's report below.
+        if from_cookie is not None and not from_cookie.granted:
+            return from_cookie
+        # 4. TCF v2.2 strings (the CMP's cookie and the one the snippet reported): any refusal is final.
+        from_tcf: Consent | None = None
+        for candidate in (tcf_cookie, tc_string):
+            if candidate:
+                from_tcf = self._from_tc_string(candidate)
+                if not from_tcf.granted:
+                    return from_tcf
+        # 5. What the page's snippet reported: it may narrow what the server saw, never widen a refusal above.
+        if state is not None:
+            reported = state.strip().lower() if isinstance(state, str) else ""
+            if reported == "granted":
+                return from_cookie or from_tcf or _GRANTED["snippet"]
+            if reported not in _REPORTED_STATES:
+                _log.debug("capture request reported an unknown consent state; treating it as denied")
+                return _DENIED["snippet"]
+            if reported == "denied":
+                return _DENIED["snippet"]
+        # The server-side grants (no snippet report, or "pending").
+        if from_cookie is not None:
+            return from_cookie
+        if from_tcf is not None:
+            return from_tcf
         # 6. Nothing had an opinion.
         return _GRANTED["default"] if self._default == "granted" else _DENIED["default"]
 
@@ -365,7 +385,9 @@ class ConsentPolicy:
         return None  # a value we do not know is no opinion: a resolver can read richer cookies
 
     def _from_tc_string(self, tc_string: str) -> Consent:
-        allowed = self._tcf_allows(tc_string) if isinstance(tc_string, str) else False
+        tc = self._tcf_decode(tc_string) if isinstance(tc_string, str) else None
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        allowed = tc is not None and tc.vendor_allowed(self._vendor_id, now=now)
         return _GRANTED["tcf"] if allowed else _DENIED["tcf"]
 
 
@@ -397,17 +419,14 @@ def _ask_resolver(resolver: Resolver, environ: Mapping[str, Any]) -> Consent | N
     return _DENIED["resolver"]
 
 
-def _tcf_verdict(vendor_id: int) -> Callable[[str], bool]:
-    def allows(tc_string: str) -> bool:
-        try:
-            tc = tcf.decode(tc_string)
-        except TcfDecodeError as exc:
-            # The string itself may be attacker-made: log why, never the value.
-            _log.debug("TC string rejected (%s); treating the request as denied", exc)
-            return False
-        return tc.vendor_allowed(vendor_id)
-
-    return allows
+def _decoded(tc_string: str) -> tcf.TCString | None:
+    """The decoded string, or ``None`` when it does not decode (cached per policy: decoding is the cost)."""
+    try:
+        return tcf.decode(tc_string)
+    except TcfDecodeError as exc:
+        # The string itself may be attacker-made: log why, never the value.
+        _log.debug("TC string rejected (%s); treating the request as denied", exc)
+        return None
 
 
 def _get(jar: Mapping[str, str], name: str) -> str | None:

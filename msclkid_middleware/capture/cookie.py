@@ -171,9 +171,10 @@ class ClickCookie:
 
     def decode_newest(self, tokens: list[str]) -> LoadedCookie | None:
         """The newest verified click among several values of our cookie (a duplicate tossed from a subdomain
-        in ``__Secure-`` mode must not hide the real one); at most 8 are looked at."""
+        in ``__Secure-`` mode must not hide the real one); every value is looked at (``parse_cookies`` bounds
+        them by the cookie header cap, ``request.MAX_COOKIE_HEADER``)."""
         best: LoadedCookie | None = None
-        for token in tokens[:8]:
+        for token in tokens:
             loaded = self.decode(token)
             if loaded is not None and (
                 best is None

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 from msclkid_middleware.capture.clickid import Click, is_valid_click_id
 from msclkid_middleware.capture.consent import Consent
 from msclkid_middleware.capture.decision import AppRequest, Decision, DecisionContext, ProfileWrite, click_at
+from msclkid_middleware.capture.ratelimit import RateLimiter
 from msclkid_middleware.capture.request import RequestFacts, parse_cookies
 from msclkid_middleware.errors import ConfigError
 
@@ -197,8 +198,25 @@ def read_body(
     return b""
 
 
+class _DuplicateKey(Exception):
+    """A JSON object names a key twice (``json`` would keep the last; another parser the first)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey
+        data[key] = value
+    return data
+
+
 def parse_capture_body(content_type: str, body: bytes) -> tuple[ReportedState, str | None, str | None] | str:
-    """``(consent, msclkid, tcf)`` from the body, or a short reason for a 400."""
+    """``(consent, msclkid, tcf)`` from the body, or a short reason for a 400.
+
+    A key named twice (in a JSON object at any depth, or a form field) is refused: ``json`` keeps the last
+    value and other parsers the first, so a repeated ``consent`` must not be able to mean two things.
+    """
     media_type = content_type.split(";", 1)[0].strip().lower()
     if not body:
         return "empty body"
@@ -210,11 +228,15 @@ def parse_capture_body(content_type: str, body: bytes) -> tuple[ReportedState, s
             return "malformed form body"
         form: dict[str, str] = {}
         for key, value in pairs:
-            form.setdefault(key, value)
+            if key in form:
+                return "duplicate field"  # which one would a proxy or the app have read?  Neither wins.
+            form[key] = value
         data = form
     elif media_type in _JSON_TYPES:
         try:
-            parsed = json.loads(body)
+            parsed = json.loads(body, object_pairs_hook=_unique_keys)
+        except _DuplicateKey:
+            return "duplicate field"
         except (ValueError, RecursionError):
             return "malformed JSON body"
         if not isinstance(parsed, dict):
@@ -238,17 +260,28 @@ def parse_capture_body(content_type: str, body: bytes) -> tuple[ReportedState, s
 
 
 class CaptureEndpoint:
-    """Answers the snippet's capture requests with the configured cookie and consent policy."""
+    """Answers the snippet's capture requests with the configured cookie and consent policy.
 
-    __slots__ = ("context",)
+    ``limiter``: the per-client rate limit (``None``: none); a client over it is answered 429 before
+    anything else is looked at.
+    """
 
-    def __init__(self, context: DecisionContext) -> None:
+    __slots__ = ("context", "limiter")
+
+    def __init__(self, context: DecisionContext, limiter: RateLimiter | None = None) -> None:
         self.context = context
+        self.limiter = limiter
 
     def precheck(self, request: RequestFacts) -> Answer | None:
-        """The answer for a request refused before its body is read (wrong method, cross-origin), else ``None``."""
+        """The answer for a request refused before its body is read (wrong method, over the rate limit,
+        cross-origin), else ``None``."""
         if request.method != "POST":
             return Answer("405 Method Not Allowed", [("Allow", "POST"), _NO_STORE, ("Content-Type", "text/plain")])
+        if self.limiter is not None:
+            wait = self.limiter.acquire(request.client_address)
+            if wait is not None:
+                answer = text_answer("429 Too Many Requests", "too many requests")
+                return Answer(answer.status, [*answer.headers, ("Retry-After", str(wait))], answer.body)
         if not is_same_origin(request):
             return text_answer("403 Forbidden", "cross-origin request refused")
         return None

@@ -35,13 +35,17 @@ from msclkid_middleware.capture.pageview import (
     DEFAULT_BOT_PATTERN,
     PageView,
     PageViewHook,
+    check_hosts,
     check_prefixes,
     compile_bot_pattern,
     is_asset_path,
     is_bot,
     is_document_request,
     is_html_document,
+    served_host,
+    web_referrer,
 )
+from msclkid_middleware.capture.ratelimit import DEFAULT_BURST, DEFAULT_MAX_CLIENTS, DEFAULT_RATE, RateLimiter
 from msclkid_middleware.capture.request import RequestFacts, parse_cookies
 from msclkid_middleware.capture.signing import SameSite, SecretKeys
 from msclkid_middleware.capture.visitor import DEFAULT_VISITOR_MAX_AGE, VisitorCookie
@@ -87,6 +91,10 @@ class CaptureOptions(TypedDict, total=False):
     bot_user_agents: str | re.Pattern[str] | None
     page_view_exclude: Iterable[str]
     sync_script_path: str | None
+    allowed_hosts: Iterable[str]
+    capture_rate: float | None
+    capture_burst: int
+    capture_rate_clients: int
 
 
 def _seconds(value: timedelta | int) -> int:
@@ -127,6 +135,10 @@ class Capture:
         bot_user_agents: str | re.Pattern[str] | None = DEFAULT_BOT_PATTERN,
         page_view_exclude: Iterable[str] = (),
         sync_script_path: str | None = "/_msclkid-sync.js",
+        allowed_hosts: Iterable[str] = (),
+        capture_rate: float | None = DEFAULT_RATE,
+        capture_burst: int = DEFAULT_BURST,
+        capture_rate_clients: int = DEFAULT_MAX_CLIENTS,
         log: logging.Logger | None = None,
     ) -> None:
         if not cookie_secure and not allow_insecure_cookie:
@@ -205,6 +217,8 @@ class Capture:
         self.bot_user_agents = compile_bot_pattern(bot_user_agents)
         self._bot_cache: dict[str, bool] = {}
         self.page_view_exclude = check_prefixes(page_view_exclude)
+        #: Hosts the site serves: a page view's URL is built only from one of these (empty: any valid name).
+        self.allowed_hosts = check_hosts(allowed_hosts)
         #: Page views and the visitor cookie need to see every response, not only those carrying our marks.
         self.tracking = on_page_view is not None or self.visitor_cookie is not None
         if consent is None:
@@ -232,7 +246,9 @@ class Capture:
         self._cookie_marker = cookie_name + "="
         #: The paths the engine answers itself (the adapter hands those requests to :meth:`serve`).
         self.endpoint_paths = frozenset(paths)
-        self.endpoint = CaptureEndpoint(self.context)
+        # The capture endpoint's per-client token bucket (issue 19): None or 0 turns it off.
+        limiter = RateLimiter(capture_rate, capture_burst, max_clients=capture_rate_clients) if capture_rate else None
+        self.endpoint = CaptureEndpoint(self.context, limiter)
         self.snippet = StaticFile.load("msclkid.min.js", "snippet", self.log) if self.snippet_path else None
         self.sync_script = (
             StaticFile.load("msclkid-sync.js", "ID-sync script", self.log) if self.sync_script_path else None
@@ -329,6 +345,18 @@ class Capture:
             cache[agent] = verdict
         return verdict
 
+    def page_host(self, host: str | None, scheme: str, server_name: str | None, server_port: str | None) -> str | None:
+        """The host a page view's URL is built from: the request's ``Host`` when it is a valid host name the site
+        serves (:attr:`allowed_hosts`), else the server's own name when that is one, else ``None`` (no page view
+        is reported: a made-up ``Host`` must not put someone else's site into the site's UET data)."""
+        found = served_host(host, self.allowed_hosts)
+        if found is not None or not server_name:
+            return found
+        port = server_port or ""
+        default = {"http": "80", "https": "443"}.get(scheme)
+        fallback = server_name if (not port or port == default) else f"{server_name}:{port}"
+        return served_host(fallback, self.allowed_hosts)
+
     def report_page_view(self, decision: Decision, app_request: AppRequest, *, url: str, client_ip: str | None) -> None:
         """Build the PageView and hand it to the hook; after the body was sent, never raises.
 
@@ -345,7 +373,7 @@ class Capture:
                 page_load_id=decision.page_load_id(),
                 time=datetime.fromtimestamp(decision.now, UTC),
                 consent=decision.consent(app_request),
-                referrer=facts.referer,
+                referrer=web_referrer(facts.referer),  # http(s) only: no javascript:, data: or file: URLs
                 title=decision.title,
                 click=decision.click(app_request),
                 anonymous_id=decision.anonymous_id(app_request),

@@ -11,6 +11,7 @@ a browser marks as not loading a document (``Sec-Fetch-Dest`` other than ``docum
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,12 +29,15 @@ __all__ = [
     "AnonymousIdSource",
     "PageView",
     "PageViewHook",
+    "check_hosts",
     "check_prefixes",
     "compile_bot_pattern",
     "is_asset_path",
     "is_bot",
     "is_document_request",
     "is_html_document",
+    "served_host",
+    "web_referrer",
 ]
 
 #: User agents that are not people: search and ad crawlers (``Googlebot``, ``bingbot``, ``AdsBot``,
@@ -176,3 +180,90 @@ def is_bot(pattern: re.Pattern[str] | None, user_agent: str | None) -> bool:
     if pattern is None:
         return False
     return not user_agent or pattern.search(user_agent) is not None
+
+
+# -- where a page view says it happened (issue 19 item 9) --------------------------------------------------
+
+# A DNS name (letters, digits, hyphens; labels of 1-63, no leading or trailing hyphen) or an IPv4 address.
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?", re.ASCII)
+_PORT = re.compile(r"[0-9]{1,5}", re.ASCII)
+
+
+def _split_host(value: str) -> tuple[str, str] | None:
+    """``(name, port)`` of a valid ``Host`` value (name lowercased, port possibly ""), else ``None``."""
+    if not value or len(value) > 260:
+        return None
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None
+        name, rest = value[: end + 1], value[end + 1 :]
+        try:
+            ipaddress.IPv6Address(name[1:-1])
+        except ValueError:
+            return None
+    else:
+        name, _, port = value.partition(":")
+        rest = ":" + port if _ else ""
+        if len(name) > 253 or not _HOST_NAME.fullmatch(name):
+            return None
+    if rest:
+        port = rest[1:]
+        if not rest.startswith(":") or not _PORT.fullmatch(port) or int(port) > 65535:
+            return None
+        return name.lower(), port
+    return name.lower(), ""
+
+
+def check_hosts(hosts: Iterable[str]) -> tuple[str, ...]:
+    """The ``allowed_hosts`` option: host names (``shop.example``), ``.example.com`` for a domain and its
+    subdomains, or ``*`` for any valid host name; compared without the port, case-insensitively."""
+    if isinstance(hosts, str):
+        hosts = hosts.split(",")
+    result: list[str] = []
+    for host in hosts:
+        if not isinstance(host, str):
+            raise ConfigError("allowed_hosts must be host names", setting="MSCLKID_ALLOWED_HOSTS")
+        host = host.strip().lower()
+        if not host:
+            continue
+        parts = _split_host(host[1:] if host.startswith(".") else host)
+        if host != "*" and (parts is None or parts[1] or host.startswith(".[")):
+            raise ConfigError(
+                f"allowed_hosts: {host!r} is not a host name (give names such as 'shop.example' or '.example.com',"
+                " without scheme or port)",
+                setting="MSCLKID_ALLOWED_HOSTS",
+            )
+        result.append(host)
+    return tuple(result)
+
+
+def served_host(host: str | None, allowed: tuple[str, ...]) -> str | None:
+    """``host`` (a ``Host`` header value, port included) when it is a valid host name the site serves, else
+    ``None``.  Without ``allowed`` hosts any valid host name is served; anything else is never used in a URL."""
+    if not host:
+        return None
+    parts = _split_host(host)
+    if parts is None:
+        return None
+    name = parts[0].rstrip(".")
+    if not allowed:
+        return host
+    for pattern in allowed:
+        if pattern == "*" or name == pattern.rstrip("."):
+            return host
+        if pattern.startswith(".") and (name.endswith(pattern.rstrip(".")) or name == pattern[1:].rstrip(".")):
+            return host
+    return None
+
+
+def web_referrer(value: str | None) -> str | None:
+    """The referrer when it is an ``http``/``https`` URL with a host and no whitespace or control characters."""
+    if not value or len(value) > 4096:
+        return None
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest or rest[0] in "/?#":
+        return None
+    if any(ch <= " " or ch == "\x7f" for ch in value):
+        return None
+    return value

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["RequestFacts", "parse_cookies", "route_path"]
+__all__ = ["MAX_COOKIE_HEADER", "RequestFacts", "parse_cookies", "route_path"]
 
 #: The ASGI headers capture reads, each with its position in :class:`RequestFacts` (``Purpose`` variants apart).
 _SCOPE_HEADERS: dict[bytes, int] = {
@@ -31,6 +31,11 @@ _SCOPE_HEADERS: dict[bytes, int] = {
     b"content-length": 16,
     b"if-none-match": 17,
 }
+
+#: Characters of a ``Cookie`` header in which our own cookie's values are looked for (each one found is
+#: verified: an HMAC).  Twice what common front ends accept for one header line (nginx, Apache and gunicorn
+#: stop near 8 KiB), so only a header no browser sends to a default set-up reaches past it.
+MAX_COOKIE_HEADER = 16 * 1024
 
 
 class RequestFacts(NamedTuple):
@@ -165,11 +170,15 @@ def parse_cookies(header: str, name: str = "") -> tuple[dict[str, str], list[str
     """All cookies of a ``Cookie`` header (first value of each name wins) and every value named ``name``.
 
     A value in double quotes loses them.  Our own values are collected separately because a
-    duplicate (a cookie tossed from a subdomain in ``__Secure-`` mode) must not hide the real one.
+    duplicate (a cookie tossed from a subdomain in ``__Secure-`` mode) must not hide the real one:
+    every one that starts within the first :data:`MAX_COOKIE_HEADER` characters is returned.
     """
     cookies: dict[str, str] = {}
     ours: list[str] = []
+    start = 0
     for part in header.split(";"):
+        offset = start
+        start += len(part) + 1
         key, sep, value = part.partition("=")
         if not sep:
             continue
@@ -177,7 +186,7 @@ def parse_cookies(header: str, name: str = "") -> tuple[dict[str, str], list[str
         value = value.strip()
         if len(value) > 1 and value[0] == value[-1] == '"':
             value = value[1:-1]
-        if key == name:
+        if key == name and offset < MAX_COOKIE_HEADER:
             ours.append(value)
         if key and key not in cookies:
             cookies[key] = value

@@ -24,6 +24,7 @@ from typing import Final
 from msclkid_middleware.errors import TcfDecodeError
 
 __all__ = [
+    "CREATED_SKEW",
     "MAX_TC_STRING_LENGTH",
     "MICROSOFT_VENDOR_ID",
     "MIN_POLICY_VERSION",
@@ -46,6 +47,10 @@ MAX_TC_STRING_LENGTH: Final = 4096
 #: TCF policy version 4 arrived with TCF v2.2; the policy says strings with a smaller policy
 #: version are invalid since 30 September 2023.
 MIN_POLICY_VERSION: Final = 4
+
+#: How far in the future a string's ``Created`` / ``LastUpdated`` may lie (the CMP runs on the visitor's
+#: clock, and CMPs round both to midnight UTC): a string from further ahead was not made by a CMP today.
+CREATED_SKEW: Final = timedelta(hours=1)
 
 _PURPOSE_STORE_ACCESS: Final = 1  # "Store and/or access information on a device"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -150,13 +155,20 @@ class TCString:
             if r.purpose_id == purpose_id and r.applies_to(vendor_id)
         )
 
-    def vendor_allowed(self, vendor_id: int = MICROSOFT_VENDOR_ID) -> bool:
-        """True when the string lets ``vendor_id`` store and access information on the device."""
+    def vendor_allowed(self, vendor_id: int = MICROSOFT_VENDOR_ID, *, now: datetime | None = None) -> bool:
+        """True when the string lets ``vendor_id`` store and access information on the device.
+
+        ``now`` (default: the current time) is what ``Created`` / ``LastUpdated`` are checked against.
+        """
+        if now is None:
+            now = datetime.now(UTC)
         return (
             self.version == 2
             and self.policy_version >= MIN_POLICY_VERSION
-            # IsServiceSpecific is not part of the gate: the reference encoder (@iabtcf/core) defaults it
-            # to false, so strings that grant Purpose 1 and vendor 1126 under policy 4 exist with either value.
+            # TCF v2.2 abolished global scope: only a service-specific string can grant anything (the
+            # reference encoder @iabtcf/core still defaults the flag to false; such strings grant nothing here).
+            and self.is_service_specific
+            and max(self.created, self.last_updated) <= now + CREATED_SKEW
             and _PURPOSE_STORE_ACCESS in self.purposes_consent
             and vendor_id in self.vendor_consents
             # Purpose 1 can only ever be based on consent, so "require consent" / "require
@@ -165,12 +177,16 @@ class TCString:
         )
 
 
-def microsoft_allowed(tc: TCString | str | bytes | None, vendor_id: int = MICROSOFT_VENDOR_ID) -> bool:
+def microsoft_allowed(
+    tc: TCString | str | bytes | None, vendor_id: int = MICROSOFT_VENDOR_ID, *, now: datetime | None = None
+) -> bool:
     """May ``vendor_id`` (Microsoft, 1126) store and access information on the device, per ``tc``?
 
-    True only when the TCF policy version is at least 4, Purpose 1 has consent, the vendor has
-    consent, and the publisher did not restrict Purpose 1 for the vendor as "not allowed".  A string
-    that does not decode strictly (or ``None``) means no.
+    True only when the TCF policy version is at least 4, the string is service-specific
+    (``IsServiceSpecific = 1``: TCF v2.2 has no global scope), it was not created more than
+    :data:`CREATED_SKEW` after ``now``, Purpose 1 has consent, the vendor has consent, and the
+    publisher did not restrict Purpose 1 for the vendor as "not allowed".  A string that does not
+    decode strictly (or ``None``) means no.
     """
     if tc is None:
         return False
@@ -179,7 +195,7 @@ def microsoft_allowed(tc: TCString | str | bytes | None, vendor_id: int = MICROS
             tc = decode(tc)
         except TcfDecodeError:
             return False
-    return tc.vendor_allowed(vendor_id)
+    return tc.vendor_allowed(vendor_id, now=now)
 
 
 def decode(tc_string: str | bytes) -> TCString:

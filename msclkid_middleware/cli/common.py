@@ -41,6 +41,7 @@ __all__ = [
     "require_delivery_settings",
     "store_option",
     "verbose",
+    "warn_exposed",
 ]
 
 #: Backlogs (and files) at least this large get a progress bar.
@@ -171,6 +172,7 @@ def open_tracker(
         tracker = ConversionTracker.from_env(None, settings=settings, store_url=url, **options)
     except MsclkidError as exc:
         raise click.ClickException(str(exc)) from None
+    warn_exposed(tracker.store)
     try:
         if verbose():
             click.echo(f"store: {tracker.store.url} (from {source})", err=True)
@@ -201,6 +203,27 @@ def require_delivery_settings(tracker: ConversionTracker) -> None:
         problems.append(f"UET is not configured for the open uet rows: set {', '.join(names) or 'UET_API_TOKEN'}")
     if problems:
         raise click.ClickException("nothing can be delivered: " + "; ".join(problems))
+
+
+def warn_exposed(store: object) -> None:
+    """Warn on stderr when the store's files (they hold the Microsoft tokens in clear) are open to group or others.
+
+    New SQLite stores are created 0600; one created by an older version, copied or restored may not be.
+    PostgreSQL stores have no file here: their tokens are protected by the database's own grants.
+    """
+    exposed = getattr(store, "exposed_files", None)
+    if not callable(exposed):
+        return
+    try:
+        found = exposed()
+    except OSError:
+        return
+    for path, mode in found:
+        click.echo(
+            f"warning: {path} is open to group or others (mode {mode:o}) and holds the Microsoft tokens;"
+            f" run: chmod 600 {path}",
+            err=True,
+        )
 
 
 def fail(exc: BaseException) -> click.ClickException:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from msclkid_middleware.capture.consent import Consent
+from msclkid_middleware.capture.context import request_consent
 from msclkid_middleware.config import Settings
 from msclkid_middleware.conversions import (
     OFFLINE_MAX_AGE,
@@ -89,9 +90,10 @@ class Recording:
 
     def _subject(self, consent: Consent | None, click: object) -> Subject:
         if consent is None:
-            # No snapshot from the app: the site's configured default decides (``granted`` unless
-            # the site runs opt-in, where the app must pass the visitor's decision).
-            consent = Consent(self.settings.consent_default, "default")
+            # No snapshot from the app: inside a request handled by one of our adapters, that request's own
+            # decision (a visitor who sent Sec-GPC or refused in the banner stays refused); outside any request
+            # (a worker, a script, a webhook without the middleware), the site's configured default.
+            consent = request_consent() or Consent(self.settings.consent_default, "default")
         elif not isinstance(consent, Consent):
             raise ValidationError("consent", "must be a Consent value (for example middleware.get_consent(environ))")
         return Subject(consent, click_id(click))
@@ -158,7 +160,9 @@ class Recording:
         (then ``email`` or ``phone`` is required: Microsoft matches on hashed identifiers alone).
         Raw email and phone are normalised and hashed here and never stored.  Recording the same
         ``event_id`` again returns the existing status without storing anything.  ``connection``:
-        the application's own database connection, to commit the row in its transaction.
+        the application's own database connection, to commit the row in its transaction.  ``consent``
+        omitted: the decision of the request being handled (inside the middleware), else the configured
+        ``MSCLKID_CONSENT_DEFAULT`` (docs/consent.md).
         """
         event_id = self._begin(event_id, goal=conversion_name)
         subject = self._subject(consent, click)
@@ -366,24 +370,24 @@ class Recording:
         """Record a UET Conversions API event (``custom``, or ``pageLoad`` with ``event_source_url``).
 
         ``event_id`` is UET's deduplication key: use the browser tag's ``event_id`` for the same event.
-        ``adStorageConsent`` comes from the consent snapshot; a denied snapshot drops the click ID and
-        email/phone (the event is still sent with ``"D"`` when another identifier remains).
+        ``adStorageConsent`` comes from the consent snapshot; a denied snapshot drops the click ID, email/phone
+        and ``external_id``, and the client IP and user agent unless ``MSCLKID_UET_DENIED_SEND_CLIENT_INFO`` is
+        on (the event is still sent with ``"D"`` when an ``anonymous_id`` remains).
         """
         event_id = self._begin(event_id)
         tag = tag_id or self.uet_tag_id
         if not tag:
             raise ConfigError("UET_TAG_ID is required to record UET events", setting="UET_TAG_ID")
-        has_hashes = any(v is not None for v in (email, phone, hashed_email, hashed_phone))
+        has_hashes = any(v is not None for v in (email, phone, hashed_email, hashed_phone, external_id))
         subject = dataclasses.replace(self._subject(consent, click), identifiers=has_hashes)
-        user: dict[str, Any] = {
-            "anonymous_id": anonymous_id,
-            "external_id": external_id,
-            "client_ip_address": client_ip_address,
-            "client_user_agent": client_user_agent,
-            "default_region": self.default_region,
-        }
+        user: dict[str, Any] = {"anonymous_id": anonymous_id, "default_region": self.default_region}
         if subject.granted:
             user.update(msclkid=subject.msclkid, email=email, phone=phone, em=hashed_email, ph=hashed_phone)
+            user.update(external_id=external_id)
+        if subject.granted or self.settings.uet_denied_client_info:
+            # adStorageConsent=D: no click ID, hashes or external ID; the IP and user agent only when the
+            # site says so (MSCLKID_UET_DENIED_SEND_CLIENT_INFO, docs/uet.md).
+            user.update(client_ip_address=client_ip_address, client_user_agent=client_user_agent)
         has_match_key = any(user.get(k) is not None for k in _UET_MATCH_KEYS)
         if subject.granted and not has_match_key:
             raise ValidationError(

@@ -7,6 +7,7 @@ the journal), so a test can correlate what a client logged with what the emulato
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import struct
@@ -94,7 +95,11 @@ class Emulator(ControlSurface):
             response.headers["TrackingId"] = tracking_id
             return response(environ, start_response)
         if endpoint in ("control", "dashboard"):
-            response = self._inspect(endpoint, request, args)
+            if not self._own_host(request.host):
+                # DNS rebinding: a web page on a name that resolves to 127.0.0.1 must not drive the emulator.
+                response = json_response({"error": "forbidden", "message": "Host is not this emulator's address"}, 403)
+            else:
+                response = self._inspect(endpoint, request, args)
             response.headers["TrackingId"] = tracking_id
             return response(environ, start_response)
         name = str(endpoint)
@@ -197,6 +202,22 @@ class Emulator(ControlSurface):
             # Gateways (502/503/504) answer with HTML, not with a service fault.
             return Response(f"<html><body><h1>{status}</h1></body></html>", status=status, content_type="text/html")
         return campaign.ad_api_fault(ctx, rule.code if rule.code in CODES else 0, status)
+
+    def _own_host(self, host: str) -> bool:
+        """``localhost``, an IP literal (a rebinding page can only bring a name) or a ``control_hosts`` name."""
+        if host.startswith("["):
+            end = host.find("]")
+            name = host[1:end] if end > 0 else ""
+        else:
+            name = host.partition(":")[0]
+        name = name.lower()
+        if name == "localhost" or name in self.config.control_hosts:
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
 
     def _inspect(self, endpoint: str, request: Request, args: Mapping[str, Any]) -> Response:
         try:

@@ -9,6 +9,7 @@ unless ``invalidate_used_refresh_tokens`` is set or it was revoked through the c
 from __future__ import annotations
 
 import html
+import re
 import uuid
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -18,9 +19,30 @@ from msclkid_middleware.emulator.settings import PRODUCTION_SCOPES
 from msclkid_middleware.emulator.wire import CallContext, json_response
 from msclkid_middleware.emulator.world import World
 
-__all__ = ["DEFAULT_SCOPE", "authorize", "token", "token_error"]
+__all__ = ["DEFAULT_SCOPE", "authorize", "redirect_registered", "token", "token_error"]
 
 DEFAULT_SCOPE = "https://ads.microsoft.com/msads.manage offline_access"
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+# host[:port] and nothing else: no user info ("localhost@evil.example"), no backslash, no percent-escapes.
+_PLAIN_NETLOC = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?", re.ASCII)
+
+
+def redirect_registered(redirect_uri: str, registered: tuple[str, ...]) -> bool:
+    """Is ``redirect_uri`` one the application registered?  Exact match, or for an ``http`` loopback entry the
+    same host with any port (as Entra ID ignores the port of loopback redirect URIs) and a path below the entry's."""
+    if redirect_uri in registered:
+        return True
+    parts = urlsplit(redirect_uri)
+    if parts.scheme != "http" or not _PLAIN_NETLOC.fullmatch(parts.netloc) or parts.hostname not in _LOOPBACK:
+        return False
+    for entry in registered:
+        known = urlsplit(entry)
+        same_host = known.scheme == "http" and known.hostname == parts.hostname and not known.query
+        if same_host and parts.path.startswith(known.path or "/"):
+            return True
+    return False
 
 
 def _scope_ok(scope: str) -> bool:
@@ -299,7 +321,7 @@ def authorize(world: World, request: Request, ctx: CallContext) -> Response:
     parts = urlsplit(redirect_uri)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return _page("Sign in error", "<p>AADSTS900144: a valid 'redirect_uri' is required.</p>", 400)
-    if config.redirect_uris is not None and redirect_uri not in config.redirect_uris:
+    if not redirect_registered(redirect_uri, config.redirect_uris):
         return _page(
             "Sign in error",
             "<p>AADSTS50011: The redirect URI specified in the request does not "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 import threading
 from collections.abc import Mapping
@@ -83,13 +84,22 @@ class EmulatorServer:
         self.emulator.close()
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def build_config(config_file: str | None, overrides: Mapping[str, Any] | None = None) -> EmulatorConfig:
     config = load_config_file(config_file) if config_file else EmulatorConfig()
     return config.replace(**overrides) if overrides else config
 
 
 @click.command("emulator")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback unless told otherwise)."
+)
 @click.option("--port", default=8765, show_default=True, type=int, help="Port (0 = any free port).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="JSON or TOML file.")
 def emulator_command(host: str, port: int, config_file: str | None) -> None:
@@ -101,6 +111,12 @@ def emulator_command(host: str, port: int, config_file: str | None) -> None:
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     server = EmulatorServer(emulator, host, port, quiet=True)
+    if not _is_loopback(server.host):
+        click.echo(
+            f"# warning: listening on {server.host}: anyone who can reach it can read and reset the emulator"
+            " through its control API (the default, 127.0.0.1, keeps it on this machine)",
+            err=True,
+        )
     for name, value in emulator.env(server.url).items():
         click.echo(f"export {name}={shlex.quote(value)}")
     click.echo(f"# dashboard: {server.url}/   control API: {server.url}/_emulator/state   (Ctrl-C stops)", err=True)

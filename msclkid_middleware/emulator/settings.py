@@ -22,6 +22,7 @@ __all__ = [
     "BOOLEAN_ACCOUNT_PROPERTIES",
     "DEFAULT_ACCOUNT_PROPERTIES",
     "DEFAULT_GOALS",
+    "DEFAULT_REDIRECT_URIS",
     "PRODUCTION_SCOPES",
     "EmulatorConfig",
     "account_property_value",
@@ -84,6 +85,14 @@ def _properties(value: Any, setting: str) -> dict[str, str]:
         raise ConfigError(f"{setting}: {exc}", setting=setting) from None
 
 
+#: What ``redirect_uris`` registers by default: the native-client page and the loopback addresses.
+DEFAULT_REDIRECT_URIS: tuple[str, ...] = (
+    "https://login.microsoftonline.com/common/oauth2/nativeclient",
+    "http://localhost/",
+    "http://127.0.0.1/",
+    "http://[::1]/",
+)
+
 #: Microsoft's docs call the msclkid "a 32-character GUID"; the dashed GUID form is accepted too.
 DEFAULT_CLICK_ID_PATTERN = (
     r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -109,8 +118,11 @@ class EmulatorConfig:
     refresh_token_lifetime_days: float = 90.0
     #: Microsoft keeps old refresh tokens valid after a refresh; set True to emulate strict rotation.
     invalidate_used_refresh_tokens: bool = False
-    #: ``None`` accepts any redirect URI on the authorize/code flow.
-    redirect_uris: tuple[str, ...] | None = None
+    #: Redirect URIs registered for the application: ``/authorize`` redirects only to these (an ``http`` loopback
+    #: entry matches any port, as Entra's do, and any path below its own).
+    redirect_uris: tuple[str, ...] = DEFAULT_REDIRECT_URIS
+    #: Host names (besides ``localhost`` and IP literals) the dashboard and control API answer to (DNS rebinding).
+    control_hosts: tuple[str, ...] = ()
     goals: tuple[Mapping[str, Any], ...] = DEFAULT_GOALS
     clicks: tuple[Mapping[str, Any], ...] = ()
     uet_tag_id: str = "343001234"
@@ -174,7 +186,9 @@ class EmulatorConfig:
                     for spec in value:
                         if "properties" in spec:
                             spec["properties"] = _properties(spec["properties"], "accounts.properties")
-            elif name == "redirect_uris" and value is not None:
+            elif name in ("redirect_uris", "control_hosts"):
+                if isinstance(value, str) or not isinstance(value, list | tuple):
+                    raise ConfigError(f"{name} must be a list of strings", setting=name)
                 value = tuple(str(v) for v in value)
             values[name] = value
         return cls(**values)

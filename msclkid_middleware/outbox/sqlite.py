@@ -42,6 +42,7 @@ from msclkid_middleware.outbox.rows import (
 from msclkid_middleware.outbox.sql import COLUMNS, in_list, known_kinds
 from msclkid_middleware.outbox.sql_store import SqlStore
 from msclkid_middleware.outbox.sqlite_schema import MIGRATIONS, QUERIES, migrate
+from msclkid_middleware.tokens import create_private, exposed_files
 
 __all__ = ["MIGRATIONS", "Durability", "SqliteOutbox", "sqlite_path_from_url"]
 
@@ -123,7 +124,15 @@ class SqliteOutbox(SqlStore):
         self._pid = os.getpid()
         self._connections: list[sqlite3.Connection] = []
         self._counters = Counters()
+        # The tokens table holds the refresh and access tokens in clear: the file (and so its -wal and -shm,
+        # which SQLite creates with the database's mode) is 0600 like the token file.
+        with suppress(OSError):  # a missing directory is reported by sqlite3's own open below
+            create_private(self.path)
         self._migrate()
+
+    def exposed_files(self) -> list[tuple[str, int]]:
+        """``(path, mode)`` of the store's files (database, ``-wal``, ``-shm``) open to group or others."""
+        return exposed_files(self.path, self.path + "-wal", self.path + "-shm")
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqliteOutbox:

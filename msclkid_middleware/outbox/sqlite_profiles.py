@@ -6,6 +6,7 @@ process that never opens one.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from msclkid_middleware.capture.clickid import Click
 from msclkid_middleware.capture.profiles import check_visitor_id
 from msclkid_middleware.errors import ConfigError, StoreError
+from msclkid_middleware.tokens import create_private
 
 __all__ = ["SqliteProfileStore"]
 
@@ -56,6 +58,8 @@ class SqliteProfileStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
+        with contextlib.suppress(OSError):  # private like the outbox: it links visitors to clicks
+            create_private(self.path)
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=True)
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         if not self._schema_ready:

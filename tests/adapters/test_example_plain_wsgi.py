@@ -6,8 +6,10 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import requests
 from werkzeug.test import Client
@@ -90,3 +92,68 @@ def test_demo_runs_and_prints_a_landing_url() -> None:
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+# -- issue 19 item 1: the sale is recorded without consent=, and a refusing visitor has nothing sent ---------------
+
+
+def _buy(client: Client, **headers: str) -> str:
+    answer = client.post(
+        "/buy",
+        data={"email": "ana@example.com"},
+        headers={"Origin": "https://localhost", **headers},
+        base_url="https://localhost",
+    )
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    return answer.get_data(as_text=True)
+
+
+def _tracker(tmp_path: Path, default: str) -> Any:
+    from msclkid_middleware.config import Settings
+    from msclkid_middleware.dispatch.tracker import ConversionTracker
+
+    return ConversionTracker(
+        settings=Settings(consent_default=default),  # type: ignore[arg-type]
+        store_url=f"sqlite:///{tmp_path / 'outbox.db'}",
+        microsoft=False,
+        uet=False,
+    )
+
+
+def test_a_refusing_visitor_buys_and_nothing_would_be_sent(tmp_path: Path) -> None:
+    tracker = _tracker(tmp_path, "granted")  # the example's own policy grants by default
+    try:
+        example = load_example()
+        gpc = Client(example.create_app("test-key", tracker=tracker))
+        gpc.get("/?msclkid=Example-123", headers={"Sec-GPC": "1"})
+        assert "its report to Microsoft: suppressed" in _buy(gpc, **{"Sec-GPC": "1"})
+        banner = Client(example.create_app("test-key", tracker=tracker))
+        banner.get("/?msclkid=Example-123")
+        banner.get("/consent?state=denied")
+        assert "its report to Microsoft: suppressed" in _buy(banner)
+        claimable = tracker.store.claim(owner="t", limit=100, now=datetime.now(UTC), lease_seconds=1)
+        assert claimable == []  # nothing to send
+    finally:
+        tracker.close()
+
+
+def test_a_consenting_visitor_buys_and_the_click_is_recorded(tmp_path: Path) -> None:
+    tracker = _tracker(tmp_path, "denied")
+    try:
+        client = Client(load_example().create_app("test-key", tracker=tracker))
+        client.get("/consent?state=granted")
+        client.get("/?msclkid=Example-123")
+        assert "its report to Microsoft: pending" in _buy(client)
+    finally:
+        tracker.close()
+
+
+def test_the_buy_form_refuses_cross_site_posts(tmp_path: Path) -> None:
+    tracker = _tracker(tmp_path, "granted")
+    try:
+        client = Client(load_example().create_app("test-key", tracker=tracker))
+        refused = client.post("/buy", data={"email": "a@b.example"}, headers={"Origin": "https://evil.example"})
+        assert refused.status_code == 403
+        assert client.get("/buy").status_code == 403
+    finally:
+        tracker.close()

@@ -309,7 +309,8 @@ def _consent_rows() -> list[Any]:
         pytest.param(policy(honor_gpc=False), {"HTTP_SEC_GPC": "1"}, "", "granted", "default", id="gpc-ignored"),
         pytest.param(policy(), {}, "site_consent=denied", "denied", "cookie", id="cookie-denies"),
         pytest.param(policy(default="denied"), {}, "site_consent=Granted", "granted", "cookie", id="cookie-grants"),
-        pytest.param(policy(), {}, "site_consent=granted; euconsent-v2=CO5V", "granted", "cookie", id="cookie>tcf"),
+        # A refusal never loses (issue 19): a broken TC string refuses even beside the site cookie's grant.
+        pytest.param(policy(), {}, "site_consent=granted; euconsent-v2=CO5V", "denied", "tcf", id="tcf-refusal>cookie"),
         pytest.param(policy(), {}, "site_consent=maybe; euconsent-v2=CO5V", "denied", "tcf", id="unknown-cookie>tcf"),
         pytest.param(policy(), {}, "euconsent-v2=CAAAAAAAAAAAAAAA", "denied", "tcf", id="tcf-truncated"),
         pytest.param(policy(tcf_cookie_name=None), {}, "euconsent-v2=CO5V", "granted", "default", id="tcf-off"),

@@ -262,7 +262,8 @@ def test_journey_without_consent(
     assert all(p["adStorageConsent"] == "D" for p in loads)
     for p in loads:
         # No click ID, no IP address, no stored visitor ID: only a one-off ID (UET CAPI needs one identifier).
-        assert set(p["userData"]) == {"anonymousId", "clientUserAgent"}
+        # Issue 19: no IP and no user agent either, unless MSCLKID_UET_DENIED_SEND_CLIENT_INFO is on.
+        assert set(p["userData"]) == {"anonymousId"}
     assert len({p["userData"]["anonymousId"] for p in loads}) == 3
     # The purchase has nothing it may be matched on: it stays in the outbox as suppressed, never sent.
     assert [p for p in payloads if p["eventType"] == "custom"] == []

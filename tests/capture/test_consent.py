@@ -135,7 +135,12 @@ DECIDE = [
     pytest.param({"cookie_name": "cc"}, "1", "cc=granted", D("gpc"), id="gpc-beats-consent-cookie"),
     pytest.param({}, "1", tcf(TC_ALLOWED), D("gpc"), id="gpc-beats-tcf"),
     pytest.param({"cookie_name": "cc"}, None, f"cc=denied; {tcf(TC_ALLOWED)}", D("cookie"), id="cookie-beats-tcf"),
-    pytest.param({"cookie_name": "cc"}, None, f"cc=granted; {tcf('CO5V')}", G("cookie"), id="cookie-beats-bad-tcf"),
+    # A refusal never loses (issue 19): a TC string that refuses (or is broken) beats the cookie's grant.
+    pytest.param({"cookie_name": "cc"}, None, f"cc=granted; {tcf('CO5V')}", D("tcf"), id="bad-tcf-beats-cookie-grant"),
+    pytest.param(
+        {"cookie_name": "cc"}, None, f"cc=granted; {tcf(TC_NO_VENDOR)}", D("tcf"), id="tcf-refusal-beats-cookie-grant"
+    ),
+    pytest.param({"cookie_name": "cc"}, None, f"cc=granted; {tcf(TC_ALLOWED)}", G("cookie"), id="both-grant"),
     pytest.param(
         {"cookie_name": "cc", "default": "denied"},
         None,
@@ -269,7 +274,13 @@ REPORTED = [
     pytest.param({}, None, None, "yes please", None, D("snippet"), id="state-unknown-fails-closed"),
     pytest.param({}, None, None, "", None, D("snippet"), id="state-empty-fails-closed"),
     pytest.param({}, "1", None, "granted", None, D("gpc"), id="gpc-beats-state"),
-    pytest.param({"cookie_name": "cc"}, None, "cc=denied", "granted", None, G("snippet"), id="state-beats-cookie"),
+    # The snippet narrows, never widens (issue 19): a refusal the server sees beats a reported grant.
+    pytest.param(
+        {"cookie_name": "cc"}, None, "cc=denied", "granted", None, D("cookie"), id="cookie-refusal-beats-state"
+    ),
+    pytest.param({"cookie_name": "cc"}, None, "cc=granted", "denied", None, D("snippet"), id="state-narrows-cookie"),
+    pytest.param({}, None, tcf(TC_NO_VENDOR), "granted", None, D("tcf"), id="tcf-refusal-beats-state"),
+    pytest.param({}, None, None, "granted", TC_NO_VENDOR, D("tcf"), id="reported-tcf-refusal-beats-state"),
     pytest.param({}, None, tcf(TC_ALLOWED), "denied", None, D("snippet"), id="state-beats-tcf-cookie"),
     pytest.param({}, None, None, "denied", TC_ALLOWED, D("snippet"), id="state-beats-reported-tcf"),
     pytest.param({"cookie_name": "cc"}, None, "cc=granted", "pending", None, G("cookie"), id="pending-then-cookie"),
@@ -278,10 +289,10 @@ REPORTED = [
     pytest.param({}, None, None, None, TC_NO_VENDOR, D("tcf"), id="reported-tcf-without-vendor"),
     pytest.param({}, None, None, None, "CO5V", D("tcf"), id="reported-tcf-truncated"),
     pytest.param({}, None, tcf(TC_ALLOWED), None, "CO5V", D("tcf"), id="reported-tcf-beats-cookie-tcf"),
-    pytest.param({}, None, tcf("CO5V"), None, TC_ALLOWED, G("tcf"), id="reported-tcf-replaces-bad-cookie"),
+    pytest.param({}, None, tcf("CO5V"), None, TC_ALLOWED, D("tcf"), id="bad-cookie-tcf-is-not-widened"),
     pytest.param({}, None, tcf(TC_NO_P1), None, "", D("tcf"), id="empty-reported-tcf-uses-cookie"),
     pytest.param({"tcf_cookie_name": None}, None, None, None, "CO5V", D("tcf"), id="reported-tcf-without-cookie-name"),
-    pytest.param({"cookie_name": "cc"}, None, "cc=granted", None, "CO5V", G("cookie"), id="cookie-beats-reported-tcf"),
+    pytest.param({"cookie_name": "cc"}, None, "cc=granted", None, "CO5V", D("tcf"), id="reported-tcf-refusal-wins"),
     pytest.param({}, "1", None, None, TC_ALLOWED, D("gpc"), id="gpc-beats-reported-tcf"),
 ]
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from msclkid_middleware import MsclkidMiddleware
 from msclkid_middleware.capture.consent import ConsentPolicy
@@ -400,3 +402,50 @@ def test_missing_snippet_file_answers_404_and_logs_once(
         second = get_snippet(mw)
     assert first.code == second.code == 404
     assert len([r for r in caplog.records if "snippet" in r.getMessage()]) == 1
+
+
+# -- issue 19 item 5: a field named twice is refused, never last-wins ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content_type", "raw"),
+    [
+        pytest.param("application/json", b'{"consent": "denied", "msclkid": "%s", "consent": "granted"}', id="consent"),
+        pytest.param("application/json", b'{"msclkid": "%s", "msclkid": "%s"}', id="same-value-twice"),
+        pytest.param("text/plain", b'{"msclkid": "%s", "tcf": "a", "tcf": "b"}', id="beacon-tcf"),
+        pytest.param("application/json", b'{"msclkid": "%s", "x": {"a": 1, "a": 2}}', id="nested"),
+        pytest.param(
+            "application/json", b'{"msclkid": "%s", "\\u0063onsent": "granted", "consent": "denied"}', id="escaped"
+        ),
+        pytest.param("application/x-www-form-urlencoded", b"consent=denied&msclkid=%s&consent=granted", id="form"),
+        pytest.param("application/x-www-form-urlencoded", b"msclkid=%s&msclkid=%s", id="form-same-twice"),
+    ],
+)
+def test_duplicate_fields_are_400(content_type: str, raw: bytes) -> None:
+    body = raw.replace(b"%s", HEX.encode())
+    result = post(middleware(), raw=body, content_type=content_type)
+    assert result.status == "400 Bad Request"
+    assert result.body == b"duplicate field\n"
+    assert result.set_cookies == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.sampled_from(["consent", "msclkid", "tcf", "other"]),
+    values=st.lists(
+        st.one_of(
+            st.sampled_from(["granted", "denied", "pending", HEX]), st.integers(), st.none(), st.text(max_size=8)
+        ),
+        min_size=2,
+        max_size=4,
+    ),
+    extra=st.dictionaries(st.text(max_size=6), st.text(max_size=6), max_size=3),
+)
+def test_property_any_repeated_json_key_is_refused(key: str, values: list[Any], extra: dict[str, str]) -> None:
+    pairs = [f"{json.dumps(k)}: {json.dumps(v)}" for k, v in extra.items() if k != key]
+    pairs += [f"{json.dumps(key)}: {json.dumps(v)}" for v in values]
+    raw = ("{" + ", ".join(pairs) + "}").encode()
+    result = post(middleware(capture_rate=None), raw=raw)
+    assert result.status == "400 Bad Request"
+    assert result.body == b"duplicate field\n"
+    assert result.set_cookies == []

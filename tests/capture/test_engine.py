@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from msclkid_middleware.capture.clickid import Click
 from msclkid_middleware.capture.consent import Consent, ConsentPolicy
 from msclkid_middleware.capture.decision import ProfileWrite
 from msclkid_middleware.capture.engine import Capture
 from msclkid_middleware.capture.profiles import MemoryProfileStore
-from msclkid_middleware.capture.request import RequestFacts
+from msclkid_middleware.capture.request import MAX_COOKIE_HEADER, RequestFacts, parse_cookies
 from tests.adapters.test_wsgi import middleware, seen
-from tests.wsgi_helpers import HEX, T0, Clock, call, make_environ
+from tests.wsgi_helpers import HEX, HEX2, T0, Clock, call, make_environ
 
 KEYS = ["old-key-0123456789", "new-key-0123456789"]
 NINETY_DAYS = 90 * 24 * 3600
@@ -156,3 +159,55 @@ def test_profile_click_older_than_the_cookie_lifetime_is_not_used() -> None:
     assert seen(call(mw, make_environ(path="/checkout")))[:2] == (HEX, "profile")
     clock.now = T0 + NINETY_DAYS + 60
     assert seen(call(mw, make_environ(path="/checkout")))[:2] == ("-", "-")
+
+
+# -- issue 19 item 10: every duplicate of our cookie counts, within the cookie header cap -----------------------
+
+
+def test_the_newest_click_wins_among_many_tossed_duplicates() -> None:
+    capture = engine()
+    name = capture.cookie.name
+    junk = [f"{name}=junk{n}" for n in range(40)]  # a sibling subdomain tossed forty fakes in first
+    old = f"{name}={capture.cookie.encode(HEX2, T0 - 3600)}"
+    new = f"{name}={capture.cookie.encode(HEX, T0 - 60)}"
+    decision = capture.decide(RequestFacts(cookie_header="; ".join([*junk, old, *junk, new])))
+    click = decision.click(NOBODY)
+    assert click is not None
+    assert (click.msclkid, click.source) == (HEX, "cookie")
+
+
+def test_values_past_the_cookie_header_cap_are_not_verified() -> None:
+    capture = engine()
+    name = capture.cookie.name
+    token = capture.cookie.encode(HEX, T0 - 60)
+    filler = "; ".join(f"pad{n}={'x' * 100}" for n in range(MAX_COOKIE_HEADER // 100))
+    assert capture.decide(RequestFacts(cookie_header=f"{filler}; {name}={token}")).click(NOBODY) is None
+    assert capture.decide(RequestFacts(cookie_header=f"{name}={token}; {filler}")).click(NOBODY) is not None
+
+
+def test_a_header_full_of_forged_values_costs_a_bounded_number_of_checks() -> None:
+    capture = engine()
+    name = capture.cookie.name
+    forged = capture.cookie.encode(HEX, T0)[:-4] + "AAAA"  # well-formed, wrong signature: a full HMAC each
+    header = "; ".join([f"{name}={forged}"] * 5000)  # far past the cap
+    _, ours = parse_cookies(header, name)  # what decode_newest is handed: every value it will verify
+    assert len(ours) <= MAX_COOKIE_HEADER // len(f"{name}={forged}; ") + 1
+    assert capture.decide(RequestFacts(cookie_header=header)).click(NOBODY) is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    ages=st.lists(st.integers(min_value=1, max_value=80 * 24 * 3600), min_size=1, max_size=30),
+    junk=st.lists(st.text(alphabet="abcXYZ019._-=", max_size=90), max_size=30),
+    seed=st.randoms(use_true_random=False),
+)
+def test_property_the_newest_valid_value_wins(ages: list[int], junk: list[str], seed: Any) -> None:
+    capture = engine()
+    name = capture.cookie.name
+    ids = [f"{n:032x}" for n in range(len(ages))]
+    values = [capture.cookie.encode(i, T0 - age) for i, age in zip(ids, ages, strict=True)] + junk
+    seed.shuffle(values)
+    decision = capture.decide(RequestFacts(cookie_header="; ".join(f"{name}={v}" for v in values)))
+    click = decision.click(NOBODY)
+    assert click is not None
+    assert int(click.captured_at.timestamp()) == T0 - min(ages)

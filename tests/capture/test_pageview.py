@@ -11,6 +11,8 @@ from importlib import resources
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from msclkid_middleware import ConsentPolicy, MsclkidMiddleware
 from msclkid_middleware.capture.pageview import (
@@ -19,6 +21,7 @@ from msclkid_middleware.capture.pageview import (
     compile_bot_pattern,
     is_asset_path,
     is_bot,
+    web_referrer,
 )
 from msclkid_middleware.capture.visitor import DEFAULT_VISITOR_MAX_AGE, VisitorCookie
 from msclkid_middleware.errors import ConfigError
@@ -456,3 +459,105 @@ def test_render_page_tags_is_safe_markup_for_jinja(clock: Clock) -> None:
     rendered = Environment(autoescape=True).from_string("<head>{{ tags }}</head>").render(tags=html)
     assert rendered == f"<head>{html}</head>"
     assert "&lt;" not in rendered
+
+
+# -- issue 19 item 9: referrers and hosts from hostile requests ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("referer", "kept"),
+    [
+        ("https://www.bing.com/search?q=mug", True),
+        ("HTTP://partner.example/x", True),
+        ("javascript:alert(document.cookie)", False),
+        ("data:text/html,<script>alert(1)</script>", False),
+        ("file:///etc/passwd", False),
+        ("ftp://files.example/", False),
+        ("android-app://com.example/", False),
+        ("//evil.example/", False),
+        ("https:///no-host", False),
+        ("https://evil.example/\r\nX-Injected: 1", False),
+        ("https://evil.example/a b", False),
+        ("https://" + "a" * 5000 + ".example/", False),
+        ("", False),
+    ],
+)
+def test_referrer_keeps_only_web_urls(referer: str, kept: bool, views: Views, clock: Clock) -> None:
+    environ = env()
+    environ["HTTP_REFERER"] = referer  # set raw: a server may pass on what a client sent
+    call(mw(page(), views, clock), environ)
+    (view,) = views.seen
+    assert view.referrer == (referer if kept else None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_property_referrer_is_a_web_url_or_none(referer: str) -> None:
+    kept = web_referrer(referer)
+    if kept is not None:
+        assert kept.lower().startswith(("http://", "https://"))
+        assert all(ch > " " and ch != "\x7f" for ch in kept)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "host", "url"),
+    [
+        ((), "shop.test", "https://shop.test/products/mug"),
+        ((), "shop.test:8443", "https://shop.test:8443/products/mug"),
+        ((), "[2001:db8::1]:8443", "https://[2001:db8::1]:8443/products/mug"),
+        ((), "evil.example/phish?", "https://srv.internal/products/mug"),  # not a host name: the server's own
+        ((), "evil.example@shop.test", "https://srv.internal/products/mug"),
+        ((), "a b", "https://srv.internal/products/mug"),
+        ((), "<script>", "https://srv.internal/products/mug"),
+        (("shop.test",), "SHOP.test", "https://SHOP.test/products/mug"),
+        (("shop.test",), "evil.example", None),  # neither the Host nor the server name is one the site serves
+        ((".shop.test",), "www.shop.test", "https://www.shop.test/products/mug"),
+        ((".shop.test",), "shop.test:443", "https://shop.test:443/products/mug"),
+        ((".shop.test",), "evilshop.test", None),
+        (("*",), "anything.example", "https://anything.example/products/mug"),
+        (("*",), "bad host", "https://srv.internal/products/mug"),
+        (("srv.internal",), "evil.example", "https://srv.internal/products/mug"),
+    ],
+)
+def test_page_url_host_is_one_the_site_serves(
+    allowed: tuple[str, ...], host: str, url: str | None, views: Views, clock: Clock
+) -> None:
+    environ = env()
+    environ["HTTP_HOST"] = host
+    environ["SERVER_NAME"], environ["SERVER_PORT"] = "srv.internal", "443"
+    call(mw(page(), views, clock, allowed_hosts=allowed), environ)
+    assert [v.url for v in views.seen] == ([url] if url else [])
+
+
+@settings(max_examples=300, deadline=None)
+@given(host=st.text(max_size=80))
+def test_property_a_page_url_never_carries_a_bad_host(host: str) -> None:
+    seen: list[PageView] = []
+    environ = env()
+    environ["HTTP_HOST"] = host
+    environ["SERVER_NAME"], environ["SERVER_PORT"] = "srv.internal", "443"
+    call(mw(page(), seen.append, Clock()), environ)  # type: ignore[arg-type]
+    (view,) = seen
+    netloc = view.url.split("://", 1)[1].split("/", 1)[0]
+    assert netloc in (host, "srv.internal")
+    assert all(ch.isalnum() or ch in ".-:[]" for ch in netloc)
+
+
+@pytest.mark.parametrize(
+    "bad", ["https://shop.test", "shop.test:443", "a b", "", "exa mple.com", "[::1", "*.shop.test", "shop.test/x"]
+)
+def test_allowed_hosts_must_be_host_names(bad: str, clock: Clock) -> None:
+    if not bad:
+        assert mw(page(), None, clock, allowed_hosts=[bad]).capture.allowed_hosts == ()
+        return
+    with pytest.raises(ConfigError) as raised:
+        mw(page(), None, clock, allowed_hosts=[bad])
+    assert raised.value.setting == "MSCLKID_ALLOWED_HOSTS"
+
+
+def test_allowed_hosts_from_settings(clock: Clock) -> None:
+    from msclkid_middleware.config import Settings
+
+    settings = Settings.from_env({"MSCLKID_SECRET_KEYS": "k", "MSCLKID_ALLOWED_HOSTS": "shop.test, .shop.example"})
+    middleware = MsclkidMiddleware.from_settings(page(), settings)
+    assert middleware.capture.allowed_hosts == ("shop.test", ".shop.example")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from msclkid_middleware.capture.tcf import (
+    CREATED_SKEW,
     MAX_TC_STRING_LENGTH,
     MICROSOFT_VENDOR_ID,
     TCString,
@@ -86,7 +88,12 @@ def oracle_allowed(spec: TCSpec, vendor_id: int = MICROSOFT_VENDOR_ID) -> bool:
         r.purpose_id == 1 and r.restriction_type == 0 and vendor_id in r.covered() for r in spec.restrictions
     )
     return (
-        spec.policy_version >= 4 and 1 in spec.purposes_consent and vendor_id in spec.vendor_consents and not restricted
+        spec.policy_version >= 4
+        and spec.is_service_specific
+        and max(spec.created, spec.last_updated) <= datetime.now(UTC) + CREATED_SKEW
+        and 1 in spec.purposes_consent
+        and vendor_id in spec.vendor_consents
+        and not restricted
     )
 
 
@@ -196,8 +203,9 @@ GATE = [
     ),
     pytest.param(TCSpec(policy_version=2), False, id="policy-2"),
     pytest.param(TCSpec(policy_version=3), False, id="policy-3"),
-    # @iabtcf/core's TCModel defaults isServiceSpecific to false: the flag does not decide consent.
-    pytest.param(TCSpec(is_service_specific=False), True, id="service-specific-flag-unset"),
+    # TCF v2.2 abolished global scope (issue 19): IsServiceSpecific = 0 grants nothing, whatever
+    # @iabtcf/core's TCModel defaults the flag to.
+    pytest.param(TCSpec(is_service_specific=False), False, id="global-scope-grants-nothing"),
     pytest.param(TCSpec(policy_version=0), False, id="policy-0"),
     pytest.param(TCSpec(purposes_consent=(2, 3, 4)), False, id="vendor-without-p1"),
     pytest.param(TCSpec(purposes_consent=(), purposes_li=(1,)), False, id="p1-legitimate-interest-only"),
@@ -519,3 +527,42 @@ def test_bits_base64_drops_must_be_zero_too(vendors: tuple[int, ...], leftover: 
     flipped = value[:-1] + alphabet[alphabet.index(value[-1]) | 1]
     with pytest.raises(TcfDecodeError, match="after its last field"):
         decode(flipped)
+
+
+# -- issue 19: no global scope, no strings from the future ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("offset", "allowed"),
+    [
+        pytest.param(timedelta(days=-400), True, id="last-year"),
+        pytest.param(timedelta(0), True, id="now"),
+        pytest.param(CREATED_SKEW - timedelta(seconds=1), True, id="inside-the-skew"),
+        pytest.param(CREATED_SKEW + timedelta(seconds=1), False, id="past-the-skew"),
+        pytest.param(timedelta(days=365 * 50), False, id="fifty-years-ahead"),
+    ],
+)
+def test_created_in_the_future_grants_nothing(offset: timedelta, allowed: bool) -> None:
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    created = (now + offset).replace(microsecond=0)
+    tc = decode(TCSpec(created=created, last_updated=created).encode())
+    assert tc.vendor_allowed(now=now) is allowed
+    assert microsoft_allowed(tc, now=now) is allowed
+
+
+def test_last_updated_in_the_future_grants_nothing() -> None:
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    tc = decode(TCSpec(created=now - timedelta(days=1), last_updated=now + timedelta(days=2)).encode())
+    assert tc.vendor_allowed(now=now) is False
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=specs, ahead=st.integers(min_value=int(CREATED_SKEW.total_seconds()) + 1, max_value=10**9))
+def test_property_global_scope_or_future_never_grants(spec: TCSpec, ahead: int) -> None:
+    global_scope = dataclasses.replace(spec, is_service_specific=False)
+    assert microsoft_allowed(global_scope.encode()) is False
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    future = now + timedelta(seconds=ahead)
+    if future.year < 2180:  # 36 bits of deciseconds end in 2187
+        ahead_spec = dataclasses.replace(spec, created=future, last_updated=future)
+        assert microsoft_allowed(ahead_spec.encode(), now=now) is False

@@ -1,13 +1,17 @@
-"""What every command shares: read-only commands never create an outbox, and ``-v`` names the one used."""
+"""What every command shares (cli/common.py): read-only commands never create an outbox, ``-v`` names the one used,
+and store files open to group or others are warned about."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from msclkid_middleware.cli import main
+from msclkid_middleware.cli import cli, main
 from msclkid_middleware.outbox import open_store
+from msclkid_middleware.outbox.sqlite import SqliteOutbox
 from tests.csv_helpers import crm_file
 
 READ_ONLY = [["status"], ["report"], ["reconcile"], ["export-csv"]]
@@ -69,3 +73,32 @@ def test_a_writing_command_still_creates_the_default_outbox(nowhere: Path, capsy
     assert main(["retry-dead", "-v"]) == 0
     assert "the default: MSCLKID_STORE_URL is not set" in capsys.readouterr().err
     assert (nowhere / "msclkid-outbox.sqlite3").exists()
+
+
+def run_status(store: Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["status", "--store", f"sqlite:///{store}"], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_an_open_store_is_warned_about_with_the_fix(tmp_path: Path) -> None:
+    store = tmp_path / "outbox.sqlite3"
+    SqliteOutbox(store).close()
+    store.chmod(0o644)
+    code, out, err = run_status(store)
+    assert code == 0
+    assert f"warning: {store} is open to group or others (mode 644)" in err
+    assert f"chmod 600 {store}" in err
+    assert "warning" not in out  # stdout stays the command's own output (scripts parse it)
+
+
+def test_a_private_store_is_not_warned_about(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        store = tmp_path / "outbox.sqlite3"
+        SqliteOutbox(store).close()  # created 0600 whatever the umask
+        code, _, err = run_status(store)
+    finally:
+        os.umask(old)
+    assert code == 0
+    assert "warning" not in err
+    assert store.stat().st_mode & 0o777 == 0o600

@@ -130,7 +130,8 @@ def test_denied_visitor_is_sent_with_d_and_a_transient_id(ms: EmulatorHandle, tr
     assert VID not in ids
     assert ids[0] != ids[1]  # not linkable from one page to the next
     for p in payloads:
-        assert set(p["userData"]) == {"anonymousId", "clientUserAgent"}  # no click, no IP, no cookie ID
+        # No click, no IP or user agent (MSCLKID_UET_DENIED_SEND_CLIENT_INFO is off), no cookie ID.
+        assert set(p["userData"]) == {"anonymousId"}
 
 
 def test_mode_values(tracker: ConversionTracker) -> None:

@@ -245,3 +245,84 @@ def test_recording_a_conversion_does_not_import_requests(tmp_path: Path) -> None
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert result.stdout.split() == ["pending", "[]"]
+
+
+# -- issue 19 item 4: a denied UET event carries no identifier and, by default, no client IP or user agent ------
+
+_EVERY_IDENTIFIER: dict[str, Any] = {
+    "phone": "+14255551234",
+    "hashed_email": "a" * 64,
+    "external_id": "user-77",
+    "client_ip_address": "203.0.113.9",
+    "client_user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/135.0",
+}
+
+
+@pytest.mark.parametrize("basis", ["gpc", "cookie", "tcf", "snippet", "resolver", "default"])
+def test_denied_uet_event_sends_only_the_anonymous_id(
+    tracker: ConversionTracker, ms: EmulatorHandle, clock: FakeClock, basis: Any
+) -> None:
+    anon = "b171a9b06ce011ecafcd1b209be8601b"
+    tracker.record_uet_event(
+        "evt_all",
+        "lead",
+        clock(),
+        click=click_id(3),
+        anonymous_id=anon,
+        consent=Consent.denied_by(basis),
+        **_EVERY_IDENTIFIER,
+    )
+    assert tracker.flush().delivered == 1
+    (item,) = ms.received("uet")
+    assert item.payload["adStorageConsent"] == "D"
+    assert item.payload["userData"] == {"anonymousId": anon}
+    stored = repr(tracker.store.find("evt_all")[0].payload)
+    for value in ("user-77", "203.0.113.9", "Firefox", click_id(3), "a" * 64):
+        assert value not in stored
+
+
+def test_denied_uet_event_without_anonymous_id_is_suppressed(
+    tracker: ConversionTracker, ms: EmulatorHandle, clock: FakeClock
+) -> None:
+    status = tracker.record_uet_event(
+        "evt_ext", "lead", clock(), click=click_id(4), consent=Consent.denied_by("gpc"), **_EVERY_IDENTIFIER
+    )
+    assert status.state == "suppressed"  # the external ID alone does not make it sendable
+    tracker.flush()
+    assert ms.received("uet") == []
+
+
+def test_client_info_with_denied_consent_only_when_the_site_allows_it(
+    ms: EmulatorHandle, tmp_path: Path, clock: FakeClock
+) -> None:
+    tracker = make_tracker(ms, tmp_path, clock, settings={"uet_denied_client_info": True})
+    try:
+        anon = "b171a9b06ce011ecafcd1b209be8601b"
+        tracker.record_uet_event(
+            "evt_ci", "lead", clock(), anonymous_id=anon, consent=Consent.denied_by("gpc"), **_EVERY_IDENTIFIER
+        )
+        assert tracker.flush().delivered == 1
+        (item,) = ms.received("uet")
+        assert item.payload["userData"] == {
+            "anonymousId": anon,
+            "clientIpAddress": "203.0.113.9",
+            "clientUserAgent": _EVERY_IDENTIFIER["client_user_agent"],
+        }
+    finally:
+        tracker.close()
+
+
+def test_granted_uet_event_keeps_everything(tracker: ConversionTracker, ms: EmulatorHandle, clock: FakeClock) -> None:
+    tracker.record_uet_event(
+        "evt_g", "lead", clock(), click=click_id(5), consent=Consent.granted_by("cookie"), **_EVERY_IDENTIFIER
+    )
+    assert tracker.flush().delivered == 1
+    (item,) = ms.received("uet")
+    assert set(item.payload["userData"]) == {"msclkid", "em", "ph", "externalId", "clientIpAddress", "clientUserAgent"}
+
+
+def test_the_setting_is_read_from_the_environment() -> None:
+    from msclkid_middleware.config import Settings
+
+    assert Settings.from_env({}).uet_denied_client_info is False
+    assert Settings.from_env({"MSCLKID_UET_DENIED_SEND_CLIENT_INFO": "true"}).uet_denied_client_info is True

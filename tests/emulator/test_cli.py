@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from msclkid_middleware.cli import main
@@ -60,3 +61,44 @@ def test_cli_bad_config_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_cli_help_lists_the_command() -> None:
     assert main(["emulator", "--help"]) == 0
+
+
+def test_the_emulator_binds_to_loopback_unless_told_and_warns_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from msclkid_middleware.emulator import server
+
+    host_option = next(p for p in server.emulator_command.params if p.name == "host")
+    assert host_option.default == "127.0.0.1"
+    for loopback in ("127.0.0.1", "::1", "localhost"):
+        assert server._is_loopback(loopback)
+    everywhere = "0.0.0.0"  # noqa: S104 - the case under test
+    for other in (everywhere, "192.0.2.7"):
+        assert not server._is_loopback(other)
+
+    served: list[str] = []
+
+    class Quiet:  # prints no environment (the real one holds the emulator's test credentials)
+        def __init__(self, config: object) -> None:
+            pass
+
+        def env(self, url: str) -> dict[str, str]:
+            return {}
+
+    class Stub:
+        def __init__(self, emulator: object, host: str, port: int, *, quiet: bool = True) -> None:
+            self.host, self.url = host, f"http://{host}:{port}"
+
+        def serve_forever(self) -> None:
+            served.append(self.host)
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(server, "Emulator", Quiet)
+    monkeypatch.setattr(server, "EmulatorServer", Stub)
+    quiet = CliRunner().invoke(server.emulator_command, ["--port", "0"])
+    loud = CliRunner().invoke(server.emulator_command, ["--port", "0", "--host", everywhere])
+    assert served == ["127.0.0.1", everywhere]
+    assert "warning" not in quiet.stderr
+    assert "anyone who can reach it can read and reset the emulator" in loud.stderr

@@ -11,6 +11,7 @@ import pytest
 
 from msclkid_middleware.errors import ConfigError, StoreError
 from msclkid_middleware.outbox import open_store
+from msclkid_middleware.outbox.base import TokenRecord
 from msclkid_middleware.outbox.sqlite import MIGRATIONS, SqliteOutbox, sqlite_path_from_url
 
 from .conftest import T0, new_row
@@ -172,3 +173,54 @@ def test_bad_store_urls_are_config_errors(url: str) -> None:
     with pytest.raises(ConfigError) as info:
         open_store(url)
     assert info.value.setting == "MSCLKID_STORE_URL"
+
+
+# -- issue 19 item 6: the store holds tokens in clear, so its files are private -----------------------------------
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_a_new_store_and_its_wal_and_shm_are_0600(tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)  # the usual umask, which would give SQLite's files 0644
+    try:
+        path = tmp_path / "outbox.sqlite3"
+        store = SqliteOutbox(path)
+        try:
+            store.enqueue(new_row(1), now=T0)
+            store.save_token("microsoft", TokenRecord(refresh_token="rt-secret", issued_at=T0, serial=1))
+            for suffix in ("", "-wal", "-shm"):
+                assert _mode(Path(f"{path}{suffix}")) == 0o600, suffix
+            assert store.exposed_files() == []
+        finally:
+            store.close()
+    finally:
+        os.umask(old_umask)
+
+
+def test_an_existing_open_store_is_reported_not_changed(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    SqliteOutbox(path).close()
+    path.chmod(0o644)
+    store = SqliteOutbox(path)
+    try:
+        # SQLite gives the -wal and -shm files the database's mode: all three are open, all three reported.
+        assert store.exposed_files() == [(f"{path}{suffix}", 0o644) for suffix in ("", "-wal", "-shm")]
+        assert _mode(path) == 0o644  # the operator decides; the CLI says how
+    finally:
+        store.close()
+
+
+def test_the_profile_store_is_private_too(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from msclkid_middleware.capture.clickid import Click
+    from msclkid_middleware.outbox import SqliteProfileStore
+
+    store = SqliteProfileStore(str(tmp_path / "profiles.sqlite3"))
+    try:
+        store.put("visitor-1", Click("0" * 32, datetime.now(UTC), "url"))
+        assert _mode(tmp_path / "profiles.sqlite3") == 0o600
+    finally:
+        store.close()
