@@ -55,7 +55,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: Messages after which the response has been sent completely (when ``more_body`` is false).
 _BODY_MESSAGES = frozenset({"http.response.body", "http.response.zerocopysend", "http.response.pathsend"})
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class MsclkidASGIMiddleware:
@@ -315,10 +314,12 @@ class _Responder:
         scope = self.scope
         try:
             client = scope.get("client")
-            url = _page_url(scope, self.decision.facts.host)
+            url = _page_url(scope, self.decision.facts.host, self.middleware.capture)
         except Exception:
             logger.warning("page view reporting failed; not reported", exc_info=True)
             return
+        if url is None:
+            return  # a Host the site does not serve: no page view (as under WSGI)
         await _off_the_loop(
             self.middleware.capture.report_page_view,
             self.decision,
@@ -339,15 +340,18 @@ async def _off_the_loop(function: Callable[..., None], *args: Any, **kwargs: Any
         logger.warning("%s failed after the response", getattr(function, "__name__", "a write"), exc_info=True)
 
 
-def _page_url(scope: Scope, host: str) -> str:
-    """The request's full URL, read once the app ran (a proxy-headers fix-up may have set the scheme): escaped as
-    the WSGI adapter escapes it, so both report the same URL for the same request."""
+def _page_url(scope: Scope, host: str, capture: Capture) -> str | None:
+    """The request's full URL on a host the site serves (``allowed_hosts``), or ``None`` (no page view), read once
+    the app ran (a proxy-headers fix-up may have set the scheme): escaped as the WSGI adapter escapes it, so both
+    report the same URL for the same request."""
     scheme = scope.get("scheme") or "http"
-    if not host:
-        server = scope.get("server")
-        host = ""
-        if server and server[1] is not None:
-            host = str(server[0]) if server[1] == _DEFAULT_PORTS.get(scheme) else f"{server[0]}:{server[1]}"
+    server = scope.get("server")
+    server_name = str(server[0]) if server and server[0] is not None else None
+    server_port = str(server[1]) if server and server[1] is not None else None
+    served = capture.page_host(host or None, scheme, server_name, server_port)
+    if served is None:
+        return None
+    host = served
     # ASGI's path is decoded text (UTF-8), the query raw bytes (latin-1 here, so escaped as the bytes they are).
     # Servers differ on whether ``path`` holds the ``root_path``: the URL holds it once.
     root = scope.get("root_path") or ""

@@ -612,6 +612,29 @@ def test_page_view_url_holds_the_root_path_once(path: str) -> None:
     assert [view.url for view in views] == ["https://shop.test/shop/p"]
 
 
+@pytest.mark.parametrize(
+    ("host", "server", "expected"),
+    [
+        ("shop.test", ("shop.test", 443), ["https://shop.test/p"]),
+        ("evil.example", ("shop.test", 443), ["https://shop.test/p"]),  # not served: the server's own name
+        ("evil.example", ("10.0.0.5", 8443), []),  # neither is served: no page view at all
+        ("sh<op>.test", None, []),  # not a host name, and no server name to fall back on
+    ],
+    ids=["served", "foreign-host-falls-back", "nothing-served", "invalid-host"],
+)
+def test_page_view_urls_use_only_hosts_the_site_serves(
+    host: str, server: tuple[str, int] | None, expected: list[str]
+) -> None:
+    """Issue 19 item 9 under ASGI: a made-up Host must not put someone else's site into the site's UET data."""
+    views: list[PageView] = []
+    scope = http_scope("/p")
+    scope["headers"] = [(b"host", host.encode()), *[(k, v) for k, v in scope["headers"] if k != b"host"]]
+    scope["server"] = server
+    app = raw_app(headers=[(b"content-type", HTML.encode())])
+    run(MsclkidASGIMiddleware(app, **options(on_page_view=views.append, allowed_hosts=["shop.test"])), scope)
+    assert [view.url for view in views] == expected
+
+
 def test_sync_script_is_served() -> None:
     exchange = run(MsclkidASGIMiddleware(never_called(), **options()), http_scope("/_msclkid-sync.js"))
     assert exchange.status == 200
