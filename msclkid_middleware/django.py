@@ -486,12 +486,15 @@ def _report_on_close(response: HttpResponseBase, capture: Capture, decision: Dec
             if decision.page_view:
                 decision.page_view = False  # a server closing twice reports the view once
                 try:
-                    url = request.build_absolute_uri()
-                except Exception:  # DisallowedHost: the URL as the request named it
-                    url = f"{decision.facts.scheme}://{decision.facts.host}{request.get_full_path()}"
-                address = request.META.get("REMOTE_ADDR")
-                capture.report_page_view(
-                    decision, request.META, url=url, client_ip=address if isinstance(address, str) and address else None
-                )
+                    host = request.get_host()
+                except Exception:  # DisallowedHost: the raw Host, which page_host accepts only if the site serves it
+                    host = decision.facts.host
+                meta, scheme = request.META, request.scheme or "http"
+                served = capture.page_host(host, scheme, meta.get("SERVER_NAME"), str(meta.get("SERVER_PORT") or ""))
+                if served is not None:  # else a made-up Host: no page view (issue 19 item 9)
+                    url, address = f"{scheme}://{served}{request.get_full_path()}", meta.get("REMOTE_ADDR")
+                    capture.report_page_view(
+                        decision, meta, url=url, client_ip=address if isinstance(address, str) and address else None
+                    )
 
     response.close = closing

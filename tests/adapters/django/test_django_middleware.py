@@ -344,6 +344,17 @@ def test_page_views_are_reported_after_the_response_is_closed(views: list[PageVi
     assert len(views) == 1
 
 
+def test_page_view_urls_use_only_hosts_the_site_serves() -> None:
+    """Issue 19 item 9 under Django: a Host Django accepts but the site does not serve (``allowed_hosts``) puts no
+    page view in the UET data."""
+    seen: list[PageView] = []
+    options = {"allow_insecure_cookie": True, "on_page_view": seen.append, "allowed_hosts": ["shop.example"]}
+    with override_settings(MSCLKID_MIDDLEWARE_OPTIONS=options):
+        Client(HTTP_HOST="shop.example").get("/page", headers=UA)
+        Client(HTTP_HOST="localhost", SERVER_NAME="10.0.0.5").get("/page", headers=UA)  # in ALLOWED_HOSTS, not ours
+    assert [view.url for view in seen] == ["http://shop.example/page"]
+
+
 def test_streamed_and_async_page_views_are_reported_once(views: list[PageView]) -> None:
     response = Client().get("/stream", headers=UA)
     assert b"".join(response.streaming_content).endswith(b"</html>")
