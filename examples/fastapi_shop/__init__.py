@@ -202,8 +202,8 @@ def _routes(app: FastAPI) -> None:
             raise HTTPException(status_code=400, detail="an email address is needed")
         order_id = "ord_" + uuid.uuid4().hex[:16]
         tracker: ConversionTracker = request.app.state.tracker
-        # The durable write runs in a worker thread; consent= is the request's own decision (the tracker would
-        # also find it through the middleware's request context, but saying it keeps the call self-explanatory).
+        # The durable write runs in a worker thread. No consent=: the tracker uses this request's own decision (the
+        # middleware's request context travels into the thread), so a visitor who refused is never tracked.
         await tracker.arecord_offline(
             event_id=order_id,
             conversion_name=CONVERSION_GOAL,
@@ -212,7 +212,6 @@ def _routes(app: FastAPI) -> None:
             currency="USD",
             click=get_click(request.scope),
             email=email,
-            consent=get_consent(request.scope),
         )
         return RedirectResponse(f"/orders/{order_id}", status_code=303)
 
