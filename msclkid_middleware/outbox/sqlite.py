@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from msclkid_middleware import faultpoints
-from msclkid_middleware.errors import ConfigError, OutboxFull, StoreError
+from msclkid_middleware.errors import ClosedError, ConfigError, OutboxFull, StoreError
 from msclkid_middleware.outbox.base import (
     DEFAULT_MAX_PENDING,
     Counters,
@@ -121,7 +121,11 @@ class SqliteOutbox(SqlStore):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._connections: list[sqlite3.Connection] = []
+        # Each thread's connection with the re-entrant lock its thread holds while using it: close() takes
+        # every lock before closing, so no connection is closed under a statement another thread runs
+        # (check_same_thread=False lets it try, and sqlite3 then crashes the interpreter).
+        self._connections: list[tuple[sqlite3.Connection, threading.RLock]] = []
+        self._closed = threading.Event()
         self._counters = Counters()
         self._migrate()
 
@@ -151,6 +155,10 @@ class SqliteOutbox(SqlStore):
         return conn
 
     def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use)."""
+        return self._held()[0]
+
+    def _held(self) -> tuple[sqlite3.Connection, threading.RLock]:
         pid = os.getpid()
         if pid != self._pid:
             # After fork the parent's connections must not be used (SQLite forbids carrying an
@@ -160,18 +168,37 @@ class SqliteOutbox(SqlStore):
                     self._pid = pid
                     self._connections = []
                     self._local = threading.local()
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
+        held: tuple[sqlite3.Connection, threading.RLock] | None = getattr(self._local, "held", None)
+        if held is None:
+            if self._closed.is_set():
+                raise ClosedError
+            held = (self._connect(), threading.RLock())
             with self._lock:
-                self._connections.append(conn)
-        return conn
+                if self._closed.is_set():
+                    held[0].close()
+                    raise ClosedError
+                self._connections.append(held)
+            self._local.held = held
+        return held
 
     @contextmanager
-    def _write(self, action: str, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, held against close() for the block; :class:`ClosedError` once closed."""
+        conn, guard = self._held()
+        with guard:
+            if self._closed.is_set():
+                raise ClosedError
+            yield conn
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
         """A short ``BEGIN IMMEDIATE`` transaction on this thread's connection."""
-        conn = conn or self._conn()
+        with self._using() as conn, self._begin(conn, action):
+            yield conn
+
+    @contextmanager
+    def _begin(self, conn: sqlite3.Connection, action: str) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` on ``conn`` (rolled back on any error)."""
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -203,34 +230,42 @@ class SqliteOutbox(SqlStore):
         Its own connection, not this thread's: the thread may still read through the store while the
         batch is open (a re-run's ``find``), and the connection is closed when the block ends.
         """
+        if self._closed.is_set():
+            raise ClosedError
         conn = self._connect()
         try:
-            with self._write("transaction", conn):
+            with self._begin(conn, "transaction"):
                 yield conn
         finally:
             conn.close()
 
     def _fetch(self, query: str, params: Mapping[str, Any] = {}) -> list[sqlite3.Row]:
         try:
-            return self._conn().execute(query, params).fetchall()
+            with self._using() as conn:
+                return conn.execute(query, params).fetchall()
         except sqlite3.Error as exc:
             self._count("store_errors")
             raise _error(exc, "read") from exc
 
     def _migrate(self) -> None:
-        conn = self._conn()
-        with self._write("migration", conn):
+        with self._write("migration") as conn:
             migrate(conn)
 
     def schema_version(self) -> int:
         return int(self._fetch("PRAGMA user_version")[0][0])
 
     def close(self) -> None:
+        """Close every thread's connection; later calls raise :class:`~msclkid_middleware.errors.ClosedError`.
+
+        A statement or transaction another thread is running finishes first (its commit is kept):
+        each connection is closed under the lock its thread holds while using it.  Idempotent.
+        """
         with self._lock:
+            self._closed.set()
             connections, self._connections = self._connections, []
             self._local = threading.local()
-        for conn in connections:
-            with suppress(sqlite3.Error):
+        for conn, guard in connections:
+            with guard, suppress(sqlite3.Error):
                 conn.close()
 
     # -- enqueue ----------------------------------------------------------------------------------
