@@ -10,6 +10,7 @@ two claimers can interleave.  Every write-back is ``WHERE id=? AND lease_token=?
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sqlite3
@@ -23,6 +24,7 @@ from msclkid_middleware import faultpoints
 from msclkid_middleware.errors import ClosedError, ConfigError, OutboxFull, StoreError
 from msclkid_middleware.outbox.base import (
     DEFAULT_MAX_PENDING,
+    ClaimedRow,
     Counters,
     Durability,
     EnqueueResult,
@@ -35,8 +37,9 @@ from msclkid_middleware.outbox.base import (
     to_timestamp,
 )
 from msclkid_middleware.outbox.rows import (
+    decode_claimed,
     insert_values,
-    settle_values,
+    settle_groups,
     token_values,
 )
 from msclkid_middleware.outbox.sql import COLUMNS, in_list, known_kinds
@@ -48,10 +51,26 @@ __all__ = ["MIGRATIONS", "Durability", "SqliteOutbox", "sqlite_path_from_url"]
 _SYNCHRONOUS = {"crash": "NORMAL", "power_loss": "FULL"}
 
 _INSERT = f"INSERT INTO outbox ({COLUMNS}) VALUES ({QUERIES.insert_values}) RETURNING *"  # noqa: S608
-# One outcome per statement, fenced by its lease token.
+# A batch's rows in one executemany: a row matching a stored one (either unique index) is skipped, no lookup.
+_INSERT_MANY = f"INSERT INTO outbox ({COLUMNS}) VALUES ({QUERIES.insert_values}) ON CONFLICT DO NOTHING"  # noqa: S608
+#: Page cache of a bulk-write connection (KiB): an import's random-key inserts touch pages all over three
+#: indexes, and SQLite's default 2 MiB cache would re-read them from the file for every batch.
+BULK_CACHE_KIB = 64 * 1024
+_DEPENDENCY_MET = (
+    "(r.depends_on IS NULL OR EXISTS (SELECT 1 FROM outbox AS o WHERE o.id = r.depends_on AND o.state = 'delivered'))"
+)
+# Every row of one outcome shape (a batch's deliveries, say) in one statement, fenced by the lease token.
 _SETTLE = (
     f"UPDATE outbox AS t SET {QUERIES.settle_assignments(lambda field: ':' + field)}"  # noqa: S608
-    " WHERE t.id = :id AND t.lease_token = :token AND t.state = 'in_flight'"
+    # "+t.state": found by the primary key, not by scanning every in-flight row of the state index.
+    " WHERE t.id IN (SELECT value FROM json_each(:ids)) AND t.lease_token = :token AND +t.state = 'in_flight'"
+)
+# What a delivery request needs of a claimed row; the payload's times are read by SQLite, not decoded here.
+_CLAIMED_COLUMNS = (
+    "id, kind, account, event_id, lease_token, attempts, conversion_name, created_at, expires_at, payload,"
+    " json_extract(payload, '$.ConversionTime') AS conversion_time,"
+    " json_extract(payload, '$.AdjustmentTime') AS adjustment_time,"
+    " json_extract(payload, '$.eventTime') AS uet_time"
 )
 
 
@@ -234,6 +253,7 @@ class SqliteOutbox(SqlStore):
             raise ClosedError
         conn = self._connect()
         try:
+            conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
             with self._begin(conn, "transaction"):
                 yield conn
         finally:
@@ -285,6 +305,41 @@ class SqliteOutbox(SqlStore):
         self._count("enqueued" if result.created else "duplicates")
         return result
 
+    def enqueue_many(self, rows: Sequence[NewRow], *, now: datetime, connection: Any = None) -> int:
+        if not rows:
+            return 0
+        values = [insert_values(row, now, to_timestamp) for row in rows]
+        if connection is not None:
+            try:
+                created = self._insert_many(connection, values)
+            except sqlite3.Error as exc:
+                self._count("store_errors")
+                raise _error(exc, "enqueue") from exc
+        else:
+            with self._write("enqueue") as conn:
+                created = self._insert_many(conn, values)
+                faultpoints.hit("enqueue_txn")
+        self._count("enqueued", created)
+        self._count("duplicates", len(rows) - created)
+        return created
+
+    def _insert_many(self, conn: Any, values: list[dict[str, Any]]) -> int:
+        # A savepoint: an overflow takes back this batch only, inside the caller's transaction too.
+        conn.execute("SAVEPOINT enqueue_many")
+        try:
+            created = int(max(conn.executemany(_INSERT_MANY, values).rowcount, 0))
+            open_rows = conn.execute("SELECT value FROM outbox_meta WHERE name = 'open_rows'").fetchone()[0]
+            if created and open_rows > self.max_pending and any(v["state"] == "pending" for v in values):
+                self._count("overflow_rejected", created)
+                raise OutboxFull(self.max_pending)
+        except BaseException:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK TO enqueue_many")
+                conn.execute("RELEASE enqueue_many")
+            raise
+        conn.execute("RELEASE enqueue_many")
+        return created
+
     def _existing(self, conn: Any, values: Mapping[str, Any]) -> OutboxRow | None:
         cur = conn.execute(QUERIES.existing, values)
         found = cur.fetchone()
@@ -318,6 +373,25 @@ class SqliteOutbox(SqlStore):
     def claim(
         self, *, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: Collection[Kind] | None = None
     ) -> list[OutboxRow]:
+        claimed = self._claim(owner, limit, now, lease_seconds, kinds, "*")
+        return sorted((self._row(r) for r in claimed), key=lambda r: r.id)
+
+    def claim_batch(
+        self, *, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: Collection[Kind] | None = None
+    ) -> list[ClaimedRow]:
+        claimed = self._claim(owner, limit, now, lease_seconds, kinds, _CLAIMED_COLUMNS)
+        read_time = self.queries.d.read_time
+        return sorted((decode_claimed(r, read_time) for r in claimed), key=lambda r: r.id)
+
+    def _claim(
+        self,
+        owner: str,
+        limit: int,
+        now: datetime,
+        lease_seconds: float,
+        kinds: Collection[Kind] | None,
+        returning: str,
+    ) -> list[sqlite3.Row]:
         if limit < 1:
             return []
         kind_filter = ""
@@ -329,32 +403,37 @@ class SqliteOutbox(SqlStore):
         ts = to_timestamp(now)
         token = secrets.token_hex(16)
         with self._write("claim") as conn:
+            # Two index-ordered scans, each stopping at the limit (expired leases first, then due pending rows in
+            # the order of outbox_due): one scan under an OR would read every due row and sort them all, on
+            # every claim, which made a drain of N rows cost N * N / batch row reads.
             claimed = conn.execute(
-                "UPDATE outbox SET state = 'in_flight', lease_owner = ?, lease_token = ?, lease_expires_at = ?,"  # noqa: S608 (validated kind names only)
-                " attempts = attempts + 1, updated_at = ? WHERE id IN ("
-                "  SELECT r.id FROM outbox AS r WHERE"
-                "  ((r.state = 'pending' AND r.next_attempt_at <= ?)"
-                "   OR (r.state = 'in_flight' AND r.lease_expires_at <= ?))"
-                "  AND (r.depends_on IS NULL OR EXISTS"
-                "       (SELECT 1 FROM outbox AS o WHERE o.id = r.depends_on AND o.state = 'delivered'))"
-                f"{kind_filter} ORDER BY r.next_attempt_at, r.id LIMIT ?"
-                ") RETURNING *",
-                (owner, token, ts + lease_seconds, ts, ts, ts, limit),
+                "UPDATE outbox SET state = 'in_flight', lease_owner = :owner, lease_token = :token,"  # noqa: S608 (validated kind names and module constants only)
+                " lease_expires_at = :expires, attempts = attempts + 1, updated_at = :now WHERE id IN ("
+                "  SELECT id FROM (SELECT r.id FROM outbox AS r WHERE r.state = 'in_flight'"
+                f"   AND r.lease_expires_at <= :now AND {_DEPENDENCY_MET}{kind_filter}"
+                "   ORDER BY r.lease_expires_at, r.id LIMIT :limit)"
+                "  UNION ALL"
+                "  SELECT id FROM (SELECT r.id FROM outbox AS r WHERE r.state = 'pending'"
+                f"   AND r.next_attempt_at <= :now AND {_DEPENDENCY_MET}{kind_filter}"
+                "   ORDER BY r.next_attempt_at, r.id LIMIT :limit)"
+                f"  LIMIT :limit) RETURNING {returning}",
+                {"owner": owner, "token": token, "expires": ts + lease_seconds, "now": ts, "limit": limit},
             ).fetchall()
         self._count("claimed", len(claimed))
-        return sorted((self._row(r) for r in claimed), key=lambda r: r.id)
+        return claimed
 
     def settle(self, outcomes: Sequence[Outcome], *, now: datetime) -> int:
         if not outcomes:
             return 0
-        params = [settle_values(o, now, to_timestamp) for o in outcomes]
+        groups = settle_groups(outcomes, now, to_timestamp)
         applied = 0
         with self._write("settle") as conn:
-            for p in params:
-                applied += conn.execute(_SETTLE, p).rowcount
+            for group in groups:
+                group["ids"] = json.dumps(group["ids"])
+                applied += conn.execute(_SETTLE, group).rowcount
             faultpoints.hit("settle_txn")
-        if applied != len(params):
-            self._count("stale_acks", len(params) - applied)
+        if applied != len(outcomes):
+            self._count("stale_acks", len(outcomes) - applied)
         return applied
 
     # -- pause, resume, maintenance ---------------------------------------------------------------
