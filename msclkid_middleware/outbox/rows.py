@@ -184,8 +184,8 @@ def settle_groups(outcomes: Sequence[Outcome], now: datetime, write_time: WriteT
     """
     groups: dict[tuple[Any, ...], tuple[Outcome, list[int]]] = {}
     for o in outcomes:
-        key = (o.lease_token, o.state, o.next_attempt_at, o.error_code, o.error_message, o.tracking_id)
-        key += (o.warnings, o.refund_attempt)
+        key: tuple[Any, ...] = (o.lease_token, o.state, o.next_attempt_at, o.error_code, o.error_message)
+        key += (o.tracking_id, o.warnings, o.refund_attempt)
         found = groups.get(key)
         if found is None:
             groups[key] = (o, [o.row_id])
