@@ -44,7 +44,7 @@ from msclkid_middleware.outbox.rows import (
 )
 from msclkid_middleware.outbox.sql import COLUMNS, in_list, known_kinds
 from msclkid_middleware.outbox.sql_store import SqlStore
-from msclkid_middleware.outbox.sqlite_schema import MIGRATIONS, QUERIES, migrate
+from msclkid_middleware.outbox.sqlite_schema import MIGRATIONS, OPEN_ROWS_ADD, QUERIES, migrate
 
 __all__ = ["MIGRATIONS", "Durability", "SqliteOutbox", "sqlite_path_from_url"]
 
@@ -244,20 +244,33 @@ class SqliteOutbox(SqlStore):
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` on a connection of its own to the outbox file, for ``enqueue(connection=...)``.
+        """``BEGIN IMMEDIATE`` on a bulk-write connection of this thread's, for ``enqueue(connection=...)``.
 
-        Its own connection, not this thread's: the thread may still read through the store while the
-        batch is open (a re-run's ``find``), and the connection is closed when the block ends.
+        Not the thread's usual connection: the thread may still read through the store while the batch is
+        open.  The connection stays open for the thread's next batch, so its page cache (sized for bulk
+        writes: :data:`BULK_CACHE_KIB`) is still warm; ``close()`` closes it with the others.
         """
-        if self._closed.is_set():
-            raise ClosedError
-        conn = self._connect()
-        try:
-            conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+        conn, guard = self._bulk()
+        with guard:
+            if self._closed.is_set():
+                raise ClosedError
             with self._begin(conn, "transaction"):
                 yield conn
-        finally:
-            conn.close()
+
+    def _bulk(self) -> tuple[sqlite3.Connection, threading.RLock]:
+        self._held()  # the fork check, and ClosedError once closed
+        held: tuple[sqlite3.Connection, threading.RLock] | None = getattr(self._local, "bulk", None)
+        if held is None:
+            conn = self._connect()
+            conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+            held = (conn, threading.RLock())
+            with self._lock:
+                if self._closed.is_set():
+                    conn.close()
+                    raise ClosedError
+                self._connections.append(held)
+            self._local.bulk = held
+        return held
 
     def _fetch(self, query: str, params: Mapping[str, Any] = {}) -> list[sqlite3.Row]:
         try:
@@ -327,11 +340,17 @@ class SqliteOutbox(SqlStore):
         # A savepoint: an overflow takes back this batch only, inside the caller's transaction too.
         conn.execute("SAVEPOINT enqueue_many")
         try:
-            created = int(max(conn.executemany(_INSERT_MANY, values).rowcount, 0))
-            open_rows = conn.execute("SELECT value FROM outbox_meta WHERE name = 'open_rows'").fetchone()[0]
-            if created and open_rows > self.max_pending and any(v["state"] == "pending" for v in values):
-                self._count("overflow_rejected", created)
-                raise OutboxFull(self.max_pending)
+            pending = [v for v in values if v["state"] == "pending"]
+            created = opened = int(max(conn.executemany(_INSERT_MANY, pending).rowcount, 0)) if pending else 0
+            if len(pending) < len(values):
+                suppressed = [v for v in values if v["state"] != "pending"]
+                created += int(max(conn.executemany(_INSERT_MANY, suppressed).rowcount, 0))
+            if opened:
+                conn.execute(OPEN_ROWS_ADD, {"n": opened})  # the insert trigger's work (schema migration 2)
+                open_rows = conn.execute("SELECT value FROM outbox_meta WHERE name = 'open_rows'").fetchone()[0]
+                if open_rows > self.max_pending:
+                    self._count("overflow_rejected", created)
+                    raise OutboxFull(self.max_pending)
         except BaseException:
             with suppress(sqlite3.Error):
                 conn.execute("ROLLBACK TO enqueue_many")
@@ -356,6 +375,9 @@ class SqliteOutbox(SqlStore):
                 raise OutboxFull(self.max_pending)
         try:
             cur = conn.execute(_INSERT, values)
+            inserted = cur.fetchone()
+            if values["state"] == "pending":
+                conn.execute(OPEN_ROWS_ADD, {"n": 1})  # the insert trigger's work (schema migration 2)
         except sqlite3.IntegrityError:
             # Another writer inserted the same key between our SELECT and INSERT (possible only
             # inside a caller's deferred transaction): theirs wins, as a duplicate.
@@ -363,7 +385,7 @@ class SqliteOutbox(SqlStore):
             if existing is None:
                 raise
             return EnqueueResult(existing, False)
-        return EnqueueResult(self._row(_as_row(cur, cur.fetchone())), True)
+        return EnqueueResult(self._row(_as_row(cur, inserted)), True)
 
     # -- reads ------------------------------------------------------------------------------------
     def open_count(self) -> int:
