@@ -129,7 +129,8 @@ class OutcomeRules:
         tracking = item.tracking_id or request_tracking
         if item.accepted:
             self.metrics.add("delivered", reason=row.kind)
-            logger.debug("delivered %s %s", row.kind, shorten(row.event_id, 12))
+            if logger.isEnabledFor(logging.DEBUG):  # per item of every batch: not even the shortening otherwise
+                logger.debug("delivered %s %s", row.kind, shorten(row.event_id, 12))
             return Outcome(row.id, row.lease_token, "delivered", tracking_id=tracking)
         code = _code(item.code, item.error_code)
         message = item.message or "rejected by Microsoft"

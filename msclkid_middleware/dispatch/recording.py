@@ -251,7 +251,7 @@ class Recording:
             # Never sent, so Microsoft's key does not apply; the event ID keeps distinct events apart.
             wire.pop("MicrosoftClickId", None)
             key = digest("offline", self.account, "suppressed", event_id)
-        row = NewRow(
+        return NewRow(
             kind="offline",
             account=self.account,
             event_id=event_id,
@@ -262,7 +262,6 @@ class Recording:
             expires_at=conversion.conversion_time + OFFLINE_MAX_AGE,
             **subject.suppression(matchable=matchable),
         )
-        return row
 
     def restate(
         self,

@@ -42,36 +42,24 @@ from msclkid_middleware.outbox.rows import (
     settle_groups,
     token_values,
 )
-from msclkid_middleware.outbox.sql import COLUMNS, in_list, known_kinds
+from msclkid_middleware.outbox.sql import in_list, known_kinds
 from msclkid_middleware.outbox.sql_store import SqlStore
-from msclkid_middleware.outbox.sqlite_schema import MIGRATIONS, OPEN_ROWS_ADD, QUERIES, migrate
+from msclkid_middleware.outbox.sqlite_schema import (
+    BULK_CACHE_KIB,
+    CLAIMED_COLUMNS,
+    DEPENDENCY_MET,
+    INSERT_MANY,
+    INSERT_ONE,
+    MIGRATIONS,
+    OPEN_ROWS_ADD,
+    QUERIES,
+    SETTLE_MANY,
+    migrate,
+)
 
 __all__ = ["MIGRATIONS", "Durability", "SqliteOutbox", "sqlite_path_from_url"]
 
 _SYNCHRONOUS = {"crash": "NORMAL", "power_loss": "FULL"}
-
-_INSERT = f"INSERT INTO outbox ({COLUMNS}) VALUES ({QUERIES.insert_values}) RETURNING *"  # noqa: S608
-# A batch's rows in one executemany: a row matching a stored one (either unique index) is skipped, no lookup.
-_INSERT_MANY = f"INSERT INTO outbox ({COLUMNS}) VALUES ({QUERIES.insert_values}) ON CONFLICT DO NOTHING"  # noqa: S608
-#: Page cache of a bulk-write connection (KiB): an import's random-key inserts touch pages all over three
-#: indexes, and SQLite's default 2 MiB cache would re-read them from the file for every batch.
-BULK_CACHE_KIB = 64 * 1024
-_DEPENDENCY_MET = (
-    "(r.depends_on IS NULL OR EXISTS (SELECT 1 FROM outbox AS o WHERE o.id = r.depends_on AND o.state = 'delivered'))"
-)
-# Every row of one outcome shape (a batch's deliveries, say) in one statement, fenced by the lease token.
-_SETTLE = (
-    f"UPDATE outbox AS t SET {QUERIES.settle_assignments(lambda field: ':' + field)}"  # noqa: S608
-    # "+t.state": found by the primary key, not by scanning every in-flight row of the state index.
-    " WHERE t.id IN (SELECT value FROM json_each(:ids)) AND t.lease_token = :token AND +t.state = 'in_flight'"
-)
-# What a delivery request needs of a claimed row; the payload's times are read by SQLite, not decoded here.
-_CLAIMED_COLUMNS = (
-    "id, kind, account, event_id, lease_token, attempts, conversion_name, created_at, expires_at, payload,"
-    " json_extract(payload, '$.ConversionTime') AS conversion_time,"
-    " json_extract(payload, '$.AdjustmentTime') AS adjustment_time,"
-    " json_extract(payload, '$.eventTime') AS uet_time"
-)
 
 
 def sqlite_path_from_url(url: str) -> str:
@@ -341,10 +329,10 @@ class SqliteOutbox(SqlStore):
         conn.execute("SAVEPOINT enqueue_many")
         try:
             pending = [v for v in values if v["state"] == "pending"]
-            created = opened = int(max(conn.executemany(_INSERT_MANY, pending).rowcount, 0)) if pending else 0
+            created = opened = int(max(conn.executemany(INSERT_MANY, pending).rowcount, 0)) if pending else 0
             if len(pending) < len(values):
                 suppressed = [v for v in values if v["state"] != "pending"]
-                created += int(max(conn.executemany(_INSERT_MANY, suppressed).rowcount, 0))
+                created += int(max(conn.executemany(INSERT_MANY, suppressed).rowcount, 0))
             if opened:
                 conn.execute(OPEN_ROWS_ADD, {"n": opened})  # the insert trigger's work (schema migration 2)
                 open_rows = conn.execute("SELECT value FROM outbox_meta WHERE name = 'open_rows'").fetchone()[0]
@@ -374,7 +362,7 @@ class SqliteOutbox(SqlStore):
                 self._count("overflow_rejected")
                 raise OutboxFull(self.max_pending)
         try:
-            cur = conn.execute(_INSERT, values)
+            cur = conn.execute(INSERT_ONE, values)
             inserted = cur.fetchone()
             if values["state"] == "pending":
                 conn.execute(OPEN_ROWS_ADD, {"n": 1})  # the insert trigger's work (schema migration 2)
@@ -401,7 +389,7 @@ class SqliteOutbox(SqlStore):
     def claim_batch(
         self, *, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: Collection[Kind] | None = None
     ) -> list[ClaimedRow]:
-        claimed = self._claim(owner, limit, now, lease_seconds, kinds, _CLAIMED_COLUMNS)
+        claimed = self._claim(owner, limit, now, lease_seconds, kinds, CLAIMED_COLUMNS)
         read_time = self.queries.d.read_time
         return sorted((decode_claimed(r, read_time) for r in claimed), key=lambda r: r.id)
 
@@ -432,11 +420,11 @@ class SqliteOutbox(SqlStore):
                 "UPDATE outbox SET state = 'in_flight', lease_owner = :owner, lease_token = :token,"  # noqa: S608 (validated kind names and module constants only)
                 " lease_expires_at = :expires, attempts = attempts + 1, updated_at = :now WHERE id IN ("
                 "  SELECT id FROM (SELECT r.id FROM outbox AS r WHERE r.state = 'in_flight'"
-                f"   AND r.lease_expires_at <= :now AND {_DEPENDENCY_MET}{kind_filter}"
+                f"   AND r.lease_expires_at <= :now AND {DEPENDENCY_MET}{kind_filter}"
                 "   ORDER BY r.lease_expires_at, r.id LIMIT :limit)"
                 "  UNION ALL"
                 "  SELECT id FROM (SELECT r.id FROM outbox AS r WHERE r.state = 'pending'"
-                f"   AND r.next_attempt_at <= :now AND {_DEPENDENCY_MET}{kind_filter}"
+                f"   AND r.next_attempt_at <= :now AND {DEPENDENCY_MET}{kind_filter}"
                 "   ORDER BY r.next_attempt_at, r.id LIMIT :limit)"
                 f"  LIMIT :limit) RETURNING {returning}",
                 {"owner": owner, "token": token, "expires": ts + lease_seconds, "now": ts, "limit": limit},
@@ -452,7 +440,7 @@ class SqliteOutbox(SqlStore):
         with self._write("settle") as conn:
             for group in groups:
                 group["ids"] = json.dumps(group["ids"])
-                applied += conn.execute(_SETTLE, group).rowcount
+                applied += conn.execute(SETTLE_MANY, group).rowcount
             faultpoints.hit("settle_txn")
         if applied != len(outcomes):
             self._count("stale_acks", len(outcomes) - applied)
