@@ -113,7 +113,7 @@ INSERT INTO {{s}}.msclkid_outbox ({COLUMNS}) VALUES ({QUERIES.insert_values}) ON
 """  # noqa: S608 (only module constants are interpolated; values are bound parameters)
 
 
-# Every outcome in one statement (arrays unnested), fenced by each row's lease token; one round trip.  The rows
+# Every outcome in one statement (arrays unnested), fenced by each row's lease token.  The rows
 # are locked in id order first (the CTE, materialised by the IN): two settles touching the same rows (a stale
 # worker and the one that took over) then queue instead of deadlocking.
 _SETTLE = f"""
@@ -348,9 +348,11 @@ class PostgresOutbox(SqlStore):
         params["now"] = DIALECT.write_time(now)
 
         def run(conn: psycopg.Connection[Any]) -> int:
-            # One autocommitted statement: a single round trip for the whole batch.
-            applied = max(conn.execute(self.db.q(_SETTLE), params).rowcount, 0)
-            faultpoints.hit("settle_txn")
+            # One statement for the whole batch (it locks its rows in id order itself), inside a transaction so
+            # a crash before COMMIT leaves every row in flight for its lease to recover (the settle_txn point).
+            with conn.transaction():
+                applied = max(conn.execute(self.db.q(_SETTLE), params).rowcount, 0)
+                faultpoints.hit("settle_txn")
             return applied
 
         applied = self._run("settle", run)
