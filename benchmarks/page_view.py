@@ -23,6 +23,7 @@ import threading
 import time
 import timeit
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ from msclkid_middleware.capture.pageview import PageView
 from msclkid_middleware.config import Settings
 from msclkid_middleware.dispatch.page_loads import PageLoadRecorder
 from msclkid_middleware.dispatch.tracker import ConversionTracker
+from msclkid_middleware.errors import ClosedError
 from msclkid_middleware.middleware import get_page_load_id
+from msclkid_middleware.outbox.sqlite import SqliteOutbox
 
 SECRET = "benchmark-secret"
 HEX = "b4458f42c1b214060f81e89d7a9da3bb"
@@ -234,7 +237,48 @@ def main() -> int:
             f"paced HTTP median with the queued recorder x{paced:.2f} of no hook (includes the CPU the background "
             "outbox writes take from the same process)"
         )
+        close_under_load(directory)
     return 0
+
+
+def close_under_load(directory: str, rounds: int = 5, threads: int = 4) -> None:
+    """Issue 21: ``tracker.close()`` while threads record page loads; a crash ends this benchmark (and make bench)."""
+    late = kept = recorded = 0
+    for number in range(rounds):
+        tracker = make_tracker(directory, f"close{number}")
+        done: list[str] = []
+        closed: list[int] = []
+
+        def record(
+            n: int, tracker: ConversionTracker = tracker, done: list[str] = done, closed: list[int] = closed
+        ) -> None:
+            i = 0
+            while True:
+                i += 1
+                try:
+                    tracker.record_uet_event(f"close-{n}-{i}", "purchase", datetime.now(UTC), click=HEX)
+                    done.append(f"close-{n}-{i}")
+                except ClosedError:
+                    closed.append(1)  # the late caller is told, and stops
+                    return
+
+        workers = [threading.Thread(target=record, args=(n,)) for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        time.sleep(0.05)
+        tracker.close()
+        for worker in workers:
+            worker.join()
+        store = SqliteOutbox(Path(directory) / f"close{number}.db")
+        stored = {row.event_id for row in store.scan()}
+        store.close()
+        late += len(closed)
+        recorded += len(done)
+        kept += len(stored & set(done))
+    print(
+        f"\ntracker.close() while {threads} threads record, {rounds} rounds: no crash; {recorded:,} events recorded"
+        f" before close, {kept:,} of them in the outbox afterwards; {late:,} late calls got ClosedError"
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ __all__ = [
     "AdjustmentError",
     "ApiFault",
     "AuthenticationError",
+    "ClosedError",
     "ConfigError",
     "InvalidClickId",
     "InvalidIdentifier",
@@ -114,6 +115,16 @@ class OutboxFull(StoreError):
             reason="outbox_full",
         )
         self.limit = limit
+
+
+class ClosedError(StoreError):
+    """The store (or the tracker holding it) was closed: nothing more is read or recorded through it.
+
+    Raised to callers that arrive after ``close()``; what was recorded before ``close()`` is kept.
+    """
+
+    def __init__(self, what: str = "outbox") -> None:
+        super().__init__(f"the {what} is closed; open a new one to record more", reason="closed")
 
 
 class UnknownEvent(MsclkidError, LookupError):

@@ -136,8 +136,6 @@ def click_id_from_uet_cookie(value: str | None) -> str | None:
     return value if _VALID.fullmatch(value) is not None else None
 
 
-_SOURCES = frozenset({"url", "snippet", "cookie", "uet_cookie", "profile"})
-
 ClickSource = Literal["url", "snippet", "cookie", "uet_cookie", "profile"]
 _SOURCES = frozenset({"url", "snippet", "cookie", "uet_cookie", "profile"})
 
@@ -158,6 +156,19 @@ class Click:
             object.__setattr__(self, "captured_at", self.captured_at.astimezone(UTC))
         if self.source not in _SOURCES:
             raise ValidationError("source", f"must be one of {sorted(_SOURCES)}")
+
+    @classmethod
+    def verified(cls, msclkid: str, captured_at: datetime, source: ClickSource) -> Click:
+        """A click from values capture has just checked (a valid ID, an aware UTC time, a known source).
+
+        The checks of the constructor are not repeated: the cookie and landing paths build a Click on every
+        request from an ID that was validated (or HMAC-verified) a moment before.
+        """
+        click = object.__new__(cls)
+        object.__setattr__(click, "msclkid", msclkid)
+        object.__setattr__(click, "captured_at", captured_at)
+        object.__setattr__(click, "source", source)
+        return click
 
     @classmethod
     def from_value(cls, msclkid: str, *, captured_at: datetime | None = None, source: ClickSource = "url") -> Click:

@@ -1,4 +1,4 @@
-"""The signed click cookie: codec and ``Set-Cookie`` header, over itsdangerous (pure).
+"""The signed click cookie: codec and ``Set-Cookie`` header, in itsdangerous' token format (pure).
 
 Token format (compact, URL-safe, 85 characters for a 32-hex ID; the whole header is about 160)::
 
@@ -8,11 +8,14 @@ Token format (compact, URL-safe, 85 characters for a 32-hex ID; the whole header
 moment the click was *captured* (not the moment of signing), so re-signing a cookie under a new
 key keeps its age, and ``max_age`` counts from the click (fixed, not sliding).  The signature is
 HMAC-SHA256 over a key derived from our own salt, so a token cannot be replayed into another
-itsdangerous user (a Flask session) that shares the secret, and vice versa.
+itsdangerous user (a Flask session) that shares the secret, and vice versa.  The bytes are exactly
+itsdangerous' ``TimestampSigner(key, salt=COOKIE_SALT, key_derivation="hmac", digest_method=sha256)``,
+signed and verified by :class:`~msclkid_middleware.capture.signing.TokenKeys` without its per-call
+overhead; a verified token is remembered (its age and key still checked on every request).
 
 Secret keys are a list, oldest to newest: the newest signs, every key verifies, and a cookie
 verified by an older key is reported as ``stale_key`` so the middleware re-issues it.  Expiry is
-always checked (``max_age`` is always passed to itsdangerous); a signature dated in the future by
+always checked (``max_age`` is a required argument of every verification); a signature dated in the future by
 at most ``clock_skew`` seconds is accepted, because another host's clock may run slightly ahead.
 Tampered, expired, too-future or unparsable tokens are all simply absent (``None``), and so is any
 spelling of a token other than the one we emit (itsdangerous alone would ignore non-ASCII characters
@@ -23,19 +26,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
-from msclkid_middleware.capture.clickid import is_valid_click_id
+from msclkid_middleware.capture.clickid import Click, is_valid_click_id
 from msclkid_middleware.capture.signing import (
     MAX_MAX_AGE,
     SameSite,
     SecretKeys,
+    TokenKeys,
     check_cookie,
     cookie_attributes,
     deletion_header,
-    signers_for,
-    verify_token,
 )
 from msclkid_middleware.errors import ConfigError
 
@@ -70,6 +72,8 @@ class LoadedCookie:
     timestamp: int
     #: Verified by an older key: re-issue it under the newest key.
     stale_key: bool
+    #: The cookie's click (``source="cookie"``), built once from the verified values.
+    click: Click
 
 
 class ClickCookie:
@@ -83,7 +87,7 @@ class ClickCookie:
         "_attributes",
         "_clock",
         "_deletion",
-        "_signers",
+        "_keys",
         "clock_skew",
         "domain",
         "http_only",
@@ -106,10 +110,10 @@ class ClickCookie:
         clock_skew: int = DEFAULT_CLOCK_SKEW,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        signers = signers_for(
+        keys = TokenKeys(
             secret_keys,
-            clock,
             COOKIE_SALT,
+            _parse,
             message="secret_keys: give at least one non-empty secret key (a list, oldest to newest), for example "
             "secret_keys=[os.environ['MSCLKID_SECRET_KEYS']]",
         )
@@ -140,7 +144,7 @@ class ClickCookie:
         self.max_age = max_age
         self.clock_skew = clock_skew
         self._clock = clock
-        self._signers = signers
+        self._keys = keys
         self._attributes = cookie_attributes(domain=domain, secure=secure, http_only=http_only, samesite=samesite)
         self._deletion = deletion_header(name, self._attributes)
         longest = f"{name}={'x' * 160}; Max-Age={MAX_MAX_AGE}{self._attributes}"
@@ -157,22 +161,24 @@ class ClickCookie:
         if not is_valid_click_id(msclkid):
             raise ValueError("not a valid click ID")
         ts = int(captured_at.timestamp()) if isinstance(captured_at, datetime) else int(captured_at)
-        return self._signers[0].sign_at(_VERSION + _SEP + msclkid.encode("ascii"), ts).decode("ascii")
+        return self._keys.sign(_VERSION + _SEP + msclkid.encode("ascii"), ts)
 
     def decode(self, token: str | None) -> LoadedCookie | None:
         """Verify ``token``; ``None`` when it is absent, tampered, expired, too new or unparsable."""
-        verified = verify_token(
-            token, self._signers, max_length=512, max_age=self.max_age, clock=self._clock, clock_skew=self.clock_skew
+        verified = self._keys.verify(
+            token, max_length=512, max_age=self.max_age, clock=self._clock, clock_skew=self.clock_skew
         )
         if verified is None:
             return None
-        value, signed_at, index = verified
-        return self._parse(value, signed_at, stale_key=index > 0)
+        loaded, _, index = verified
+        return replace(loaded, stale_key=True) if index > 0 else loaded
 
     def decode_newest(self, tokens: list[str]) -> LoadedCookie | None:
         """The newest verified click among several values of our cookie (a duplicate tossed from a subdomain
         in ``__Secure-`` mode must not hide the real one); every value is looked at (``parse_cookies`` bounds
         them by the cookie header cap, ``request.MAX_COOKIE_HEADER``)."""
+        if len(tokens) == 1:
+            return self.decode(tokens[0])
         best: LoadedCookie | None = None
         for token in tokens:
             loaded = self.decode(token)
@@ -183,19 +189,6 @@ class ClickCookie:
             ):
                 best = loaded
         return best
-
-    @staticmethod
-    def _parse(value: bytes, signed_at: datetime, *, stale_key: bool) -> LoadedCookie | None:
-        version, sep, raw_id = value.partition(_SEP)
-        if version != _VERSION or not sep:
-            return None  # a future payload version we cannot read counts as absent
-        try:
-            msclkid = raw_id.decode("ascii")
-        except UnicodeDecodeError:
-            return None
-        if not is_valid_click_id(msclkid):
-            return None
-        return LoadedCookie(msclkid, signed_at, int(signed_at.timestamp()), stale_key)
 
     # -- headers ----------------------------------------------------------------------------------
     def remaining_age(self, captured_at: int | float) -> int:
@@ -219,3 +212,18 @@ class ClickCookie:
     def delete_cookie(self) -> str:
         """The ``Set-Cookie`` value that removes the click cookie (same name, path and domain)."""
         return self._deletion
+
+
+def _parse(value: bytes, timestamp: int) -> LoadedCookie | None:
+    """The click of a verified payload (``1.<msclkid>``); ``None`` for a version or ID we cannot read."""
+    version, sep, raw_id = value.partition(_SEP)
+    if version != _VERSION or not sep:
+        return None  # a future payload version we cannot read counts as absent
+    try:
+        msclkid = raw_id.decode("ascii")
+        captured_at = datetime.fromtimestamp(timestamp, UTC)
+    except (UnicodeDecodeError, ValueError, OverflowError, OSError):
+        return None
+    if not is_valid_click_id(msclkid):
+        return None
+    return LoadedCookie(msclkid, captured_at, timestamp, False, Click.verified(msclkid, captured_at, "cookie"))

@@ -46,8 +46,8 @@ _UNSET: Any = object()
 
 
 def click_at(msclkid: str, timestamp: int, source: ClickSource) -> Click:
-    """A :class:`Click` captured at ``timestamp`` (seconds since the epoch)."""
-    return Click(msclkid, datetime.fromtimestamp(timestamp, UTC), source)
+    """A :class:`Click` captured at ``timestamp`` (seconds since the epoch), from an ID capture has validated."""
+    return Click.verified(msclkid, datetime.fromtimestamp(timestamp, UTC), source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +224,7 @@ class Decision:
             ts = self.cookie.timestamp if same and self.cookie is not None else self.now
             return click_at(self.url_id, ts, "url")
         if self.cookie is not None:
-            return Click(self.cookie.msclkid, self.cookie.captured_at, "cookie")
+            return self.cookie.click
         if self.uet_id:
             # UET's cookie carries no click time: the time we saw it is the best we know.
             return click_at(self.uet_id, self.now, "uet_cookie")
@@ -274,8 +274,7 @@ class Decision:
                 # Signed with an older key: re-issue under the newest key, same click time.
                 header = cookie.set_cookie(self.cookie.msclkid, self.cookie.timestamp)
             if saving:
-                saved = Click(self.cookie.msclkid, self.cookie.captured_at, "cookie")
-                self.profile_write = ProfileWrite(saved, new=False)
+                self.profile_write = ProfileWrite(self.cookie.click, new=False)
         return [("Set-Cookie", header)] if header else []
 
     def visitor_headers(self, app_request: AppRequest) -> list[tuple[str, str]]:

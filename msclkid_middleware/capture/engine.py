@@ -46,7 +46,7 @@ from msclkid_middleware.capture.pageview import (
     web_referrer,
 )
 from msclkid_middleware.capture.ratelimit import DEFAULT_BURST, DEFAULT_MAX_CLIENTS, DEFAULT_RATE, RateLimiter
-from msclkid_middleware.capture.request import RequestFacts, parse_cookies
+from msclkid_middleware.capture.request import RequestFacts, cookie_values
 from msclkid_middleware.capture.signing import SameSite, SecretKeys
 from msclkid_middleware.capture.visitor import DEFAULT_VISITOR_MAX_AGE, VisitorCookie
 from msclkid_middleware.errors import ConfigError
@@ -273,17 +273,20 @@ class Capture:
         query = facts.query
         if query and QUERY_MARKER in query.lower():
             url_id = click_id_from_query(query, max_length=self.max_query_length, max_fields=self.max_query_fields)
-        cookies: dict[str, str] | None = None
         loaded: LoadedCookie | None = None
         ours: list[str] = []
         uet_id = None
-        if facts.cookie_header:
-            cookies, ours = parse_cookies(facts.cookie_header, self.cookie.name)
-            loaded = self.cookie.decode_newest(ours)
-            uet_id = click_id_from_uet_cookie(cookies.get(UET_COOKIE_NAME))
-        return Decision(
-            self.context, facts, url_id=url_id, cookie=loaded, cookie_present=bool(ours), uet_id=uet_id, cookies=cookies
-        )
+        header = facts.cookie_header
+        if header:
+            # Only our two cookies are looked for here; the whole jar is parsed later, if consent or the
+            # anonymous ID needs it (most cookie requests never do).
+            ours = cookie_values(header, self.cookie.name)
+            if ours:
+                loaded = self.cookie.decode_newest(ours)
+            if UET_COOKIE_NAME in header:
+                uet = cookie_values(header, UET_COOKIE_NAME, first=True)
+                uet_id = click_id_from_uet_cookie(uet[0]) if uet else None
+        return Decision(self.context, facts, url_id=url_id, cookie=loaded, cookie_present=bool(ours), uet_id=uet_id)
 
     def blank(self, facts: RequestFacts) -> Decision:
         """The decision for a request the cheap check found nothing of ours in (cookies parsed on first use)."""

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["MAX_COOKIE_HEADER", "RequestFacts", "parse_cookies", "route_path"]
+__all__ = ["MAX_COOKIE_HEADER", "RequestFacts", "cookie_values", "parse_cookies", "route_path"]
+
+_new_tuple = tuple.__new__
 
 #: The ASGI headers capture reads, each with its position in :class:`RequestFacts` (``Purpose`` variants apart).
 _SCOPE_HEADERS: dict[bytes, int] = {
@@ -106,7 +108,8 @@ class RequestFacts(NamedTuple):
             if value is not None and value.__class__ is not str:
                 break
         else:
-            return cls(*values, False)
+            # tuple.__new__ directly: the NamedTuple's generated __new__ costs twice as much for 19 fields.
+            return _new_tuple(cls, (*values, False))
         # A server broke the WSGI rule that values are str: such values are absent (not ours to judge).
         fixed = [value if value is None or isinstance(value, str) else None for value in values]
         for index, empty in ((0, "GET"), (1, "/"), (2, ""), (3, ""), (4, "http"), (5, ""), (15, "")):
@@ -191,3 +194,56 @@ def parse_cookies(header: str, name: str = "") -> tuple[dict[str, str], list[str
         if key and key not in cookies:
             cookies[key] = value
     return cookies, ours
+
+
+def cookie_values(header: str, name: str, *, first: bool = False) -> list[str]:
+    """Every value of cookie ``name`` in a ``Cookie`` header, exactly as :func:`parse_cookies` finds them (those
+    starting within the first :data:`MAX_COOKIE_HEADER` characters).
+
+    Scans for the name instead of splitting the whole header: a request carrying our cookie among a
+    dozen analytics cookies reads only ours.  ``first``: stop at the first value (the one a dict of all
+    cookies would hold).
+    """
+    size = len(name)
+    start = header.find(name) if name else -1
+    if start < 0:
+        return []
+    end = start + size
+    before = header[start - 1] if start else ";"
+    if (
+        header.startswith("=", end)
+        and (before == ";" or (before == " " and (start == 1 or header[start - 2] == ";")))
+        and header.find(name, end) < 0
+    ):
+        # The common spelling, once: "...; name=value; ..." (at most one space after the ";").
+        if header.rfind(";", 0, start) + 1 >= MAX_COOKIE_HEADER:
+            return []
+        stop = header.find(";", end)
+        value = header[end + 1 : stop if stop >= 0 else len(header)].strip()
+        if len(value) > 1 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        return [value]
+    values: list[str] = []
+    while start >= 0:
+        end = start + size
+        # A match counts when only whitespace stands between it and the previous ";" (or the start),
+        # and between it and the first "=" of its part, as parse_cookies' strip() would leave it.
+        part_start = header.rfind(";", 0, start) + 1
+        if part_start >= MAX_COOKIE_HEADER:
+            break  # as parse_cookies: values past the cookie header cap are not looked at
+        equals = header.find("=", end)
+        semicolon = header.find(";", end)
+        if (
+            equals >= 0
+            and (semicolon < 0 or equals < semicolon)
+            and (part_start == start or header[part_start:start].isspace())
+            and (equals == end or header[end:equals].isspace())
+        ):
+            value = header[equals + 1 : semicolon if semicolon >= 0 else len(header)].strip()
+            if len(value) > 1 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            values.append(value)
+            if first:
+                break
+        start = header.find(name, end)
+    return values

@@ -1,22 +1,34 @@
 """Signed cookie tokens and cookie attributes, shared by the click and the visitor cookie (pure).
 
-Both cookies are ``1.<payload>.<timestamp>.<signature>`` tokens signed by itsdangerous under their own
-salt (HMAC-SHA256, key list oldest to newest, the newest signs, every key verifies), and both carry the
-same attribute checks (RFC 6265 name, bare domain, ``__Host-``/``__Secure-`` prefix rules).  One recipe
-for each lives here so the two cookies cannot drift apart.
+Both cookies are ``1.<payload>.<timestamp>.<signature>`` tokens in itsdangerous' ``TimestampSigner`` format
+(HMAC-SHA256 over a key derived from the secret and the cookie's own salt with ``key_derivation="hmac"``;
+key list oldest to newest, the newest signs, every key verifies), and both carry the same attribute checks
+(RFC 6265 name, bare domain, ``__Host-``/``__Secure-`` prefix rules).  One recipe for each lives here so the
+two cookies cannot drift apart.
+
+The tokens are signed and verified here with :mod:`hmac` over keys derived once (:class:`TokenKeys`), not by
+itsdangerous' signer objects: itsdangerous spends about three quarters of a verification on base64 and
+``datetime`` objects and exceptions around a 2 us HMAC.  The bytes are the same, both ways: a token
+itsdangerous signed verifies here and one signed here verifies with itsdangerous (tested).
+
+A browser sends the same cookie string again and again, so each :class:`TokenKeys` keeps its verified tokens
+in a bounded LRU (``functools.lru_cache``: C, thread-safe): a hit skips the HMAC and the parsing, but the
+token's age is checked on every hit against the clock and ``max_age``, and the key that verified it must
+still be one of the configured keys.  Only verified tokens are cached: a tampered or foreign token is
+checked in full every time it is seen.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import re
 from collections.abc import Callable, Iterable
-from datetime import datetime
-from typing import Literal
+from functools import lru_cache
+from typing import Generic, Literal, TypeVar
 
-from itsdangerous import BadData, SignatureExpired, Signer, TimestampSigner
-from itsdangerous.encoding import base64_encode, int_to_bytes
 from itsdangerous.signer import SigningAlgorithm
 
 from msclkid_middleware.errors import ConfigError
@@ -25,20 +37,20 @@ __all__ = [
     "COOKIE_NAME_PATTERN",
     "DOMAIN_PATTERN",
     "MAX_MAX_AGE",
+    "VERIFIED_CACHE_SIZE",
     "HmacSha256",
     "SameSite",
     "SecretKeys",
-    "TimedSigner",
+    "TokenKeys",
     "as_keys",
     "check_cookie",
     "cookie_attributes",
     "deletion_header",
-    "signers_for",
-    "verify_token",
 ]
 
 SameSite = Literal["Lax", "Strict"]
 SecretKeys = str | bytes | Iterable[str | bytes] | None
+T = TypeVar("T")
 
 #: Browsers cap cookies at 400 days (RFC 6265bis); a longer Max-Age is silently shortened.
 MAX_MAX_AGE = 400 * 24 * 3600
@@ -46,20 +58,24 @@ MAX_MAX_AGE = 400 * 24 * 3600
 COOKIE_NAME_PATTERN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
 #: A host name or registrable domain: letters, digits, hyphens, dots; no port, no leading dot.
 DOMAIN_PATTERN = re.compile(r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9-]{1,63}")
+#: Verified token strings remembered per salt (a few hundred bytes each).
+VERIFIED_CACHE_SIZE = 4096
 
 # Every token we issue: version, payload, base64 timestamp and signature, dot-separated.
 _TOKEN = re.compile(r"[A-Za-z0-9_.-]+")
 # Unpadded base64: the last character of a segment of length 4n+2 (4n+3) carries 4 (2) unused
 # bits, which must be zero; length 4n+1 is never valid.  "" means any character.
 _LAST_CHAR = {0: "", 2: "AQgw", 3: "AEIMQUYcgkosw048"}
+_SEP = b"."
 
 
 class HmacSha256(SigningAlgorithm):
     """HMAC-SHA256 (RFC 2104) for one key, with the key's inner and outer SHA-256 states computed once.
 
-    itsdangerous' own HMACAlgorithm builds an ``hmac.HMAC`` object per signature; this copies two
-    prepared hash states instead, a third of the time, on every landing and every cookie check.
-    The bytes are the same as ``hmac.digest(key, value, "sha256")`` (tested); another key falls back to it.
+    A new ``hmac.HMAC`` object per signature costs three times as much; this copies two prepared
+    hash states instead, on every landing and every cookie check.  The bytes are the same as
+    ``hmac.digest(key, value, "sha256")`` (tested); another key falls back to it.  It stays an
+    itsdangerous ``SigningAlgorithm`` so it can also be handed to an itsdangerous signer.
     """
 
     __slots__ = ("_inner", "_key", "_outer")
@@ -70,84 +86,134 @@ class HmacSha256(SigningAlgorithm):
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
 
-    def get_signature(self, key: bytes, value: bytes) -> bytes:
-        if key != self._key:
-            return hmac.digest(key, value, "sha256")
+    def digest(self, value: bytes) -> bytes:
+        """HMAC-SHA256 of ``value`` under this key."""
         inner = self._inner.copy()
         inner.update(value)
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()
 
+    def get_signature(self, key: bytes, value: bytes) -> bytes:
+        if key != self._key:
+            return hmac.digest(key, value, "sha256")
+        return self.digest(value)
 
-class TimedSigner(TimestampSigner):
-    """A TimestampSigner for one key and salt, with an injectable clock and the derived key cached.
 
-    itsdangerous derives the HMAC key from (secret, salt) on every call; with one key per
-    signer the derivation is done once, here.
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _b64(data: bytes) -> bytes:
+    """itsdangerous' ``base64_encode``: URL-safe base64 without padding (``urlsafe_b64encode`` minus two calls)."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
+def _b64_timestamp(timestamp: int) -> bytes:
+    """itsdangerous' ``base64_encode(int_to_bytes(timestamp))``: eight big-endian bytes without leading zeros."""
+    return _b64(timestamp.to_bytes(8, "big").lstrip(b"\0"))
+
+
+def _canonical(part: str) -> bool:
+    # Canonical base64 only: a changed unused low bit in the last character decodes to the
+    # same bytes, so without this check one cookie would have several valid spellings.
+    allowed = _LAST_CHAR.get(len(part) % 4)
+    return bool(part) and allowed is not None and (not allowed or part[-1] in allowed)
+
+
+class _Unverified(Exception):
+    """A token that did not verify (raised, so the LRU, which keeps only returned values, never holds it)."""
+
+
+class TokenKeys(Generic[T]):
+    """Sign and verify ``<payload>.<timestamp>.<signature>`` tokens for one salt and key list.
+
+    ``secret_keys`` oldest to newest; the derived keys are held newest first (the common case, a token of
+    the current key, costs one HMAC).  ``parse`` turns a verified payload and its timestamp into the
+    caller's value (``None``: a well-signed payload we cannot read, absent).  ``message`` is the
+    :class:`ConfigError` text for a missing or empty key.
     """
 
-    def __init__(self, secret_key: str | bytes, clock: Callable[[], float], salt: bytes) -> None:
-        super().__init__(secret_key, salt=salt, key_derivation="hmac", digest_method=hashlib.sha256)
-        self._clock = clock
-        self._derived = TimestampSigner.derive_key(self)
-        self.algorithm = HmacSha256(self._derived)
+    __slots__ = ("_index", "_keys", "_last_stamp", "_parse", "_verified")
 
-    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        # This signer holds exactly one key, so every derivation yields the cached value.
-        return self._derived
+    def __init__(
+        self, secret_keys: SecretKeys, salt: bytes, parse: Callable[[bytes, int], T | None], *, message: str
+    ) -> None:
+        keys = as_keys(secret_keys)
+        if not keys or any(not isinstance(k, str | bytes) or not k for k in keys):
+            raise ConfigError(message, setting="MSCLKID_SECRET_KEYS")
+        derived = [_derive(key, salt) for key in reversed(keys)]
+        self._keys = tuple((HmacSha256(key), key) for key in derived)
+        # The first position of each derived key (a key listed twice verifies as the newer one).
+        self._index: dict[bytes, int] = {}
+        for position, key in enumerate(derived):
+            self._index.setdefault(key, position)
+        self._parse = parse
+        self._verified = lru_cache(maxsize=VERIFIED_CACHE_SIZE)(self._verify_signature)
+        # Landings sign "now": the encoded timestamp changes once a second, so the last one is kept.
+        self._last_stamp = (-1, b"")
 
-    def get_timestamp(self) -> int:
-        return int(self._clock())
+    def sign(self, payload: bytes, timestamp: int) -> str:
+        """The token for ``payload`` dated ``timestamp``, signed with the newest key."""
+        last, stamp = self._last_stamp
+        if timestamp != last:
+            stamp = _b64_timestamp(timestamp)
+            self._last_stamp = (timestamp, stamp)
+        message = payload + _SEP + stamp
+        return (message + _SEP + _b64(self._keys[0][0].digest(message))).decode("ascii")
 
-    def sign_at(self, value: bytes, timestamp: int) -> bytes:
-        """Sign ``value`` as if at ``timestamp`` (the click's capture time)."""
-        return Signer.sign(self, value + self.sep + base64_encode(int_to_bytes(timestamp)))
+    def verify(
+        self, token: str | None, *, max_length: int, max_age: int, clock: Callable[[], float], clock_skew: float
+    ) -> tuple[T, int, int] | None:
+        """``(parsed payload, timestamp, key index)`` of a token one of our keys signed, else ``None``.
 
-
-def verify_token(
-    token: str | None,
-    signers: tuple[TimedSigner, ...],
-    *,
-    max_length: int,
-    max_age: int,
-    clock: Callable[[], float],
-    clock_skew: float,
-) -> tuple[bytes, datetime, int] | None:
-    """``(payload, signed_at, key index)`` of a token one of ``signers`` (newest first) signed, else ``None``.
-
-    ``None`` when absent, too long, not canonical, tampered, expired or dated further ahead than
-    ``clock_skew``.
-    """
-    if not token or len(token) > max_length or _TOKEN.fullmatch(token) is None:
-        # Only tokens in the alphabet we emit: itsdangerous' base64 decoding silently drops
-        # non-ASCII characters, which would make a decorated copy of a token verify.
-        return None
-    parts = token.split(".")
-    if len(parts) != 4:
-        return None
-    for part in parts[2:]:
-        # Canonical base64 only: a changed unused low bit in the last character decodes to the
-        # same bytes, so without this check one cookie would have several valid spellings.
-        allowed = _LAST_CHAR.get(len(part) % 4)
-        if not part or allowed is None or (allowed and part[-1] not in allowed):
+        ``None`` when absent, too long, not canonical, tampered, expired, dated further ahead than
+        ``clock_skew``, or not readable by ``parse``.  Expiry and the key are checked on every call,
+        cached or not; only the HMAC and the parsing are remembered.
+        """
+        if not token or len(token) > max_length:
             return None
-    for index, signer in enumerate(signers):
         try:
-            value, signed_at = signer.unsign(token, max_age=max_age, return_timestamp=True)
-        except SignatureExpired as exc:
-            # Raised only after the signature verified.  Dated in the future within the skew
-            # allowance: another host's clock runs ahead, accept.  Too old or too new: absent.
-            if exc.date_signed is None or not isinstance(exc.payload, bytes):
-                return None
-            ahead = exc.date_signed.timestamp() - clock()
-            if not 0 < ahead <= clock_skew:
-                return None
-            value, signed_at = exc.payload, exc.date_signed
-        except BadData:
-            continue  # not this key (or garbage): try the next one
-        return value, signed_at, index
-    return None
+            parsed, timestamp, key = self._verified(token)
+        except _Unverified:
+            return None
+        index = self._index.get(key)
+        if index is None:  # pragma: no cover - the keys are fixed per instance; kept should they ever change
+            return None
+        now = clock()
+        age = int(now) - timestamp
+        # itsdangerous' rule (0 <= age <= max_age, whole seconds), plus a signature dated in the
+        # future by at most clock_skew: another host's clock may run slightly ahead.
+        if age > max_age or (age < 0 and not 0 < timestamp - now <= clock_skew) or parsed is None:
+            return None
+        return parsed, timestamp, index
+
+    def _verify_signature(self, token: str) -> tuple[T | None, int, bytes]:
+        """``(parsed payload, timestamp, derived key)`` of a token one of our keys signed, else :class:`_Unverified`."""
+        if _TOKEN.fullmatch(token) is None:
+            # Only tokens in the alphabet we emit: itsdangerous' base64 decoding silently drops
+            # non-ASCII characters, which would make a decorated copy of a token verify.
+            raise _Unverified
+        parts = token.split(".")
+        if len(parts) != 4 or not _canonical(parts[2]) or not _canonical(parts[3]):
+            raise _Unverified
+        message = token[: token.rindex(".")].encode("ascii")
+        signature = parts[3].encode("ascii")
+        for mac, derived in self._keys:
+            if hmac.compare_digest(_b64(mac.digest(message)), signature):
+                key = derived
+                break
+        else:
+            raise _Unverified
+        stamp = base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))
+        if len(stamp) > 8:
+            raise _Unverified  # itsdangerous reads at most eight bytes: anything longer is malformed
+        timestamp = int.from_bytes(stamp, "big")
+        return self._parse(message[: message.rindex(_SEP)], timestamp), timestamp, key
+
+
+def _derive(secret: str | bytes, salt: bytes) -> bytes:
+    """itsdangerous' ``key_derivation="hmac"``: HMAC(secret, salt) with SHA-256."""
+    return hmac.digest(secret.encode("utf-8") if isinstance(secret, str) else secret, salt, "sha256")
 
 
 def as_keys(secret_keys: SecretKeys) -> tuple[str | bytes, ...]:
@@ -157,19 +223,6 @@ def as_keys(secret_keys: SecretKeys) -> tuple[str | bytes, ...]:
     if isinstance(secret_keys, str | bytes):
         return (secret_keys,)
     return tuple(secret_keys)
-
-
-def signers_for(
-    secret_keys: SecretKeys, clock: Callable[[], float], salt: bytes, *, message: str
-) -> tuple[TimedSigner, ...]:
-    """One signer per key, newest first (the common case, a token of the current key, costs one HMAC).
-
-    ``message`` is the :class:`ConfigError` text for a missing or empty key.
-    """
-    keys = as_keys(secret_keys)
-    if not keys or any(not isinstance(k, str | bytes) or not k for k in keys):
-        raise ConfigError(message, setting="MSCLKID_SECRET_KEYS")
-    return tuple(TimedSigner(key, clock, salt) for key in reversed(keys))
 
 
 def check_cookie(

@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from msclkid_middleware.capture.signing import (
     SameSite,
     SecretKeys,
+    TokenKeys,
     check_cookie,
     cookie_attributes,
     deletion_header,
-    signers_for,
-    verify_token,
 )
 
 __all__ = [
@@ -93,7 +92,7 @@ class VisitorCookie:
     visitor ID), the lifetimes (fixed from the click vs refreshed daily) and the settings named in errors differ.
     """
 
-    __slots__ = ("_attributes", "_clock", "_deletion", "_signers", "clock_skew", "domain", "max_age", "name")
+    __slots__ = ("_attributes", "_clock", "_deletion", "_keys", "clock_skew", "domain", "max_age", "name")
 
     def __init__(
         self,
@@ -107,8 +106,8 @@ class VisitorCookie:
         clock_skew: int = 300,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        signers = signers_for(
-            secret_keys, clock, VISITOR_SALT, message="secret_keys: give at least one non-empty secret key"
+        keys = TokenKeys(
+            secret_keys, VISITOR_SALT, _parse, message="secret_keys: give at least one non-empty secret key"
         )
         domain = check_cookie(
             name,
@@ -123,7 +122,7 @@ class VisitorCookie:
         self.max_age = max_age
         self.clock_skew = clock_skew
         self._clock = clock
-        self._signers = signers
+        self._keys = keys
         # HttpOnly: page scripts get the ID from the server-rendered tag, never from the cookie.
         self._attributes = cookie_attributes(domain=domain, secure=secure, http_only=True, samesite=samesite)
         self._deletion = deletion_header(name, self._attributes)
@@ -137,24 +136,17 @@ class VisitorCookie:
         if not is_anonymous_id(visitor_id):
             raise ValueError("a visitor ID is 32 hex characters")
         payload = _VERSION + b"." + visitor_id.encode("ascii")
-        return self._signers[0].sign_at(payload, int(timestamp)).decode("ascii")
+        return self._keys.sign(payload, int(timestamp))
 
     def decode(self, token: str | None) -> LoadedVisitor | None:
         """Verify ``token``; ``None`` when absent, tampered, expired, too new or unparsable."""
-        verified = verify_token(
-            token, self._signers, max_length=256, max_age=self.max_age, clock=self._clock, clock_skew=self.clock_skew
+        verified = self._keys.verify(
+            token, max_length=256, max_age=self.max_age, clock=self._clock, clock_skew=self.clock_skew
         )
         if verified is None:
             return None
-        value, signed_at, index = verified
-        version, _, raw = value.partition(b".")
-        try:
-            visitor_id = raw.decode("ascii")
-        except UnicodeDecodeError:
-            return None
-        if version != _VERSION or not is_anonymous_id(visitor_id):
-            return None
-        return LoadedVisitor(visitor_id, int(signed_at.timestamp()), index > 0)
+        visitor_id, timestamp, index = verified
+        return LoadedVisitor(visitor_id, timestamp, index > 0)
 
     def set_cookie(self, visitor_id: str, timestamp: int | float) -> str:
         """The ``Set-Cookie`` value storing ``visitor_id`` for ``max_age`` from ``timestamp``."""
@@ -162,3 +154,13 @@ class VisitorCookie:
 
     def delete_cookie(self) -> str:
         return self._deletion
+
+
+def _parse(value: bytes, timestamp: int) -> str | None:
+    """The visitor ID of a verified payload (``1.<32 hex>``); ``None`` for a version or ID we cannot read."""
+    version, _, raw = value.partition(b".")
+    try:
+        visitor_id = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return visitor_id if version == _VERSION and is_anonymous_id(visitor_id) else None

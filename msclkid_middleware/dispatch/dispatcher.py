@@ -8,6 +8,7 @@ and outcomes are written back afterwards, fenced by the lease token (see ``docs/
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -17,6 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from msclkid_middleware import faultpoints
 from msclkid_middleware.dispatch.outcomes import RECONSENT_MESSAGE, OutcomeRules
@@ -27,7 +29,17 @@ from msclkid_middleware.errors import ConfigError, MicrosoftError, MsclkidError,
 from msclkid_middleware.microsoft.limits import MAX_BATCH
 from msclkid_middleware.microsoft.results import ApplyResult
 from msclkid_middleware.microsoft.retry import RetryPolicy
-from msclkid_middleware.outbox.base import CAMPAIGN_KINDS, Kind, OutboxRow, OutboxStore, Outcome, iter_chunks
+from msclkid_middleware.microsoft.wirejson import WireJson
+from msclkid_middleware.outbox.base import (
+    CAMPAIGN_KINDS,
+    ClaimedRow,
+    Kind,
+    OutboxRow,
+    OutboxStore,
+    Outcome,
+    iter_chunks,
+)
+from msclkid_middleware.outbox.rows import claimed_of
 
 __all__ = ["Dispatcher", "default_owner", "utcnow"]
 
@@ -129,7 +141,8 @@ class Dispatcher:
             return DispatchReport(remaining=self.store.open_count())
         resumed = self._probe_paused()
         now = self.clock()
-        rows = self.store.claim(
+        # Only the columns a request needs, the payloads as stored (spliced into the body undecoded).
+        rows = self.store.claim_batch(
             owner=self.owner, limit=self.batch_size, now=now, lease_seconds=self.lease_seconds, kinds=kinds
         )
         if not rows:
@@ -144,10 +157,10 @@ class Dispatcher:
         every outcome recorded.  ``msclkid send-test`` uses it to deliver one chosen event now.
         """
         with self._step_lock:
-            return self._deliver(rows, self.clock(), None, resumed=0)
+            return self._deliver([claimed_of(row) for row in rows], self.clock(), None, resumed=0)
 
     def _deliver(
-        self, rows: Sequence[OutboxRow], now: datetime, should_stop: Callable[[], bool] | None, *, resumed: int
+        self, rows: Sequence[ClaimedRow], now: datetime, should_stop: Callable[[], bool] | None, *, resumed: int
     ) -> DispatchReport:
         self.metrics.add("claimed", len(rows))
         counts: Counter[str] = Counter(claimed=len(rows), resumed=resumed)
@@ -156,7 +169,7 @@ class Dispatcher:
             kind, account = group[0].kind, group[0].account
             stopping = should_stop is not None and should_stop()
             if stopping:
-                outcomes = [Outcome(r.id, r.lease_token or "", "pending", refund_attempt=True) for r in group]
+                outcomes = [Outcome(r.id, r.lease_token, "pending", refund_attempt=True) for r in group]
             elif kind in CAMPAIGN_KINDS and account in paused_accounts:
                 outcomes = [self.rules.pause(r) for r in group]
             else:
@@ -231,19 +244,22 @@ class Dispatcher:
         return {"orphans": orphans, "pruned": pruned}
 
     # -- internals --------------------------------------------------------------------------------
-    def _groups(self, rows: Sequence[OutboxRow]) -> list[Sequence[OutboxRow]]:
-        groups: dict[tuple[str, str], list[OutboxRow]] = {}
+    def _groups(self, rows: Sequence[ClaimedRow]) -> list[Sequence[ClaimedRow]]:
+        groups: dict[tuple[str, str], list[ClaimedRow]] = {}
         for row in rows:
             groups.setdefault((row.kind, row.account), []).append(row)
-        out: list[Sequence[OutboxRow]] = []
+        out: list[Sequence[ClaimedRow]] = []
         for members in groups.values():
             out.extend(iter_chunks(members, self.batch_size))
         return out
 
-    def _send(self, kind: Kind, account: str, rows: Sequence[OutboxRow]) -> list[Outcome]:
-        payloads = []
+    def _send(self, kind: Kind, account: str, rows: Sequence[ClaimedRow]) -> list[Outcome]:
+        client: object = self.uet if kind == "uet" else self.campaign
+        # The built-in clients splice stored JSON into the request body; a custom client gets dicts, as before.
+        spliced = getattr(client, "accepts_stored_json", False) is True
+        payloads: list[Any] = []
         for row in rows:
-            payloads.append(dict(row.payload))
+            payloads.append(WireJson(row.payload_json) if spliced else json.loads(row.payload_json))
             faultpoints.hit("building_batch")
         try:
             if kind == "uet":

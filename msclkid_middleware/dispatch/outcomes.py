@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from msclkid_middleware.conversions import parse_time
 from msclkid_middleware.dispatch.protocols import GoalAges
 from msclkid_middleware.dispatch.report import Metrics
 from msclkid_middleware.dispatch.status import Code
@@ -20,7 +19,7 @@ from msclkid_middleware.errors import ConfigError, MicrosoftError, StoreError
 from msclkid_middleware.microsoft.limits import GOAL_MIN_AGE
 from msclkid_middleware.microsoft.results import ItemResult, UetEventResult, UetIssue
 from msclkid_middleware.microsoft.retry import WAIT_FOR_GOAL_CODE, RetryDecision, RetryPolicy
-from msclkid_middleware.outbox.base import OutboxRow, Outcome
+from msclkid_middleware.outbox.base import ClaimedRow, Outcome
 from msclkid_middleware.redact import shorten
 
 __all__ = ["RECONSENT_MESSAGE", "OutcomeRules"]
@@ -54,7 +53,7 @@ class OutcomeRules:
         self.goal_ages = goal_ages
 
     # -- before sending ---------------------------------------------------------------------------
-    def outside_window(self, rows: Sequence[OutboxRow], now: datetime) -> list[Outcome]:
+    def outside_window(self, rows: Sequence[ClaimedRow], now: datetime) -> list[Outcome]:
         """Rows Microsoft cannot take right now: too old (dead) or dated in the future (wait).
 
         A time slightly ahead of our clock is allowed at record time (clock skew), but Microsoft
@@ -64,14 +63,14 @@ class OutcomeRules:
         outcomes = []
         ready_cache: dict[tuple[str, str], datetime | None] = {}
         for row in rows:
-            token = row.lease_token or ""
+            token = row.lease_token
             if row.expires_at is not None and row.expires_at <= now:
                 window = "7 days" if row.kind == "uet" else "90 days"
                 message = f"older than {window}: Microsoft no longer accepts it"
                 self.metrics.add("dead", reason=Code.EXPIRED)
                 outcomes.append(Outcome(row.id, token, "dead", error_code=Code.EXPIRED, error_message=message))
                 continue
-            when = _event_time(row)
+            when = row.event_time
             if when is not None and when > now:
                 outcomes.append(
                     Outcome(
@@ -103,7 +102,7 @@ class OutcomeRules:
                 )
         return outcomes
 
-    def _goal_ready(self, row: OutboxRow, cache: dict[tuple[str, str], datetime | None]) -> datetime | None:
+    def _goal_ready(self, row: ClaimedRow, cache: dict[tuple[str, str], datetime | None]) -> datetime | None:
         if self.goal_ages is None or row.kind not in _GOAL_KINDS or not row.conversion_name:
             return None
         key = (row.account, row.conversion_name)
@@ -114,10 +113,10 @@ class OutcomeRules:
                 cache[key] = None  # unknown age: send, and let a 5615 answer decide
         return cache[key]
 
-    def pause(self, row: OutboxRow, message: str = RECONSENT_MESSAGE) -> Outcome:
+    def pause(self, row: ClaimedRow, message: str = RECONSENT_MESSAGE) -> Outcome:
         return Outcome(
             row.id,
-            row.lease_token or "",
+            row.lease_token,
             "paused",
             error_code=Code.RECONSENT_REQUIRED,
             error_message=message,
@@ -125,13 +124,14 @@ class OutcomeRules:
         )
 
     # -- Microsoft's answers ----------------------------------------------------------------------
-    def item(self, row: OutboxRow, item: ItemResult, request_tracking: str | None) -> Outcome:
+    def item(self, row: ClaimedRow, item: ItemResult, request_tracking: str | None) -> Outcome:
         """One Campaign Management item: delivered, rejected with Microsoft's code, retried or dead."""
         tracking = item.tracking_id or request_tracking
         if item.accepted:
             self.metrics.add("delivered", reason=row.kind)
-            logger.debug("delivered %s %s", row.kind, shorten(row.event_id, 12))
-            return Outcome(row.id, row.lease_token or "", "delivered", tracking_id=tracking)
+            if logger.isEnabledFor(logging.DEBUG):  # per item of every batch: not even the shortening otherwise
+                logger.debug("delivered %s %s", row.kind, shorten(row.event_id, 12))
+            return Outcome(row.id, row.lease_token, "delivered", tracking_id=tracking)
         code = _code(item.code, item.error_code)
         message = item.message or "rejected by Microsoft"
         if item.field_path:
@@ -144,24 +144,24 @@ class OutcomeRules:
         self.metrics.add("rejected", reason=code)
         logger.info("rejected %s %s: %s %s", row.kind, shorten(row.event_id, 12), code, message)
         return Outcome(
-            row.id, row.lease_token or "", "rejected", error_code=code, error_message=message, tracking_id=tracking
+            row.id, row.lease_token, "rejected", error_code=code, error_message=message, tracking_id=tracking
         )
 
-    def uet(self, row: OutboxRow, result: UetEventResult) -> Outcome:
+    def uet(self, row: ClaimedRow, result: UetEventResult) -> Outcome:
         """One UET CAPI event: delivered (with its warnings) or rejected."""
         warnings = tuple(_issue_text(w) for w in result.warnings)
         if result.status == "delivered":
             self.metrics.add("delivered", reason=row.kind)
             self.metrics.add("warnings", len(warnings))
-            return Outcome(row.id, row.lease_token or "", "delivered", warnings=warnings)
+            return Outcome(row.id, row.lease_token, "delivered", warnings=warnings)
         code = result.error_code or "rejected"
         message = result.message or "rejected by Microsoft"
         if result.property_name:
             message = f"{result.property_name}: {message}"
         self.metrics.add("rejected", reason=code)
-        return Outcome(row.id, row.lease_token or "", "rejected", error_code=code, error_message=message)
+        return Outcome(row.id, row.lease_token, "rejected", error_code=code, error_message=message)
 
-    def failure(self, row: OutboxRow, exc: Exception) -> Outcome:
+    def failure(self, row: ClaimedRow, exc: Exception) -> Outcome:
         """A whole request failed: retry when the policy says so, else back off until attempts run out.
 
         A terminal whole-request fault (bad developer token, wrong account, missing UET token) is about
@@ -187,7 +187,7 @@ class OutcomeRules:
         return self._retry(row, decision, code, message, tracking)
 
     # -- internals --------------------------------------------------------------------------------
-    def _classify(self, error_or_result: object, row: OutboxRow) -> RetryDecision:
+    def _classify(self, error_or_result: object, row: ClaimedRow) -> RetryDecision:
         elapsed = max(0.0, (self.clock() - row.created_at).total_seconds())
         # The clients already refresh an expired access token once and retry, so a 109/401 reaching
         # us has been through a refresh.
@@ -199,7 +199,7 @@ class OutcomeRules:
             goal_age=self._goal_age(error_or_result, row),
         )
 
-    def _goal_age(self, error_or_result: object, row: OutboxRow) -> float | None:
+    def _goal_age(self, error_or_result: object, row: ClaimedRow) -> float | None:
         """For a 5615 answer: the goal's age in seconds when known, so the retry waits exactly until it is 2 h old."""
         if self.goal_ages is None or getattr(error_or_result, "code", None) != WAIT_FOR_GOAL_CODE:
             return None
@@ -213,16 +213,16 @@ class OutcomeRules:
             return None
         return (GOAL_MIN_AGE - (ready - self.clock())).total_seconds()
 
-    def _dead(self, row: OutboxRow, code: str, message: str, tracking: str | None = None) -> Outcome:
+    def _dead(self, row: ClaimedRow, code: str, message: str, tracking: str | None = None) -> Outcome:
         self.metrics.add("dead", reason=code)
-        return Outcome(
-            row.id, row.lease_token or "", "dead", error_code=code, error_message=message, tracking_id=tracking
-        )
+        return Outcome(row.id, row.lease_token, "dead", error_code=code, error_message=message, tracking_id=tracking)
 
-    def _exhausted(self, row: OutboxRow, why: str, code: str, message: str, tracking: str | None) -> Outcome:
+    def _exhausted(self, row: ClaimedRow, why: str, code: str, message: str, tracking: str | None) -> Outcome:
         return self._dead(row, Code.ATTEMPTS_EXHAUSTED, f"{why}; last error {code}: {message}", tracking)
 
-    def _retry(self, row: OutboxRow, decision: RetryDecision, code: str, message: str, tracking: str | None) -> Outcome:
+    def _retry(
+        self, row: ClaimedRow, decision: RetryDecision, code: str, message: str, tracking: str | None
+    ) -> Outcome:
         if row.attempts >= self.max_attempts:
             return self._exhausted(row, f"gave up after {row.attempts} attempts", code, message, tracking)
         next_at = self.clock() + timedelta(seconds=max(0.0, decision.delay))
@@ -237,26 +237,13 @@ class OutcomeRules:
         logger.info("%s %s: %s; next attempt in %.0fs", row.kind, shorten(row.event_id, 12), code, decision.delay)
         return Outcome(
             row.id,
-            row.lease_token or "",
+            row.lease_token,
             "pending",
             next_attempt_at=next_at,
             error_code=code,
             error_message=message,
             tracking_id=tracking,
         )
-
-
-def _event_time(row: OutboxRow) -> datetime | None:
-    """The latest time in the payload that Microsoft checks against "not in the future"."""
-    payload = row.payload
-    try:
-        if row.kind == "uet":
-            seconds = payload.get("eventTime")
-            return datetime.fromtimestamp(seconds, UTC) if isinstance(seconds, int) else None
-        times = [parse_time(payload[name], name) for name in ("ConversionTime", "AdjustmentTime") if name in payload]
-    except (ValueError, OverflowError, OSError):
-        return None
-    return max(times) if times else None
 
 
 def _code(code: object, error_code: object) -> str:

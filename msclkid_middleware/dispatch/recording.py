@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -164,6 +164,64 @@ class Recording:
         omitted: the decision of the request being handled (inside the middleware), else the configured
         ``MSCLKID_CONSENT_DEFAULT`` (docs/consent.md).
         """
+        row = self.offline_row(
+            event_id,
+            conversion_name,
+            conversion_time,
+            value,
+            currency,
+            click,
+            email,
+            phone,
+            consent,
+            hashed_email=hashed_email,
+            hashed_phone=hashed_phone,
+            external_attribution_credit=external_attribution_credit,
+            external_attribution_model=external_attribution_model,
+        )
+        return self._commit(row, connection)
+
+    def record_offline_rows(self, rows: Sequence[NewRow], *, connection: object = None) -> int:
+        """Store rows built by :meth:`offline_row` in one batched insert (bulk imports); returns how many were new.
+
+        Rows already stored (the same event or key) are skipped, as :meth:`record_offline` skips them.
+        """
+        self._before_record()
+        if not rows:
+            return 0
+        try:
+            created = self.store.enqueue_many(rows, now=self.clock(), connection=connection)
+        except StoreError as exc:
+            self.metrics_registry.add("store_errors", reason=exc.reason)
+            logger.error("could not record %d offline events: %s", len(rows), exc)
+            raise
+        self.metrics_registry.add("duplicates", len(rows) - created, reason="offline")
+        if created:
+            self.metrics_registry.add("recorded", created, reason="offline")
+            self._recorded()
+        return created
+
+    def offline_row(
+        self,
+        event_id: str,
+        conversion_name: str,
+        conversion_time: datetime,
+        value: float | None = None,
+        currency: str | None = None,
+        click: ClickLike = None,
+        email: str | None = None,
+        phone: str | None = None,
+        consent: Consent | None = None,
+        *,
+        hashed_email: str | None = None,
+        hashed_phone: str | None = None,
+        external_attribution_credit: float | None = None,
+        external_attribution_model: str | None = None,
+    ) -> NewRow:
+        """The outbox row :meth:`record_offline` stores for these arguments: every check made, nothing stored.
+
+        For bulk imports, which hand a batch of them to :meth:`record_offline_rows` (one insert per batch).
+        """
         event_id = self._begin(event_id, goal=conversion_name)
         subject = self._subject(consent, click)
         identifiers = UserIdentifiers(
@@ -199,7 +257,7 @@ class Recording:
             # Never sent, so Microsoft's key does not apply; the event ID keeps distinct events apart.
             wire.pop("MicrosoftClickId", None)
             key = digest("offline", self.account, "suppressed", event_id)
-        row = NewRow(
+        return NewRow(
             kind="offline",
             account=self.account,
             event_id=event_id,
@@ -210,7 +268,6 @@ class Recording:
             expires_at=conversion.conversion_time + OFFLINE_MAX_AGE,
             **subject.suppression(matchable=matchable),
         )
-        return self._commit(row, connection)
 
     def restate(
         self,

@@ -26,7 +26,7 @@ from msclkid_middleware.dispatch.report import DispatchReport, Metrics
 from msclkid_middleware.dispatch.status import EventStatus
 from msclkid_middleware.dispatch.subject import offline_key
 from msclkid_middleware.dispatch.worker import BackgroundWorker, ErrorCallback, run_until_signalled
-from msclkid_middleware.errors import UnknownEvent
+from msclkid_middleware.errors import ClosedError, UnknownEvent
 from msclkid_middleware.microsoft.retry import RetryPolicy
 from msclkid_middleware.outbox import OutboxStore, open_store
 from msclkid_middleware.outbox.sqlite import Durability
@@ -117,6 +117,7 @@ class ConversionTracker(AwaitableRecording):
             logging.getLogger(name).addFilter(self.redactor)
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        self._closed = False
         self._started = False
         self._atexit_registered = False
         self._worker: BackgroundWorker | None = None
@@ -171,6 +172,8 @@ class ConversionTracker(AwaitableRecording):
 
     # -- fork safety (PostHog's model) ------------------------------------------------------------
     def _before_record(self) -> None:
+        if self._closed:
+            raise ClosedError("tracker")
         self._check_fork()
 
     def _recorded(self) -> None:
@@ -201,6 +204,8 @@ class ConversionTracker(AwaitableRecording):
         Rows waiting for a later retry stay pending (see ``report.remaining``).  ``timeout`` is
         measured with the tracker's clock.
         """
+        if self._closed:
+            raise ClosedError("tracker")
         self._check_fork()
         report = self.dispatcher.drain(timeout=timeout, on_step=on_step)
         self.dispatcher.maintain(retention=self.retention)
@@ -250,7 +255,15 @@ class ConversionTracker(AwaitableRecording):
         return run_until_signalled(worker)
 
     def close(self) -> None:
-        """Stop the thread and close connections and HTTP sessions this tracker opened."""
+        """Stop the thread and close connections and HTTP sessions this tracker opened.
+
+        Safe while other threads record or deliver: a write in progress finishes (and is kept), later
+        ``record_*`` and ``flush`` calls raise :class:`~msclkid_middleware.errors.ClosedError`.  Idempotent.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         self.shutdown()
         self.clients.close()
         if self._atexit_registered:

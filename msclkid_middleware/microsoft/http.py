@@ -138,6 +138,10 @@ class SessionClient:
     or config time) opens nothing.
     """
 
+    #: Items may be stored JSON (:class:`~msclkid_middleware.microsoft.wirejson.WireJson`): the dispatcher hands
+    #: the outbox's payloads over undecoded, to be spliced into the request body.
+    accepts_stored_json = True
+
     def __init__(self, *, timeout: Timeout = DEFAULT_TIMEOUT, session: requests.Session | None = None) -> None:
         self.timeout = timeout
         self._session = session
@@ -163,7 +167,7 @@ class SessionClient:
     def post_json(
         self,
         url: str,
-        payload: Mapping[str, Any],
+        payload: Mapping[str, Any] | str,
         *,
         token: str,
         headers: Mapping[str, str],
@@ -172,16 +176,19 @@ class SessionClient:
     ) -> requests.Response:
         """Send ``payload`` as JSON with ``Authorization: Bearer``; a failed exchange raises ``TransientError``.
 
-        ``method`` is ``POST`` for every operation but the REST updates (``PUT .../ConversionGoals``).  A read
-        timeout after the body was sent leaves the outcome unknown; callers may resend because every payload we
-        send is idempotent on Microsoft's side (see ``retry.py``).
+        ``method`` is ``POST`` for every operation but the REST updates (``PUT .../ConversionGoals``).  ``payload``
+        is a mapping to encode, or a body already encoded as JSON text (stored items spliced in by
+        :mod:`~msclkid_middleware.microsoft.wirejson`).  A read timeout after the body was sent leaves the outcome
+        unknown; callers may resend because every payload we send is idempotent on Microsoft's side (see
+        ``retry.py``).
         """
         # POST goes through ``session.post`` (what callers and tests wrap); the updates use ``request``.
         send = self.session.post if method == "POST" else functools.partial(self.session.request, method)
+        encoded = payload if isinstance(payload, str) else json.dumps(dict(payload), allow_nan=False)
         try:
             return send(
                 url,
-                json=dict(payload),
+                data=encoded.encode("utf-8"),
                 auth=BearerAuth(token),
                 headers={"Content-Type": "application/json", "Accept": "application/json", **headers},
                 timeout=self.timeout,

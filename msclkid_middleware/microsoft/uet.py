@@ -28,10 +28,11 @@ import requests
 
 from msclkid_middleware.config import DEFAULT_UET_API_URL
 from msclkid_middleware.errors import ApiFault, AuthenticationError, ConfigError, TransientError
-from msclkid_middleware.microsoft.campaign import WireItem, to_wire
+from msclkid_middleware.microsoft.campaign import Wire, WireItem, to_wire
 from msclkid_middleware.microsoft.http import DEFAULT_TIMEOUT, SessionClient, Timeout, json_body, retry_after
 from msclkid_middleware.microsoft.limits import MAX_BATCH
 from msclkid_middleware.microsoft.results import UetEventResult, UetIssue
+from msclkid_middleware.microsoft.wirejson import WireJson, json_object
 
 if TYPE_CHECKING:
     from msclkid_middleware.config import Settings
@@ -125,9 +126,7 @@ class UetClient(SessionClient):
 
     # -- the 10-detail loop -----------------------------------------------------------------------------------
 
-    def _resolve(
-        self, tag: str, token: str, wire: Sequence[dict[str, Any]], indexes: list[int], states: list[_State]
-    ) -> None:
+    def _resolve(self, tag: str, token: str, wire: Sequence[Wire], indexes: list[int], states: list[_State]) -> None:
         groups: deque[tuple[list[int], bool]] = deque([(indexes, self.continue_on_validation_error)])
         budget = 4 * len(indexes) + 8  # each round rejects >= 1 event or halves a group: bounded by ~3n
         while groups:
@@ -188,7 +187,7 @@ class UetClient(SessionClient):
             groups.append((group[:half], keep_going))
             groups.append((group[half:], keep_going))
 
-    def _reject(self, states: list[_State], wire: Sequence[dict[str, Any]], index: int, issue: UetIssue) -> None:
+    def _reject(self, states: list[_State], wire: Sequence[Wire], index: int, issue: UetIssue) -> None:
         state = states[index]
         state.result = UetEventResult(
             index=index,
@@ -200,17 +199,23 @@ class UetClient(SessionClient):
             message=issue.message,
         )
 
-    def _deliver(self, states: list[_State], wire: Sequence[dict[str, Any]], index: int) -> None:
+    def _deliver(self, states: list[_State], wire: Sequence[Wire], index: int) -> None:
         state = states[index]
         state.result = UetEventResult(
             index=index, event_id=_event_id(wire[index]), status="delivered", warnings=tuple(state.warnings)
         )
 
     def _post(
-        self, tag: str, token: str, data: list[dict[str, Any]], keep_going: bool
+        self, tag: str, token: str, data: list[Wire], keep_going: bool
     ) -> tuple[int, Any, float | None, str | None]:
         url = f"{self.api_url}/v1/{quote(tag, safe='')}/events"
-        payload = {"data": data, "dataProvider": self.data_provider, "continueOnValidationError": keep_going}
+        fields = {"dataProvider": self.data_provider, "continueOnValidationError": keep_going}
+        # Stored events (WireJson) are spliced into the body as they are: no decode, no re-encode.
+        payload: dict[str, Any] | str = (
+            json_object(fields, "data", data)
+            if any(isinstance(event, WireJson) for event in data)
+            else {"data": data, **fields}
+        )
         # A read timeout after the POST leaves the outcome unknown; resending is safe because CAPI
         # deduplicates by eventId, which the outbox fixes when the event is recorded.
         response = self.post_json(url, payload, token=token, headers={}, what=f"UET CAPI tag {tag}")
@@ -219,8 +224,8 @@ class UetClient(SessionClient):
         return response.status_code, body, retry_after(response), str(trace) if trace else None
 
 
-def _event_id(event: Mapping[str, Any]) -> str | None:
-    value = event.get("eventId")
+def _event_id(event: Wire) -> str | None:
+    value = (event.decoded() if isinstance(event, WireJson) else event).get("eventId")
     return str(value) if value else None
 
 

@@ -11,9 +11,9 @@ fail to a rejected-rows file with the reason (raw email and phone cells are blan
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -35,7 +35,7 @@ from msclkid_middleware.ops.csv_format import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.dispatch.tracker import ConversionTracker
-    from msclkid_middleware.outbox.base import OutboxStore
+    from msclkid_middleware.outbox.base import NewRow
 
 __all__ = [
     "BATCH_ROWS",
@@ -50,7 +50,7 @@ __all__ = [
     "validate_file",
 ]
 
-#: Rows committed per outbox transaction by ``import-csv``.
+#: Rows committed per outbox transaction (one batched insert) by ``import-csv``.
 BATCH_ROWS = 500
 _RAW_PII = ("email", "phone")
 #: What one row came to: recorded now, already in the outbox, or (validate) would be accepted.
@@ -354,38 +354,39 @@ def _rejected_path(path: Path, rejected_path: Path | None) -> Path:
 
 
 class _Batches:
-    """Enqueues in store transactions of :data:`BATCH_ROWS` rows: one commit per batch instead of one per row.
+    """Rows enqueued :data:`BATCH_ROWS` at a time: one batched insert and one commit per batch, no lookups.
 
+    Each row is validated and built once (``tracker.offline_row``); a full batch goes to the outbox as one
+    ``INSERT ... ON CONFLICT DO NOTHING`` inside a store transaction (a page cache sized for bulk writes), so
+    rows already stored (a re-run) are skipped by the database instead of a ``find()`` per row.  A row counts as
+    recorded when it is taken; those the insert skipped are moved to ``existing`` when their batch is written.
     A failure rolls back only the open batch; a re-run records what is missing (imports are idempotent).
     """
 
-    def __init__(self, store: OutboxStore) -> None:
-        self.store = store
-        self._transaction: AbstractContextManager[object] | None = None
-        self._connection: object = None
-        self._pending = 0
+    def __init__(self, tracker: ConversionTracker) -> None:
+        self.tracker = tracker
+        self.rows: list[NewRow] = []
+        #: Rows taken as recorded that were already in the outbox.
+        self.existing = 0
 
-    def connection(self) -> object:
-        if self._transaction is None:
-            self._transaction = self.store.transaction()
-            self._connection = self._transaction.__enter__()
-        return self._connection
+    def add(self, row: NewRow) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= BATCH_ROWS:
+            self.write()
 
-    def written(self) -> None:
-        self._pending += 1
-        if self._pending >= BATCH_ROWS:
-            self._end(None, None, None)
-
-    def _end(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        transaction, self._transaction, self._connection, self._pending = self._transaction, None, None, 0
-        if transaction is not None:
-            transaction.__exit__(kind, exc, tb)
+    def write(self) -> None:
+        rows, self.rows = self.rows, []
+        if rows:
+            with self.tracker.store.transaction() as connection:
+                created = self.tracker.record_offline_rows(rows, connection=connection)
+            self.existing += len(rows) - created
 
     def __enter__(self) -> _Batches:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._end(kind, exc, tb)
+        if kind is None:
+            self.write()
 
 
 def import_file(
@@ -406,33 +407,33 @@ def import_file(
     and ``error`` columns in front; raw email and phone cells are blanked there; a clean run removes a stale one.
     ``on_row`` is called with the line number after each row (progress).
     """
-    store = tracker.store
     rejected = _rejected_path(path, rejected_path)
     crm = CrmFile(path, mapping=mapping, time_zone=time_zone, default_goal=default_goal, encoding=encoding)
-    with crm, _Batches(store) as batches:
+    with crm, _Batches(tracker) as batches:
 
         def record(row: ImportRow) -> RowOutcome:
-            if store.find(row.event_id, kind="offline", account=tracker.account):
-                return "existing"  # a re-run: a cheap read instead of a write transaction
-            # validate's checks first: one rule set, one wording per problem (record_offline makes the same).
+            # validate's checks first: one rule set, one wording per problem (the tracker makes the same).
             check_row(row, goals=tracker.goals, now=tracker.clock(), default_region=tracker.default_region)
-            status = tracker.record_offline(
-                event_id=row.event_id,
-                conversion_name=row.conversion_name,
-                conversion_time=row.conversion_time,
-                value=row.value,
-                currency=row.currency,
-                click=row.click,
-                email=row.email,
-                phone=row.phone,
-                hashed_email=row.hashed_email,
-                hashed_phone=row.hashed_phone,
-                connection=batches.connection(),
+            batches.add(
+                tracker.offline_row(
+                    event_id=row.event_id,
+                    conversion_name=row.conversion_name,
+                    conversion_time=row.conversion_time,
+                    value=row.value,
+                    currency=row.currency,
+                    click=row.click,
+                    email=row.email,
+                    phone=row.phone,
+                    hashed_email=row.hashed_email,
+                    hashed_phone=row.hashed_phone,
+                )
             )
-            batches.written()
-            return "recorded" if status.created else "existing"
+            return "recorded"
 
         result = _process(crm, record, rejected_path=rejected, on_row=on_row)
+    result = dataclasses.replace(
+        result, recorded=result.recorded - batches.existing, existing=result.existing + batches.existing
+    )
     if result.rejected_file is None and rejected.exists():
         rejected.unlink()  # a clean re-run leaves no stale rejects behind
     return result

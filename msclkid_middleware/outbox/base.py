@@ -34,6 +34,7 @@ __all__ = [
     "PRIMARY_KINDS",
     "STATES",
     "TERMINAL_STATES",
+    "ClaimedRow",
     "Counters",
     "Durability",
     "EnqueueResult",
@@ -180,6 +181,28 @@ class OutboxRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimedRow:
+    """A claimed row as delivery needs it (:meth:`OutboxStore.claim_batch`): no more columns than the request uses.
+
+    ``payload_json`` is the stored wire item as it is (compact JSON): the clients splice it into the
+    request body without decoding it; ``event_time`` is the payload's latest event time (what Microsoft
+    checks against "not in the future"), read by the database, or ``None``.
+    """
+
+    id: int
+    kind: Kind
+    account: str
+    event_id: str
+    lease_token: str
+    attempts: int
+    conversion_name: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    event_time: datetime | None
+    payload_json: str
+
+
+@dataclass(frozen=True, slots=True)
 class EnqueueResult:
     """The stored row and whether this call created it (``False``: it already existed)."""
 
@@ -286,8 +309,24 @@ class OutboxStore(Protocol):
         """
         ...
 
+    def claim_batch(
+        self, *, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: Collection[Kind] | None = None
+    ) -> list[ClaimedRow]:
+        """:meth:`claim` for delivery: the same lease, but only the columns a request needs, undecoded."""
+        ...
+
+    def enqueue_many(self, rows: Sequence[NewRow], *, now: datetime, connection: Any = None) -> int:
+        """Store the rows that are new (one batched ``INSERT ... ON CONFLICT DO NOTHING``); returns how many.
+
+        A row matching a stored one (as :meth:`enqueue` matches) is skipped without a lookup; with
+        ``connection`` (from :meth:`transaction`) the rows join that transaction.  Raises ``OutboxFull``
+        (nothing of the batch stored) when the new pending rows would exceed ``max_pending``.
+        """
+        ...
+
     def settle(self, outcomes: Sequence[Outcome], *, now: datetime) -> int:
-        """Write back outcomes in one short transaction; returns how many were applied (fenced)."""
+        """Write back outcomes in one short transaction (one statement per outcome shape, not per row);
+        returns how many were applied (fenced by each row's lease token)."""
         ...
 
     def pause(self, *, account: str, kinds: Collection[Kind], reason: str, now: datetime) -> int:

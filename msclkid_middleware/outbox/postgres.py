@@ -32,6 +32,7 @@ from msclkid_middleware.errors import ConfigError, OutboxFull, StoreError
 from msclkid_middleware.outbox.base import (
     DEFAULT_MAX_PENDING,
     KINDS,
+    ClaimedRow,
     Counters,
     Durability,
     EnqueueResult,
@@ -52,6 +53,7 @@ from msclkid_middleware.outbox.postgres_connect import (
 )
 from msclkid_middleware.outbox.postgres_schema import DIALECT, MIGRATIONS, QUERIES, migrate
 from msclkid_middleware.outbox.rows import (
+    decode_claimed,
     insert_values,
     settle_values,
     token_values,
@@ -97,19 +99,32 @@ SET state = 'in_flight', lease_owner = %(owner)s, lease_token = %(token)s, lease
     attempts = t.attempts + 1, updated_at = %(now)s
 -- = ANY(ARRAY(...)): primary-key lookups, never a join over the whole table.
 WHERE t.id = ANY(ARRAY(SELECT id FROM expired UNION ALL SELECT id FROM pending LIMIT %(limit)s))
-RETURNING t.*
+RETURNING {{returning}}
+"""  # noqa: S608 (only module constants are interpolated; values are bound parameters)
+# What a delivery request needs of a claimed row; the payload's times are read by the server (as JSON values).
+_CLAIMED_COLUMNS = (
+    "t.id, t.kind, t.account, t.event_id, t.lease_token, t.attempts, t.conversion_name, t.created_at,"
+    " t.expires_at, t.payload, t.payload::jsonb -> 'ConversionTime' AS conversion_time,"
+    " t.payload::jsonb -> 'AdjustmentTime' AS adjustment_time, t.payload::jsonb -> 'eventTime' AS uet_time"
+)
+# A batch's rows in one executemany (pipelined: one round trip); a row matching a stored one is skipped.
+_INSERT_MANY = f"""
+INSERT INTO {{s}}.msclkid_outbox ({COLUMNS}) VALUES ({QUERIES.insert_values}) ON CONFLICT DO NOTHING
 """  # noqa: S608 (only module constants are interpolated; values are bound parameters)
 
 
-# Every outcome in one statement (arrays unnested), fenced by each row's lease token.
+# Every outcome in one statement (arrays unnested), fenced by each row's lease token.  The rows
+# are locked in id order first (the CTE, materialised by the IN): two settles touching the same rows (a stale
+# worker and the one that took over) then queue instead of deadlocking.
 _SETTLE = f"""
+WITH locked AS MATERIALIZED (SELECT id FROM {{s}}.msclkid_outbox WHERE id = ANY(%(id)s) ORDER BY id FOR UPDATE)
 UPDATE {{s}}.msclkid_outbox AS t
 SET {QUERIES.settle_assignments(lambda field: "%(now)s" if field == "now" else "o." + field)}
 FROM unnest(%(id)s::bigint[], %(token)s::text[], %(state)s::text[], %(next_at)s::timestamptz[], %(code)s::text[],
             %(message)s::text[], %(tracking)s::text[], %(warnings)s::text[], %(refund)s::int[],
             %(paused_reason)s::text[])
      AS o(id, token, state, next_at, code, message, tracking, warnings, refund, paused_reason)
-WHERE t.id = o.id AND t.lease_token = o.token AND t.state = 'in_flight'
+WHERE t.id = o.id AND t.lease_token = o.token AND t.state = 'in_flight' AND t.id IN (SELECT id FROM locked)
 """  # noqa: S608 (only module constants are interpolated; values are bound parameters)
 _SETTLE_FIELDS = ("id", "token", "state", "next_at", "code", "message", "tracking", "warnings", "refund")
 
@@ -254,6 +269,24 @@ class PostgresOutbox(SqlStore):
     def claim(
         self, *, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: Collection[Kind] | None = None
     ) -> list[OutboxRow]:
+        claimed = self._claim(owner, limit, now, lease_seconds, kinds, "t.*")
+        return sorted((self._row(r) for r in claimed), key=lambda r: r.id)
+
+    def claim_batch(
+        self, *, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: Collection[Kind] | None = None
+    ) -> list[ClaimedRow]:
+        claimed = self._claim(owner, limit, now, lease_seconds, kinds, _CLAIMED_COLUMNS)
+        return sorted((decode_claimed(r, DIALECT.read_time) for r in claimed), key=lambda r: r.id)
+
+    def _claim(
+        self,
+        owner: str,
+        limit: int,
+        now: datetime,
+        lease_seconds: float,
+        kinds: Collection[Kind] | None,
+        returning: str,
+    ) -> list[dict[str, Any]]:
         if limit < 1:
             return []
         wanted = known_kinds(kinds) if kinds is not None else list(KINDS)
@@ -267,9 +300,44 @@ class PostgresOutbox(SqlStore):
             "kinds": wanted,
             "limit": limit,
         }
-        claimed = self._fetch(_CLAIM, params)
+        claimed = self._fetch(_CLAIM.replace("{returning}", returning), params)
         self._count("claimed", len(claimed))
-        return sorted((self._row(r) for r in claimed), key=lambda r: r.id)
+        return claimed
+
+    def enqueue_many(self, rows: Sequence[NewRow], *, now: datetime, connection: Any = None) -> int:
+        if not rows:
+            return 0
+        values = [insert_values(row, now, DIALECT.write_time) for row in rows]
+
+        def run(conn: psycopg.Connection[Any]) -> int:
+            # A transaction of its own, or a savepoint in the caller's: an overflow takes back this batch only.
+            with conn.transaction():
+                with conn.cursor() as cur:
+                    cur.executemany(self.db.q(_INSERT_MANY), values)
+                    created = max(cur.rowcount, 0)
+                    if created and any(v["state"] == "pending" for v in values):
+                        cur.execute(self.db.q("SELECT COALESCE(sum(n), 0) FROM {s}.msclkid_outbox_open"))
+                        found = cur.fetchone()
+                        if found is not None and found[0] > self.max_pending:
+                            self._count("overflow_rejected", created)
+                            raise OutboxFull(self.max_pending)
+                return created
+
+        if connection is not None:
+            if not isinstance(connection, psycopg.Connection):
+                raise ConfigError(
+                    "connection= must be a psycopg (3) Connection to the outbox's database", setting="connection"
+                )
+            try:
+                created = run(connection)
+            except psycopg.Error as exc:
+                self._count("store_errors")
+                raise store_error(exc, "enqueue") from exc
+        else:
+            created = self._run("enqueue", run)
+        self._count("enqueued", created)
+        self._count("duplicates", len(rows) - created)
+        return created
 
     def settle(self, outcomes: Sequence[Outcome], *, now: datetime) -> int:
         if not outcomes:
@@ -280,16 +348,12 @@ class PostgresOutbox(SqlStore):
         params["now"] = DIALECT.write_time(now)
 
         def run(conn: psycopg.Connection[Any]) -> int:
+            # One statement for the whole batch (it locks its rows in id order itself), inside a transaction so
+            # a crash before COMMIT leaves every row in flight for its lease to recover (the settle_txn point).
             with conn.transaction():
-                # Lock in id order first: two settles touching the same rows (a stale worker and the
-                # one that took over) then queue instead of deadlocking.
-                conn.execute(
-                    self.db.q("SELECT id FROM {s}.msclkid_outbox WHERE id = ANY(%s) ORDER BY id FOR UPDATE"),
-                    (params["id"],),
-                )
                 applied = max(conn.execute(self.db.q(_SETTLE), params).rowcount, 0)
                 faultpoints.hit("settle_txn")
-                return applied
+            return applied
 
         applied = self._run("settle", run)
         if applied != len(outcomes):

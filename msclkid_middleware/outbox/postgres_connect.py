@@ -15,16 +15,16 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolClosed
 
-from msclkid_middleware.errors import ConfigError, StoreError
+from msclkid_middleware.errors import ClosedError, ConfigError, StoreError
 from msclkid_middleware.outbox.base import Durability
 
 __all__ = [
@@ -174,7 +174,7 @@ class Database:
             return pool
         with self._lock:
             if self._closed:
-                raise StoreError("the PostgreSQL store is closed", reason="storage_closed")
+                raise ClosedError("PostgreSQL outbox")
             if self._pid != pid:
                 if self._pool is not None:
                     self._abandoned.append(self._pool)
@@ -199,7 +199,11 @@ class Database:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        with self.pool().connection() as conn:
+        with ExitStack() as stack:
+            try:
+                conn = stack.enter_context(self.pool().connection())
+            except PoolClosed as exc:  # close() ran between pool() and the checkout
+                raise ClosedError("PostgreSQL outbox") from exc
             yield conn
 
     def run(self, action: str, fn: Callable[[psycopg.Connection[Any]], T], *, on_error: Callable[[], None]) -> T:

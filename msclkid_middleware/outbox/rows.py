@@ -8,19 +8,24 @@ go through the store's :class:`~msclkid_middleware.outbox.sql.Dialect` (POSIX se
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from msclkid_middleware.outbox.base import NewRow, OutboxRow, Outcome, StateCount, TokenRecord
+from msclkid_middleware.conversions import parse_time
+from msclkid_middleware.outbox.base import ClaimedRow, NewRow, OutboxRow, Outcome, StateCount, TokenRecord
 
 __all__ = [
     "Record",
+    "claimed_of",
+    "decode_claimed",
     "decode_row",
     "decode_token",
     "dumps",
+    "event_time",
     "insert_values",
     "loads",
+    "settle_groups",
     "settle_values",
     "state_count",
     "token_values",
@@ -82,6 +87,58 @@ def decode_row(r: Record, read_time: ReadTime) -> OutboxRow:
     )
 
 
+def event_time(kind: str, conversion_time: object, adjustment_time: object, uet_time: object) -> datetime | None:
+    """The latest time Microsoft checks against "not in the future", from the payload's own fields.
+
+    UET: ``eventTime`` (whole seconds); Campaign Management: the later of ``ConversionTime`` and
+    ``AdjustmentTime``.  ``None`` when the payload has none (or an unreadable one: Microsoft decides).
+    """
+    try:
+        if kind == "uet":
+            ok = isinstance(uet_time, int)
+            return datetime.fromtimestamp(uet_time, UTC) if ok else None  # type: ignore[arg-type]
+        times = [parse_time(value, "time") for value in (conversion_time, adjustment_time) if value is not None]
+    except (ValueError, OverflowError, OSError):
+        return None
+    return max(times) if times else None
+
+
+def decode_claimed(r: Record, read_time: ReadTime) -> ClaimedRow:
+    """A record of a delivery claim (the columns of ``claim_batch``) -> :class:`ClaimedRow`."""
+    kind = r["kind"]
+    return ClaimedRow(
+        r["id"],
+        kind,
+        r["account"],
+        r["event_id"],
+        r["lease_token"],
+        r["attempts"],
+        r["conversion_name"],
+        _required(read_time, r["created_at"]),
+        read_time(r["expires_at"]),
+        event_time(kind, r["conversion_time"], r["adjustment_time"], r["uet_time"]),
+        r["payload"],
+    )
+
+
+def claimed_of(row: OutboxRow) -> ClaimedRow:
+    """The delivery view of a row read in full (rows claimed with ``claim()``, as ``msclkid send-test`` does)."""
+    p = row.payload
+    return ClaimedRow(
+        row.id,
+        row.kind,
+        row.account,
+        row.event_id,
+        row.lease_token or "",
+        row.attempts,
+        row.conversion_name,
+        row.created_at,
+        row.expires_at,
+        event_time(row.kind, p.get("ConversionTime"), p.get("AdjustmentTime"), p.get("eventTime")),
+        dumps(dict(p)),
+    )
+
+
 def insert_values(row: NewRow, now: datetime, write_time: WriteTime) -> dict[str, Any]:
     """The named values of an enqueue (``now`` is both the first due time and the creation time)."""
     return {
@@ -117,6 +174,30 @@ def settle_values(outcome: Outcome, now: datetime, write_time: WriteTime) -> dic
         "paused_reason": outcome.error_message if outcome.state == "paused" else None,
         "now": write_time(now),
     }
+
+
+def settle_groups(outcomes: Sequence[Outcome], now: datetime, write_time: WriteTime) -> list[dict[str, Any]]:
+    """Outcomes with the same values but for the row, as one set of values each with the rows' ``ids``.
+
+    A batch's deliveries share their state, time and TrackingId (and the claim's lease token): they are
+    settled by one statement, not one per row.
+    """
+    groups: dict[tuple[Any, ...], tuple[Outcome, list[int]]] = {}
+    for o in outcomes:
+        key: tuple[Any, ...] = (o.lease_token, o.state, o.next_attempt_at, o.error_code, o.error_message)
+        key += (o.tracking_id, o.warnings, o.refund_attempt)
+        found = groups.get(key)
+        if found is None:
+            groups[key] = (o, [o.row_id])
+        else:
+            found[1].append(o.row_id)
+    settled = []
+    for first, ids in groups.values():
+        values = settle_values(first, now, write_time)
+        del values["id"]
+        values["ids"] = ids
+        settled.append(values)
+    return settled
 
 
 def state_count(r: Record) -> StateCount:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from msclkid_middleware.capture.request import RequestFacts, parse_cookies, route_path
+from msclkid_middleware.capture.request import RequestFacts, cookie_values, parse_cookies, route_path
 from tests.wsgi_helpers import make_environ
 
 
@@ -147,3 +149,37 @@ def test_parse_cookies_first_value_wins_and_ours_are_all_kept() -> None:
     assert cookies == {"a": "1", "b": "two", "ours": "x"}
     assert ours == ["x", "y"]
     assert parse_cookies("") == ({}, [])
+
+
+@settings(max_examples=2000)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(list('ab;= "\tx\u3000')), st.sampled_from(["ns", "ns=", "; ns=", ' "v"', "  ", "x ns=1"])
+        ),
+        max_size=30,
+    ).map("".join),
+    st.sampled_from(["ns", "n", "s", "a"]),
+)
+def test_cookie_values_finds_what_parse_cookies_finds(header: str, name: str) -> None:
+    assert cookie_values(header, name) == parse_cookies(header, name)[1]
+    assert cookie_values(header, name, first=True) == parse_cookies(header, name)[1][:1]
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("a=1; ours=x; b=2", ["x"]),
+        ("ours=x", ["x"]),
+        (' ours="x"', ["x"]),
+        ("a=1;ours=x", ["x"]),
+        ("a=1; x ours=y", []),
+        ("a=1;  ours=y", ["y"]),
+        ("a=1; ours =y", ["y"]),
+        ("xours=1; ours=2; ours=3", ["2", "3"]),
+        ("a=ours=1", []),
+        ("ours", []),
+    ],
+)
+def test_cookie_values_cases(header: str, expected: list[str]) -> None:
+    assert cookie_values(header, "ours") == expected == parse_cookies(header, "ours")[1]

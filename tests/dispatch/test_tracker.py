@@ -197,3 +197,82 @@ def test_no_secret_reaches_the_logs_or_the_metrics(
             assert secret not in text
     finally:
         tracker.close()
+
+
+# -- close() while other threads record and deliver (issue 21 item 5) ---------------------------------------
+
+_CLOSE_WHILE_RECORDING = r"""
+import sys, threading, time
+from datetime import UTC, datetime, timedelta
+sys.path.insert(0, sys.argv[2])
+from msclkid_middleware.capture.consent import Consent
+from msclkid_middleware.dispatch.tracker import ConversionTracker
+from msclkid_middleware.errors import ClosedError
+from msclkid_middleware.outbox.sqlite import SqliteOutbox
+
+granted = Consent.granted_by("explicit")
+for round_ in range(int(sys.argv[3])):
+    url = f"sqlite:///{sys.argv[1]}/o{round_}.db"
+    tracker = ConversionTracker(store_url=url, microsoft=False, uet=False, uet_tag_id="12345")
+    stop = threading.Event()
+    recorded, odd = [], []
+
+    def record(n):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            when = datetime.now(UTC) - timedelta(minutes=1)
+            try:
+                tracker.record_uet_event(f"e{n}-{i}", "purchase", when, click=f"{i:032x}", consent=granted)
+                recorded.append(f"e{n}-{i}")
+            except ClosedError:
+                pass
+            except Exception as exc:
+                odd.append(repr(exc))
+
+    def deliver():
+        while not stop.is_set():
+            try:
+                tracker.flush(timeout=1)
+            except ClosedError:
+                pass
+            except Exception as exc:
+                odd.append(repr(exc))
+
+    threads = [threading.Thread(target=record, args=(n,)) for n in range(3)] + [threading.Thread(target=deliver)]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)
+    tracker.close()
+    time.sleep(0.02)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not odd, odd[:3]
+    try:
+        tracker.record_uet_event("late", "purchase", datetime.now(UTC), click="0" * 32, consent=granted)
+    except ClosedError:
+        pass
+    else:
+        raise AssertionError("a record after close() was accepted")
+    store = SqliteOutbox(url[len("sqlite:///"):])
+    kept = {r.event_id for r in store.scan()}
+    store.close()
+    assert set(recorded) <= kept, "an event recorded before close() was lost"
+print("ok")
+"""
+
+
+def test_close_while_other_threads_record_and_deliver_never_crashes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", _CLOSE_WHILE_RECORDING, str(tmp_path), str(root), "6"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"

@@ -245,12 +245,17 @@ def test_headers_session_and_user_agent(ms: EmulatorHandle) -> None:
 # -- shapes the emulator does not produce: a loopback fake speaking Microsoft's documented variants -----------
 
 
-def _fake_campaign(answer: Callable[[dict[str, str], Any], tuple[int, Any, dict[str, str]]]) -> Any:
+def _fake_campaign(
+    answer: Callable[[dict[str, str], Any], tuple[int, Any, dict[str, str]]], raw: list[bytes] | None = None
+) -> Any:
     import contextlib
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received = self.rfile.read(int(self.headers["Content-Length"]))
+            if raw is not None:
+                raw.append(received)
+            body = json.loads(received)
             status, payload, headers = answer(dict(self.headers), body)
             data = json.dumps(payload).encode()
             self.send_response(status)
@@ -362,3 +367,44 @@ def test_from_settings(ms: EmulatorHandle, tmp_path: Any) -> None:
     assert store.load() is not None
     with pytest.raises(ConfigError, match="MSADS_DEVELOPER_TOKEN"):
         CampaignManagementClient.from_settings(Settings())
+
+
+def test_stored_json_items_are_spliced_into_the_body_as_they_are(ms: EmulatorHandle) -> None:
+    # The outbox hands its payloads over undecoded (WireJson): the body carries them byte for byte, and the
+    # resend after a fault naming items splices the remaining ones again.
+    from msclkid_middleware.microsoft.wirejson import WireJson
+
+    bodies: list[bytes] = []
+
+    def answer(headers: dict[str, str], body: Any) -> tuple[int, Any, dict[str, str]]:
+        if len(bodies) == 1:
+            error = {"Code": 5604, "ErrorCode": "X", "Message": "bad", "Index": 1, "Type": "BatchError"}
+            fault = {"TrackingId": "t1", "Type": "ApiFaultDetail", "BatchErrors": [error], "OperationErrors": []}
+            return 400, fault, {"TrackingId": "t1"}
+        return 200, {"PartialErrors": []}, {"TrackingId": "t2"}
+
+    items = offline_items(ms, 3)
+    stored = [WireJson(json.dumps(item, separators=(",", ":"), sort_keys=True)) for item in items]
+    with _fake_campaign(answer, raw=bodies) as url:
+        result = make_campaign(ms, api_url=url).apply_offline_conversions(stored)
+    assert [r.accepted for r in result] == [True, False, True]
+    assert bodies[0] == ('{"OfflineConversions":[' + ",".join(stored) + "]}").encode()
+    assert bodies[1] == ('{"OfflineConversions":[' + ",".join((stored[0], stored[2])) + "]}").encode()
+    # And against the emulator: accepted like the dicts they were encoded from.
+    fresh = [WireJson(json.dumps(item)) for item in offline_items(ms, 2)]
+    assert [r.accepted for r in make_campaign(ms).apply_offline_conversions(fresh)] == [True, True]
+
+
+def test_to_wire_takes_stored_json_dicts_and_models_without_a_protocol_check() -> None:
+    from msclkid_middleware.microsoft.campaign import to_wire
+    from msclkid_middleware.microsoft.wirejson import WireJson, json_object
+
+    stored = WireJson('{"a":1}')
+    assert to_wire(stored) is stored
+    assert to_wire({"a": 1}) == {"a": 1}
+    assert json.loads(json_object({"flag": True}, "data", [stored, {"b": "é"}])) == {
+        "data": [{"a": 1}, {"b": "é"}],
+        "flag": True,
+    }
+    with pytest.raises(TypeError):
+        to_wire(3)  # type: ignore[arg-type]

@@ -41,7 +41,8 @@ def _rows(count: int, when: str) -> list[list[str]]:
 def test_import_commits_batches_through_the_stores_transaction(
     store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """500 rows per ``store.transaction()``, on either store; a re-run only reads (no transaction at all)."""
+    """500 rows per ``store.transaction()`` (one batched insert each), on either store; a re-run stores nothing:
+    the inserts skip every row, without a lookup per row."""
     when = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
     source = crm_file(
         tmp_path / "batches.csv", [*_rows(1100, when), ["bad", "Purchase", "soon", "1", "USD", "", "", ""]]
@@ -62,9 +63,16 @@ def test_import_commits_batches_through_the_stores_transaction(
         assert (result.rows, result.recorded, result.existing, result.rejected) == (1101, 1100, 0, 1)
         assert len(opened) == 3  # 500 + 500 + 100
         assert tracker.store.open_count() == 1100
+        inserted: list[int] = []
+        enqueue_many = tracker.store.enqueue_many
+        monkeypatch.setattr(tracker.store, "find", lambda *a, **k: pytest.fail("a lookup per row"))
+        monkeypatch.setattr(
+            tracker.store, "enqueue_many", lambda rows, **k: inserted.append(len(rows)) or enqueue_many(rows, **k)
+        )
         again = import_file(source, tracker=tracker)
         assert (again.recorded, again.existing, again.rejected) == (0, 1100, 1)
-        assert len(opened) == 3
+        assert (len(opened), inserted) == (6, [500, 500, 100])
+        assert tracker.store.open_count() == 1100
     finally:
         tracker.close()
 

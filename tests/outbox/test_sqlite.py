@@ -224,3 +224,91 @@ def test_the_profile_store_is_private_too(tmp_path: Path) -> None:
         assert _mode(tmp_path / "profiles.sqlite3") == 0o600
     finally:
         store.close()
+
+
+# -- close() while other threads write (issue 21 item 5) ----------------------------------------------------
+
+_CLOSE_WHILE_WRITING = r"""
+import sys, threading, time
+from datetime import UTC, datetime, timedelta
+sys.path.insert(0, sys.argv[2])
+from msclkid_middleware.errors import ClosedError
+from msclkid_middleware.outbox.base import NewRow
+from msclkid_middleware.outbox.sqlite import SqliteOutbox
+
+T0 = datetime(2026, 11, 28, 12, tzinfo=UTC)
+for round_ in range(int(sys.argv[3])):
+    path = f"{sys.argv[1]}/o{round_}.db"
+    store = SqliteOutbox(path)
+    stop = threading.Event()
+    created, odd = [], []
+
+    def hammer(n):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            row = NewRow(kind="offline", account="1", event_id=f"e{n}-{i}", idempotency_key=f"k{n}-{i}",
+                         payload={"MicrosoftClickId": f"c{i}"}, conversion_name="Purchase",
+                         consent={"state": "granted", "basis": "default"}, expires_at=T0 + timedelta(days=1))
+            try:
+                if store.enqueue(row, now=T0).created:
+                    created.append(row.event_id)
+                store.open_count()
+                for claimed in store.claim(owner="w", limit=5, now=T0, lease_seconds=60):
+                    pass
+            except ClosedError:
+                pass
+            except Exception as exc:
+                odd.append(repr(exc))
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    store.close()
+    time.sleep(0.02)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not odd, odd[:3]
+    reopened = SqliteOutbox(path)
+    kept = {r.event_id for r in reopened.scan()}
+    reopened.close()
+    assert set(created) <= kept, "a write acknowledged before close() was lost"
+print("ok")
+"""
+
+
+def test_close_while_other_threads_write_never_crashes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", _CLOSE_WHILE_WRITING, str(tmp_path), str(root), "8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
+
+
+def test_a_closed_store_refuses_later_calls(tmp_path: Path) -> None:
+    from msclkid_middleware.errors import ClosedError
+
+    store = SqliteOutbox(tmp_path / "o.db")
+    store.enqueue(new_row(1), now=T0)
+    store.close()
+    store.close()  # idempotent
+    with pytest.raises(ClosedError) as raised:
+        store.enqueue(new_row(2), now=T0)
+    assert isinstance(raised.value, StoreError)
+    assert raised.value.reason == "closed"
+    with pytest.raises(ClosedError):
+        store.find("ord_1")
+    with pytest.raises(ClosedError), store.transaction():
+        pass
+    reopened = SqliteOutbox(tmp_path / "o.db")
+    assert [r.event_id for r in reopened.scan()] == ["ord_1"]
+    reopened.close()

@@ -495,3 +495,83 @@ def test_transaction_rolls_back_the_whole_batch_on_error(store: OutboxStore) -> 
             for n in batch:
                 store.enqueue(new_row(n), now=T0, connection=conn)
     assert store.open_count() == 3
+
+
+# -- delivery and bulk paths (issue 21): claim_batch, grouped settles, enqueue_many ----------------------------
+
+
+def test_claim_batch_leases_like_claim_and_hands_over_the_stored_json(store: OutboxStore) -> None:
+    import json
+
+    store.enqueue(new_row(1, payload={"ConversionTime": "2026-11-28T11:00:00Z", "MicrosoftClickId": "c1"}), now=T0)
+    adjusted = {"AdjustmentTime": "2026-11-28T11:30:00Z", "ConversionTime": "2026-11-28T11:00:00Z"}
+    store.enqueue(new_row(2, kind="offline_adjustment", payload=adjusted), now=T0)
+    store.enqueue(new_row(3, kind="uet", payload={"eventTime": int(T0.timestamp()) - 60, "eventId": "e3"}), now=T0)
+    store.enqueue(new_row(4, payload={"MicrosoftClickId": "c4"}), now=T0)
+    claimed = store.claim_batch(owner="w", limit=10, now=T0, lease_seconds=LEASE)
+    assert [c.event_id for c in claimed] == ["ord_1", "ord_2", "ord_3", "ord_4"]
+    assert len({c.lease_token for c in claimed}) == 1
+    assert all(c.attempts == 1 and c.created_at == T0 for c in claimed)
+    assert json.loads(claimed[0].payload_json) == {"ConversionTime": "2026-11-28T11:00:00Z", "MicrosoftClickId": "c1"}
+    assert claimed[0].event_time is not None
+    assert claimed[0].event_time.isoformat() == "2026-11-28T11:00:00+00:00"
+    assert claimed[1].event_time is not None
+    assert claimed[1].event_time.isoformat() == "2026-11-28T11:30:00+00:00"
+    assert claimed[2].event_time == T0.replace(microsecond=0) - timedelta(seconds=60)
+    assert claimed[3].event_time is None
+    assert store.claim(owner="other", limit=10, now=T0, lease_seconds=LEASE) == []  # leased
+    full = store.get(claimed[0].id)
+    assert full is not None
+    assert (full.state, full.lease_token) == ("in_flight", claimed[0].lease_token)
+
+
+def test_settle_groups_outcomes_and_fences_each_row(store: OutboxStore) -> None:
+    for n in range(1, 7):
+        store.enqueue(new_row(n), now=T0)
+    claimed = store.claim_batch(owner="w", limit=10, now=T0, lease_seconds=LEASE)
+    token = claimed[0].lease_token
+    later = T0 + timedelta(minutes=5)
+    outcomes = [
+        Outcome(claimed[0].id, token, "delivered", tracking_id="t-1"),
+        Outcome(claimed[1].id, token, "delivered", tracking_id="t-1"),
+        Outcome(claimed[2].id, token, "rejected", error_code="5604", error_message="bad click", tracking_id="t-1"),
+        Outcome(claimed[3].id, token, "pending", next_attempt_at=later, error_code="HTTP 503", error_message="busy"),
+        Outcome(claimed[4].id, "not-the-lease", "delivered", tracking_id="t-1"),  # stale: fenced out
+        Outcome(claimed[5].id, token, "pending", refund_attempt=True),
+    ]
+    assert store.settle(outcomes, now=T0) == 5
+    rows = {r.event_id: r for r in store.scan()}
+    assert (rows["ord_1"].state, rows["ord_1"].tracking_id, rows["ord_2"].state) == ("delivered", "t-1", "delivered")
+    assert (rows["ord_3"].state, rows["ord_3"].last_error_code) == ("rejected", "5604")
+    assert (rows["ord_4"].state, rows["ord_4"].next_attempt_at, rows["ord_4"].attempts) == ("pending", later, 1)
+    assert rows["ord_5"].state == "in_flight"
+    assert (rows["ord_6"].state, rows["ord_6"].attempts) == ("pending", 0)
+    assert store.metrics()["stale_acks"] == 1
+
+
+def test_enqueue_many_skips_what_is_stored_without_lookups(store: OutboxStore) -> None:
+    store.enqueue(new_row(1), now=T0)
+    batch = [new_row(1), new_row(2), new_row(3), new_row(2, idempotency_key="offline:key-other")]
+    assert store.enqueue_many(batch, now=T0) == 2  # ord_1 stored before; ord_2 twice in the batch
+    assert sorted(r.event_id for r in store.scan()) == ["ord_1", "ord_2", "ord_3"]
+    assert store.open_count() == 3
+    assert store.enqueue_many([], now=T0) == 0
+    with store.transaction() as conn:
+        assert store.enqueue_many([new_row(3), new_row(4)], now=T0, connection=conn) == 1
+    assert store.open_count() == 4
+    assert store.metrics()["enqueued"] == 4
+
+
+def test_enqueue_many_beyond_max_pending_stores_nothing_of_the_batch(make_store: StoreFactory) -> None:
+    store = make_store(max_pending=3)
+    store.enqueue(new_row(1), now=T0)
+    with pytest.raises(OutboxFull):
+        store.enqueue_many([new_row(2), new_row(3), new_row(4)], now=T0)
+    assert store.open_count() == 1
+    with store.transaction() as conn:
+        store.enqueue(new_row(5), now=T0, connection=conn)
+        with pytest.raises(OutboxFull):
+            store.enqueue_many([new_row(6), new_row(7)], now=T0, connection=conn)
+        # Only the batch was taken back: the caller's transaction goes on.
+        assert store.enqueue_many([new_row(8)], now=T0, connection=conn) == 1
+    assert sorted(r.event_id for r in store.scan()) == ["ord_1", "ord_5", "ord_8"]

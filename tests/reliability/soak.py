@@ -197,7 +197,9 @@ def _watch_read_timeouts(campaign: Any) -> Counter[str]:
         try:
             return post(url, **kwargs)
         except requests.ReadTimeout:
-            items = next(iter(kwargs["json"].values()))
+            # The client sends an encoded body (stored items are spliced in as they are).
+            body = kwargs["json"] if "json" in kwargs else json.loads(kwargs["data"])
+            items = next(iter(body.values()))
             lost.update(_key(item) for item in items)
             raise
 

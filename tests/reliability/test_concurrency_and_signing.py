@@ -47,8 +47,8 @@ def test_eight_dispatchers_never_double_claim(ms: EmulatorHandle, store_url: str
         def __getattr__(self, name: str) -> Any:
             return getattr(tracker.store, name)
 
-        def claim(self, **kwargs: Any) -> Any:
-            rows = tracker.store.claim(**kwargs)
+        def claim_batch(self, **kwargs: Any) -> Any:
+            rows = tracker.store.claim_batch(**kwargs)
             with lock:
                 claims.extend((r.id, r.lease_token or "", kwargs["owner"]) for r in rows)
             return rows

@@ -42,7 +42,7 @@ Injector = Callable[[OutboxStore], Any]
 def sqlite_disk_full(store: OutboxStore) -> Iterator[str]:
     assert isinstance(store, SqliteOutbox)
     # max_page_count is per connection: cap every connection the store has opened (all threads).
-    conns = list(store._connections) or [store._conn()]
+    conns = [conn for conn, _ in store._connections] or [store._conn()]
     pages = conns[0].execute("PRAGMA page_count").fetchone()[0]
     for conn in conns:
         conn.execute(f"PRAGMA max_page_count = {pages}")
