@@ -267,7 +267,7 @@ def sqlite_file(url: str) -> str | None:
     """The file of a ``sqlite:///`` store URL (``None`` for other stores and ``:memory:``)."""
     if not url.startswith("sqlite:"):
         return None
-    from msclkid_middleware.outbox.sqlite import sqlite_path_from_url
+    from msclkid_middleware.outbox.sqlite_connect import sqlite_path_from_url
 
     path = sqlite_path_from_url(url)
     return None if path in ("", ":memory:") else path

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from msclkid_middleware import faultpoints
-from msclkid_middleware.errors import ClosedError, ConfigError, OutboxFull, StoreError
+from msclkid_middleware.errors import ClosedError, OutboxFull
 from msclkid_middleware.outbox.base import (
     DEFAULT_MAX_PENDING,
     ClaimedRow,
@@ -44,6 +44,7 @@ from msclkid_middleware.outbox.rows import (
 )
 from msclkid_middleware.outbox.sql import in_list, known_kinds
 from msclkid_middleware.outbox.sql_store import SqlStore
+from msclkid_middleware.outbox.sqlite_connect import sqlite_path_from_url, store_error
 from msclkid_middleware.outbox.sqlite_schema import (
     BULK_CACHE_KIB,
     CLAIMED_COLUMNS,
@@ -61,34 +62,6 @@ from msclkid_middleware.tokens import create_private, exposed_files
 __all__ = ["MIGRATIONS", "Durability", "SqliteOutbox", "sqlite_path_from_url"]
 
 _SYNCHRONOUS = {"crash": "NORMAL", "power_loss": "FULL"}
-
-
-def sqlite_path_from_url(url: str) -> str:
-    """``sqlite:///relative.db`` / ``sqlite:////abs/path.db`` (SQLAlchemy's spelling) -> a path."""
-    if not url.startswith("sqlite:///"):
-        raise ConfigError(
-            "MSCLKID_STORE_URL must look like sqlite:///relative/path.sqlite3 or sqlite:////absolute/path.sqlite3",
-            setting="MSCLKID_STORE_URL",
-        )
-    path = url[len("sqlite:///") :].split("?", 1)[0]
-    if not path or path == ":memory:":
-        raise ConfigError(
-            "the outbox must be a file (a connection per thread cannot share an in-memory database)",
-            setting="MSCLKID_STORE_URL",
-        )
-    return path
-
-
-def _error(exc: sqlite3.Error, action: str) -> StoreError:
-    name = getattr(exc, "sqlite_errorname", "")
-    text = str(exc)
-    if name == "SQLITE_FULL" or "disk is full" in text:
-        reason = "storage_full"
-    elif name.startswith("SQLITE_BUSY") or "locked" in text:
-        reason = "storage_locked"
-    else:
-        reason = "storage_error"
-    return StoreError(f"outbox {action} failed: {text}", reason=reason)
 
 
 def _as_row(cur: sqlite3.Cursor, found: Any) -> sqlite3.Row | Mapping[str, Any]:
@@ -167,7 +140,7 @@ class SqliteOutbox(SqlStore):
             # request path (the worker runs a passive checkpoint in maintenance).
             conn.execute(f"PRAGMA wal_autocheckpoint = {self.wal_autocheckpoint}")
         except sqlite3.Error as exc:
-            raise _error(exc, "open") from exc
+            raise store_error(exc, "open") from exc
         return conn
 
     def _conn(self) -> sqlite3.Connection:
@@ -219,7 +192,7 @@ class SqliteOutbox(SqlStore):
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             self._count("store_errors")
-            raise _error(exc, action) from exc
+            raise store_error(exc, action) from exc
         try:
             yield conn
         except BaseException as exc:
@@ -228,7 +201,7 @@ class SqliteOutbox(SqlStore):
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
                 self._count("store_errors")
-                raise _error(exc, action) from exc
+                raise store_error(exc, action) from exc
             raise
         else:
             try:
@@ -237,7 +210,7 @@ class SqliteOutbox(SqlStore):
                 self._count("store_errors")
                 with suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                raise _error(exc, action) from exc
+                raise store_error(exc, action) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -275,7 +248,7 @@ class SqliteOutbox(SqlStore):
                 return conn.execute(query, params).fetchall()
         except sqlite3.Error as exc:
             self._count("store_errors")
-            raise _error(exc, "read") from exc
+            raise store_error(exc, "read") from exc
 
     def _migrate(self) -> None:
         with self._write("migration") as conn:
@@ -307,7 +280,7 @@ class SqliteOutbox(SqlStore):
                 result = self._enqueue_on(connection, values)
             except sqlite3.Error as exc:
                 self._count("store_errors")
-                raise _error(exc, "enqueue") from exc
+                raise store_error(exc, "enqueue") from exc
         else:
             with self._write("enqueue") as conn:
                 result = self._enqueue_on(conn, values)
@@ -324,7 +297,7 @@ class SqliteOutbox(SqlStore):
                 created = self._insert_many(connection, values)
             except sqlite3.Error as exc:
                 self._count("store_errors")
-                raise _error(exc, "enqueue") from exc
+                raise store_error(exc, "enqueue") from exc
         else:
             with self._write("enqueue") as conn:
                 created = self._insert_many(conn, values)
@@ -491,12 +464,12 @@ class SqliteOutbox(SqlStore):
                 self.path + ".token-lock", timeout=max(self.busy_timeout, 60.0), isolation_level=None
             )
         except sqlite3.Error as exc:
-            raise _error(exc, "token lock") from exc
+            raise store_error(exc, "token lock") from exc
         try:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise _error(exc, "token lock") from exc
+                raise store_error(exc, "token lock") from exc
             try:
                 yield
             finally:
