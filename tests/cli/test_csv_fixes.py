@@ -84,7 +84,8 @@ def test_an_interrupted_import_says_what_was_committed_and_how_to_resume(
     rows = [[f"R{n}", "Purchase", WHEN, "", "", click_id(n), "", ""] for n in range(12)]
     source = crm_file(env / "crm.csv", rows)
     monkeypatch.setattr("msclkid_middleware.ops.csv_import.BATCH_ROWS", 5)
-    original = ConversionTracker.record_offline
+    # Each data row becomes one outbox row (offline_row) before its batch is committed: stop at the eighth.
+    original = ConversionTracker.offline_row
     calls = 0
 
     def interrupted(self: ConversionTracker, *args: Any, **kwargs: Any) -> Any:
@@ -94,12 +95,12 @@ def test_an_interrupted_import_says_what_was_committed_and_how_to_resume(
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(ConversionTracker, "record_offline", interrupted)
+    monkeypatch.setattr(ConversionTracker, "offline_row", interrupted)
     assert main(["import-csv", str(source)]) == 130
     err = capsys.readouterr().err
     assert "import interrupted after 7 data row(s) (line 8 of the file): 5 new conversion(s) committed" in err
     assert "To resume, run the same command again: rows already recorded are skipped" in err
-    monkeypatch.setattr(ConversionTracker, "record_offline", original)
+    monkeypatch.setattr(ConversionTracker, "offline_row", original)
     assert main(["import-csv", str(source)]) == 0
     assert "12 row(s): 7 recorded, 5 already recorded, 0 rejected" in capsys.readouterr().out
 

@@ -45,6 +45,12 @@ with warnings.catch_warnings():
     from openapi_client.models.campaign.update_conversion_goals_response import UpdateConversionGoalsResponse
 
 
+def sent_body(kwargs: dict[str, Any]) -> Any:
+    """The JSON body as it went on the wire (the client sends it encoded, as ``data``)."""
+    data = kwargs.get("data")
+    return json.loads(data) if data is not None else kwargs.get("json")
+
+
 class Wire:
     """Every (method, path, JSON body, response JSON) the client's session exchanged."""
 
@@ -55,13 +61,13 @@ class Wire:
 
         def watched_post(url: str, **kwargs: Any) -> requests.Response:
             response = post(url, **kwargs)
-            self.calls.append(("POST", url.split("/v13/")[1], kwargs.get("json"), response.json()))
+            self.calls.append(("POST", url.split("/v13/")[1], sent_body(kwargs), response.json()))
             return response
 
         def watched_request(method: str, url: str, **kwargs: Any) -> requests.Response:
             response = request(method, url, **kwargs)
             if method != "POST":  # session.post() goes through request() too: recorded once, above
-                self.calls.append((method, url.split("/v13/")[1], kwargs.get("json"), response.json()))
+                self.calls.append((method, url.split("/v13/")[1], sent_body(kwargs), response.json()))
             return response
 
         session.post = watched_post  # type: ignore[method-assign]
