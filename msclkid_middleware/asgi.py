@@ -32,6 +32,7 @@ from msclkid_middleware.capture.context import ConsentSource, enter_request, lea
 from msclkid_middleware.capture.decision import Decision, DecisionContext
 from msclkid_middleware.capture.endpoint import INTERNAL_ERROR, MAX_CAPTURE_BODY, Answer, read_body, text_answer
 from msclkid_middleware.capture.engine import QUERY_MARKER, Capture, CaptureOptions
+from msclkid_middleware.capture.options import settings_options
 from msclkid_middleware.capture.request import RequestFacts, route_path
 from msclkid_middleware.errors import ConfigError
 
@@ -83,21 +84,7 @@ class MsclkidASGIMiddleware:
     def from_settings(cls, app: ASGIApp, settings: Settings, **overrides: Any) -> MsclkidASGIMiddleware:
         """Build from a :class:`~msclkid_middleware.config.Settings` (``MSCLKID_*`` variables), as
         ``MsclkidMiddleware.from_settings`` does; ``overrides`` are this constructor's keywords and win."""
-        options: dict[str, Any] = {
-            "secret_keys": settings.secret_keys,
-            "cookie_domain": settings.cookie_domain,
-            "cookie_secure": settings.cookie_secure,
-            "max_age": settings.cookie_max_age,
-            "capture_path": settings.capture_path or None,
-            "snippet_path": settings.snippet_path or None,
-        }
-        if settings.cookie_name != "__Host-msclkid":
-            options["cookie_name"] = settings.cookie_name
-        if "consent" not in overrides:
-            from msclkid_middleware.capture.consent import ConsentPolicy
-
-            options["consent"] = ConsentPolicy.from_settings(settings)
-        options.update(overrides)
+        options = settings_options(settings, overrides)
         return cls(app, **options)
 
     # -- the ASGI entry point ----------------------------------------------------------------------

@@ -38,6 +38,7 @@ from msclkid_middleware.capture.context import enter_request, leave_request
 from msclkid_middleware.capture.decision import Decision
 from msclkid_middleware.capture.endpoint import INTERNAL_ERROR, Answer, read_body
 from msclkid_middleware.capture.engine import Capture
+from msclkid_middleware.capture.options import settings_options
 from msclkid_middleware.capture.request import RequestFacts
 from msclkid_middleware.cli.environ import as_text, settings_environ
 from msclkid_middleware.config import DEFAULT_STORE_FILENAME, Settings
@@ -124,19 +125,8 @@ def _option_dict(name: str) -> dict[str, Any]:
 def capture_options(settings: Settings, **extra: Any) -> dict[str, Any]:
     """The ``Capture`` keywords the settings describe, then ``MSCLKID_MIDDLEWARE_OPTIONS``, then ``extra``."""
     overrides = {**_option_dict(MIDDLEWARE_OPTIONS), **extra}
-    options: dict[str, Any] = {
-        "secret_keys": secret_keys(),
-        "cookie_domain": settings.cookie_domain,
-        "cookie_secure": settings.cookie_secure,
-        "max_age": settings.cookie_max_age,
-        "capture_path": settings.capture_path or None,
-        "snippet_path": settings.snippet_path or None,
-    }
-    if settings.cookie_name != "__Host-msclkid":
-        options["cookie_name"] = settings.cookie_name
-    if "consent" not in overrides:
-        options["consent"] = ConsentPolicy.from_settings(settings)
-    options.update(overrides)
+    # Django reuses its own SECRET_KEY (and fallbacks) unless the options name the keys.
+    options = settings_options(settings, {"secret_keys": secret_keys(), **overrides})
     if not options.get("secret_keys"):
         raise ConfigError(
             "set SECRET_KEY (reused, with its own salt) or MSCLKID_SECRET_KEYS to sign the click cookie",
