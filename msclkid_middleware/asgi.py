@@ -26,13 +26,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Unpack
 from urllib.parse import quote
 
+from msclkid_middleware.capture.adapter import script_answer, settings_options
 from msclkid_middleware.capture.clickid import UET_COOKIE_NAME
 from msclkid_middleware.capture.consent import Consent
 from msclkid_middleware.capture.context import ConsentSource, enter_request, leave_request
 from msclkid_middleware.capture.decision import Decision, DecisionContext
 from msclkid_middleware.capture.endpoint import INTERNAL_ERROR, MAX_CAPTURE_BODY, Answer, read_body, text_answer
 from msclkid_middleware.capture.engine import QUERY_MARKER, Capture, CaptureOptions
-from msclkid_middleware.capture.options import settings_options
 from msclkid_middleware.capture.request import RequestFacts, route_path
 from msclkid_middleware.errors import ConfigError
 
@@ -145,12 +145,8 @@ class MsclkidASGIMiddleware:
             facts = RequestFacts.from_scope(scope)
             if facts.path == capture.capture_path:
                 answer = await self._capture(facts, scope, receive)
-            elif facts.path == capture.sync_script_path and capture.sync_script is not None:
-                answer = capture.sync_script.serve(facts)
-            elif capture.snippet is not None:
-                answer = capture.snippet.serve(facts)
-            else:  # pragma: no cover - endpoint_paths holds only configured paths
-                answer = INTERNAL_ERROR
+            else:
+                answer = script_answer(capture, facts)
             headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
         except Exception:
             logger.warning("capture endpoint failed", exc_info=True)

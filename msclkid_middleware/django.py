@@ -33,12 +33,12 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
+from msclkid_middleware.capture.adapter import script_answer, settings_options
 from msclkid_middleware.capture.consent import Consent, ConsentPolicy
 from msclkid_middleware.capture.context import enter_request, leave_request
 from msclkid_middleware.capture.decision import Decision
 from msclkid_middleware.capture.endpoint import INTERNAL_ERROR, Answer, read_body
 from msclkid_middleware.capture.engine import Capture
-from msclkid_middleware.capture.options import settings_options
 from msclkid_middleware.capture.request import RequestFacts
 from msclkid_middleware.cli.environ import as_text, settings_environ
 from msclkid_middleware.config import DEFAULT_STORE_FILENAME, Settings
@@ -397,12 +397,8 @@ class MsclkidMiddleware:
             facts = self.facts(request)
             if facts.path == capture.capture_path:
                 answer = self._capture(facts, request)
-            elif facts.path == capture.sync_script_path and capture.sync_script is not None:
-                answer = capture.sync_script.serve(facts)
-            elif capture.snippet is not None:
-                answer = capture.snippet.serve(facts)
-            else:  # pragma: no cover - endpoint_paths holds only configured paths
-                answer = INTERNAL_ERROR
+            else:
+                answer = script_answer(capture, facts)
         except Exception:
             logger.warning("capture endpoint failed", exc_info=True)
             answer = INTERNAL_ERROR
