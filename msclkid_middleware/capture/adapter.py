@@ -17,6 +17,8 @@ from msclkid_middleware.config import Settings
 __all__ = ["script_answer", "settings_options"]
 
 
+# middleware.py's from_settings still holds a copy of this recipe (its file was being edited elsewhere when this
+# was written); it should call settings_options too.
 def settings_options(settings: Settings, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The engine's keywords from ``settings`` (the consent policy too), then ``overrides``, which win."""
     options: dict[str, Any] = {

@@ -67,6 +67,7 @@ class OfflineConversionAdjustment(base.TimedModel):
     must be within the last 90 days (5623 / 5609): see :meth:`check_window`.
     """
 
+    # Field shapes alike a page view's, a CSV row's and the online adjustment's: other concepts, kept apart.
     adjustment_type: AdjustmentType
     conversion_name: str
     conversion_time: datetime
