@@ -26,6 +26,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Unpack
 from urllib.parse import quote
 
+from msclkid_middleware.capture.adapter import script_answer, settings_options
 from msclkid_middleware.capture.clickid import UET_COOKIE_NAME
 from msclkid_middleware.capture.consent import Consent
 from msclkid_middleware.capture.context import ConsentSource, enter_request, leave_request
@@ -82,21 +83,7 @@ class MsclkidASGIMiddleware:
     def from_settings(cls, app: ASGIApp, settings: Settings, **overrides: Any) -> MsclkidASGIMiddleware:
         """Build from a :class:`~msclkid_middleware.config.Settings` (``MSCLKID_*`` variables), as
         ``MsclkidMiddleware.from_settings`` does; ``overrides`` are this constructor's keywords and win."""
-        options: dict[str, Any] = {
-            "secret_keys": settings.secret_keys,
-            "cookie_domain": settings.cookie_domain,
-            "cookie_secure": settings.cookie_secure,
-            "max_age": settings.cookie_max_age,
-            "capture_path": settings.capture_path or None,
-            "snippet_path": settings.snippet_path or None,
-        }
-        if settings.cookie_name != "__Host-msclkid":
-            options["cookie_name"] = settings.cookie_name
-        if "consent" not in overrides:
-            from msclkid_middleware.capture.consent import ConsentPolicy
-
-            options["consent"] = ConsentPolicy.from_settings(settings)
-        options.update(overrides)
+        options = settings_options(settings, overrides)
         return cls(app, **options)
 
     # -- the ASGI entry point ----------------------------------------------------------------------
@@ -157,12 +144,8 @@ class MsclkidASGIMiddleware:
             facts = RequestFacts.from_scope(scope)
             if facts.path == capture.capture_path:
                 answer = await self._capture(facts, scope, receive)
-            elif facts.path == capture.sync_script_path and capture.sync_script is not None:
-                answer = capture.sync_script.serve(facts)
-            elif capture.snippet is not None:
-                answer = capture.snippet.serve(facts)
-            else:  # pragma: no cover - endpoint_paths holds only configured paths
-                answer = INTERNAL_ERROR
+            else:
+                answer = script_answer(capture, facts)
             headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
         except Exception:
             logger.warning("capture endpoint failed", exc_info=True)

@@ -33,12 +33,14 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
+from msclkid_middleware.capture.adapter import script_answer, settings_options
 from msclkid_middleware.capture.consent import Consent, ConsentPolicy
 from msclkid_middleware.capture.context import enter_request, leave_request
 from msclkid_middleware.capture.decision import Decision
 from msclkid_middleware.capture.endpoint import INTERNAL_ERROR, Answer, read_body
 from msclkid_middleware.capture.engine import Capture
 from msclkid_middleware.capture.request import RequestFacts
+from msclkid_middleware.cli.environ import as_text, settings_environ
 from msclkid_middleware.config import DEFAULT_STORE_FILENAME, Settings
 from msclkid_middleware.errors import ConfigError
 from msclkid_middleware.middleware import STATE_KEY, decision_of
@@ -70,10 +72,6 @@ _PREFIXES = ("MSCLKID_", "MSADS_", "UET_")
 
 
 # -- configuration from Django settings ------------------------------------------------------------------
-
-
-def _as_text(value: str | bytes) -> str:
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
 
 
 def secret_keys() -> tuple[str | bytes, ...]:
@@ -112,7 +110,7 @@ def read_settings() -> Settings:
     }
     return Settings.from_mapping(
         mapping,
-        secret_keys=tuple(_as_text(k) for k in secret_keys()),
+        secret_keys=tuple(as_text(k) for k in secret_keys()),
         store_url=getattr(django_settings, "MSCLKID_STORE_URL", None) or _default_store_url(),
     )
 
@@ -127,19 +125,8 @@ def _option_dict(name: str) -> dict[str, Any]:
 def capture_options(settings: Settings, **extra: Any) -> dict[str, Any]:
     """The ``Capture`` keywords the settings describe, then ``MSCLKID_MIDDLEWARE_OPTIONS``, then ``extra``."""
     overrides = {**_option_dict(MIDDLEWARE_OPTIONS), **extra}
-    options: dict[str, Any] = {
-        "secret_keys": secret_keys(),
-        "cookie_domain": settings.cookie_domain,
-        "cookie_secure": settings.cookie_secure,
-        "max_age": settings.cookie_max_age,
-        "capture_path": settings.capture_path or None,
-        "snippet_path": settings.snippet_path or None,
-    }
-    if settings.cookie_name != "__Host-msclkid":
-        options["cookie_name"] = settings.cookie_name
-    if "consent" not in overrides:
-        options["consent"] = ConsentPolicy.from_settings(settings)
-    options.update(overrides)
+    # Django reuses its own SECRET_KEY (and fallbacks) unless the options name the keys.
+    options = settings_options(settings, {"secret_keys": secret_keys(), **overrides})
     if not options.get("secret_keys"):
         raise ConfigError(
             "set SECRET_KEY (reused, with its own salt) or MSCLKID_SECRET_KEYS to sign the click cookie",
@@ -155,34 +142,20 @@ def capture_options(settings: Settings, **extra: Any) -> dict[str, Any]:
     return options
 
 
-def _stringify(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | bytes):
-        return _as_text(value)
-    if isinstance(value, Iterable) and not isinstance(value, Mapping):
-        return ",".join(_as_text(v) if isinstance(v, str | bytes) else str(v) for v in value)
-    return str(value)
-
-
 def command_environ() -> dict[str, str]:
     """The Django settings as the ``str -> str`` mapping the ``msclkid`` commands read instead of ``os.environ``.
 
     Every ``MSCLKID_*`` / ``MSADS_*`` / ``UET_*`` setting (also names this version does not know), ``SECRET_KEY``
     reused, the outbox beside the project (``BASE_DIR``) unless ``MSCLKID_STORE_URL`` says otherwise.
     """
-    environ: dict[str, str] = {}
-    for key in dir(django_settings):
-        if not key.startswith(_PREFIXES) or key in (MIDDLEWARE_OPTIONS, TRACKER_OPTIONS):
-            continue
-        value = getattr(django_settings, key, None)
-        text = _stringify(value) if value is not None else ""
-        if text:
-            environ[key] = text
-    if "MSCLKID_SECRET_KEYS" not in environ:
-        keys = secret_keys()
-        if keys:
-            environ["MSCLKID_SECRET_KEYS"] = ",".join(_as_text(k) for k in keys)
+    environ = settings_environ(
+        (
+            (key, getattr(django_settings, key, None))
+            for key in dir(django_settings)
+            if key.startswith(_PREFIXES) and key not in (MIDDLEWARE_OPTIONS, TRACKER_OPTIONS)
+        ),
+        secret_keys,
+    )
     store = _default_store_url()
     if store is not None:
         environ.setdefault("MSCLKID_STORE_URL", store)
@@ -424,12 +397,8 @@ class MsclkidMiddleware:
             facts = self.facts(request)
             if facts.path == capture.capture_path:
                 answer = self._capture(facts, request)
-            elif facts.path == capture.sync_script_path and capture.sync_script is not None:
-                answer = capture.sync_script.serve(facts)
-            elif capture.snippet is not None:
-                answer = capture.snippet.serve(facts)
-            else:  # pragma: no cover - endpoint_paths holds only configured paths
-                answer = INTERNAL_ERROR
+            else:
+                answer = script_answer(capture, facts)
         except Exception:
             logger.warning("capture endpoint failed", exc_info=True)
             answer = INTERNAL_ERROR

@@ -25,6 +25,7 @@ from markupsafe import Markup, escape
 
 from msclkid_middleware.cli import LazyGroup as _LazyGroup
 from msclkid_middleware.cli.common import ENVIRON_META_KEY
+from msclkid_middleware.cli.environ import as_text, settings_environ
 from msclkid_middleware.config import DEFAULT_STORE_FILENAME, Settings
 from msclkid_middleware.errors import ConfigError
 from msclkid_middleware.middleware import MsclkidMiddleware, get_click, get_consent, render_page_tags
@@ -102,22 +103,8 @@ def _secret_keys(config: Mapping[str, Any]) -> tuple[str | bytes, ...]:
     return tuple(k for k in (*fallbacks, main) if isinstance(k, str | bytes) and k)
 
 
-def _as_text(value: str | bytes) -> str:
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
-
-
 def _default_store_url(app: Flask) -> str:
     return f"sqlite:///{os.path.join(app.instance_path, DEFAULT_STORE_FILENAME)}"
-
-
-def _stringify(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | bytes):
-        return _as_text(value)
-    if isinstance(value, Iterable) and not isinstance(value, Mapping):
-        return ",".join(_as_text(v) if isinstance(v, str | bytes) else str(v) for v in value)
-    return str(value)
 
 
 def app_environ(app: Flask) -> dict[str, str]:
@@ -127,16 +114,10 @@ def app_environ(app: Flask) -> dict[str, str]:
     not know, so commands added later see theirs), with ``SECRET_KEY`` reused and the store in the
     instance folder unless configured.
     """
-    environ: dict[str, str] = {}
-    for key, value in app.config.items():
-        if key.startswith(_PREFIXES) and value is not None:
-            text = _stringify(value)
-            if text:
-                environ[key] = text
-    if "MSCLKID_SECRET_KEYS" not in environ:
-        keys = _secret_keys(app.config)
-        if keys:
-            environ["MSCLKID_SECRET_KEYS"] = ",".join(_as_text(k) for k in keys)
+    environ = settings_environ(
+        ((key, value) for key, value in app.config.items() if key.startswith(_PREFIXES)),
+        lambda: _secret_keys(app.config),
+    )
     environ.setdefault("MSCLKID_STORE_URL", _default_store_url(app))
     return environ
 
@@ -242,7 +223,7 @@ class Msclkid:
             )
         settings = Settings.from_mapping(
             app.config,
-            secret_keys=tuple(_as_text(k) for k in keys),
+            secret_keys=tuple(as_text(k) for k in keys),
             store_url=app.config.get("MSCLKID_STORE_URL") or None,
         )
         options: dict[str, Any] = {"secret_keys": keys, **self.middleware_options}

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import click
 
-__all__ = ["LazyGroup", "cli", "main", "run"]
+__all__ = ["LazyGroup", "cli", "invoke", "main", "run"]
 
 #: command name -> "module:attribute" of a ``click.Command``.
 _COMMANDS: dict[str, str] = {
@@ -58,11 +58,11 @@ def cli() -> None:
     """Microsoft Advertising conversion tracking from your own server."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+def invoke(group: click.Group, args: list[str], prog_name: str) -> int:
+    """Run ``group`` with ``args`` and return the exit code, as a shell would see it (``manage.py msclkid`` too)."""
     try:
         # Without standalone mode click *returns* the code of a ``click.exceptions.Exit`` raised by a command.
-        result = cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="msclkid", standalone_mode=False)
+        result = group.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
@@ -71,9 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.Abort:
         click.echo("Aborted.", err=True)
         return 1
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    try:
+        return invoke(cli, list(sys.argv[1:] if argv is None else argv), "msclkid")
     except KeyboardInterrupt:
         return 130
-    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 def run() -> None:  # pragma: no cover - console-script shim

@@ -28,6 +28,8 @@ RECONCILE_ALERT_EXIT = 3
 _MICROSOFT_SPAN = timedelta(days=7)
 
 
+# --html and --json are alike in shape (an optional output file each) but not the same option: --json also takes
+# '-' for standard output; kept as two plain click options, as the other commands declare theirs.
 @click.command()
 @store_option
 @click.option("--since", default=None, help="Only events recorded since (7d, 24h, 2026-11-01).")

@@ -28,6 +28,7 @@ from msclkid_middleware.conversions.uet import UetItem as UetItem
 from msclkid_middleware.conversions.uet import UetPageType as UetPageType
 from msclkid_middleware.conversions.uet import UetUserData as UetUserData
 
+# The package's public names: base's and uet's __all__ repeated on purpose (a literal list is what mypy --strict reads).
 __all__ = [
     "CLOCK_SKEW",
     "CURRENCY_CODES",

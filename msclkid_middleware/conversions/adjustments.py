@@ -6,21 +6,7 @@ from dataclasses import InitVar, dataclass
 from datetime import UTC, datetime
 from typing import ClassVar, Final, Literal, Protocol, Self
 
-from msclkid_middleware.conversions.base import (
-    MAX_CONVERSION_VALUE,
-    OFFLINE_MAX_AGE,
-    TimedModel,
-    Window,
-    WireField,
-    WireShape,
-    format_time,
-    optional_number,
-    parse_time,
-    utc_time,
-    valid_conversion_name,
-    valid_currency,
-    valid_text,
-)
+from msclkid_middleware.conversions import base
 from msclkid_middleware.conversions.identifiers import IDENTIFIERS_WIRE, UserIdentifiers, set_match_key
 from msclkid_middleware.conversions.offline import OfflineConversion
 from msclkid_middleware.errors import ValidationError
@@ -44,8 +30,8 @@ class _Adjustment(Protocol):
 
 def _set_adjustment_values(obj: _Adjustment) -> None:
     # Restate carries the new value and its currency; Retract carries neither (the value becomes 0).
-    value = optional_number("value", obj.value, maximum=MAX_CONVERSION_VALUE)
-    currency = valid_currency("currency", obj.currency)
+    value = base.optional_number("value", obj.value, maximum=base.MAX_CONVERSION_VALUE)
+    currency = base.valid_currency("currency", obj.currency)
     object.__setattr__(obj, "value", value)
     object.__setattr__(obj, "currency", currency)
     if obj.adjustment_type not in _ADJUSTMENT_TYPES:
@@ -62,15 +48,15 @@ def _set_adjustment_values(obj: _Adjustment) -> None:
             raise ValidationError("currency", "must not be set when retracting a conversion")
 
 
-_TYPE = WireField("adjustment_type", "AdjustmentType", required=True)
-_NAME = WireField("conversion_name", "ConversionName", required=True)
-_TIME = WireField("adjustment_time", "AdjustmentTime", required=True, dump=format_time, load=parse_time)
-_VALUE = WireField("value", "AdjustmentValue")
-_CURRENCY = WireField("currency", "AdjustmentCurrencyCode")
+_TYPE = base.WireField("adjustment_type", "AdjustmentType", required=True)
+_NAME = base.WireField("conversion_name", "ConversionName", required=True)
+_TIME = base.WireField("adjustment_time", "AdjustmentTime", required=True, dump=base.format_time, load=base.parse_time)
+_VALUE = base.WireField("value", "AdjustmentValue")
+_CURRENCY = base.WireField("currency", "AdjustmentCurrencyCode")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OfflineConversionAdjustment(TimedModel):
+class OfflineConversionAdjustment(base.TimedModel):
     """One item of ``ApplyOfflineConversionAdjustments``: restate or retract an offline conversion.
 
     The original is identified by its exact ``conversion_name``, ``conversion_time`` and click ID
@@ -81,6 +67,7 @@ class OfflineConversionAdjustment(TimedModel):
     must be within the last 90 days (5623 / 5609): see :meth:`check_window`.
     """
 
+    # Field shapes alike a page view's, a CSV row's and the online adjustment's: other concepts, kept apart.
     adjustment_type: AdjustmentType
     conversion_name: str
     conversion_time: datetime
@@ -91,28 +78,30 @@ class OfflineConversionAdjustment(TimedModel):
     identifiers: UserIdentifiers | None = None
     validate_times: InitVar[bool] = True
 
-    WINDOW: ClassVar[Window] = Window(
-        not_future=("adjustment_time",), not_older=("conversion_time", "adjustment_time"), max_age=OFFLINE_MAX_AGE
+    WINDOW: ClassVar[base.Window] = base.Window(
+        not_future=("adjustment_time",), not_older=("conversion_time", "adjustment_time"), max_age=base.OFFLINE_MAX_AGE
     )
-    WIRE: ClassVar[WireShape] = WireShape(
+    WIRE: ClassVar[base.WireShape] = base.WireShape(
         "OfflineConversionAdjustment",
         (
             _TYPE,
             _NAME,
-            WireField("conversion_time", "ConversionTime", required=True, dump=format_time, load=parse_time),
+            base.WireField(
+                "conversion_time", "ConversionTime", required=True, dump=base.format_time, load=base.parse_time
+            ),
             _TIME,
             _VALUE,
             _CURRENCY,
-            WireField("msclkid", "MicrosoftClickId"),
+            base.WireField("msclkid", "MicrosoftClickId"),
             IDENTIFIERS_WIRE,
         ),
         sort=True,
     )
 
     def __post_init__(self, validate_times: bool) -> None:
-        valid_conversion_name(self.conversion_name)
-        object.__setattr__(self, "conversion_time", utc_time(self.conversion_time, "conversion_time"))
-        object.__setattr__(self, "adjustment_time", utc_time(self.adjustment_time, "adjustment_time"))
+        base.valid_conversion_name(self.conversion_name)
+        object.__setattr__(self, "conversion_time", base.utc_time(self.conversion_time, "conversion_time"))
+        object.__setattr__(self, "adjustment_time", base.utc_time(self.adjustment_time, "adjustment_time"))
         if self.adjustment_time < self.conversion_time:
             raise ValidationError("adjustment_time", "must not be earlier than conversion_time")
         _set_adjustment_values(self)
@@ -150,7 +139,7 @@ class OfflineConversionAdjustment(TimedModel):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OnlineConversionAdjustment(TimedModel):
+class OnlineConversionAdjustment(base.TimedModel):
     """One item of ``ApplyOnlineConversionAdjustments``: restate or retract a UET (online) conversion.
 
     The original is identified by the ``transaction_id`` that UET reported with it and the goal's
@@ -166,15 +155,15 @@ class OnlineConversionAdjustment(TimedModel):
     currency: str | None = None
     validate_times: InitVar[bool] = True
 
-    WINDOW: ClassVar[Window] = Window(
-        not_future=("adjustment_time",), not_older=("adjustment_time",), max_age=OFFLINE_MAX_AGE
+    WINDOW: ClassVar[base.Window] = base.Window(
+        not_future=("adjustment_time",), not_older=("adjustment_time",), max_age=base.OFFLINE_MAX_AGE
     )
-    WIRE: ClassVar[WireShape] = WireShape(
+    WIRE: ClassVar[base.WireShape] = base.WireShape(
         "OnlineConversionAdjustment",
         (
             _TYPE,
             _NAME,
-            WireField("transaction_id", "TransactionId", required=True),
+            base.WireField("transaction_id", "TransactionId", required=True),
             _TIME,
             _VALUE,
             _CURRENCY,
@@ -183,9 +172,9 @@ class OnlineConversionAdjustment(TimedModel):
     )
 
     def __post_init__(self, validate_times: bool) -> None:
-        valid_conversion_name(self.conversion_name)
-        valid_text("transaction_id", self.transaction_id)
-        object.__setattr__(self, "adjustment_time", utc_time(self.adjustment_time, "adjustment_time"))
+        base.valid_conversion_name(self.conversion_name)
+        base.valid_text("transaction_id", self.transaction_id)
+        object.__setattr__(self, "adjustment_time", base.utc_time(self.adjustment_time, "adjustment_time"))
         _set_adjustment_values(self)
         if validate_times:
             self.check_window()

@@ -32,6 +32,7 @@ from msclkid_middleware.conversions.base import (
 from msclkid_middleware.conversions.identifiers import UserIdentifiers, hash_identifiers
 from msclkid_middleware.errors import ValidationError
 
+# (alike in shape to capture.consent's names and Literal types: coincidence.)
 __all__ = [
     "UET_PAGE_TYPES",
     "UetCustomData",

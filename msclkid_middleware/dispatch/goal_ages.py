@@ -22,6 +22,7 @@ __all__ = ["GOAL_MIN_AGE", "GoalRecord", "GoalRegistry"]
 _PREFIX = "goal:"
 
 
+# Alike in shape to ops.doctor's Check and config's constants (a small frozen record of strings): coincidence.
 @dataclass(frozen=True, slots=True)
 class GoalRecord:
     """What the toolkit knows about a goal it created: name, Microsoft's ID and creation time (UTC)."""

@@ -76,6 +76,7 @@ class EventStatus:
         """Dead because retries ran out (not because Microsoft refused the event)."""
         return self.state == "dead" and self.last_error_code == Code.ATTEMPTS_EXHAUSTED
 
+    # Field by field from the OutboxRow on purpose (alike in shape to other keyword calls): the caller's view of it.
     @classmethod
     def from_row(
         cls, row: OutboxRow, *, adjustments: tuple[EventStatus, ...] = (), created: bool = True

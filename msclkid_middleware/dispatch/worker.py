@@ -37,6 +37,7 @@ class BackgroundWorker:
     off (1 s doubling to 60 s) so a broken database does not spin.
     """
 
+    # Plain attribute assignments like any other configured object's (errors, decision): alike in shape only.
     def __init__(
         self,
         dispatcher: Dispatcher,

@@ -26,6 +26,8 @@ from msclkid_middleware.emulator.world import World
 
 __all__ = ["RESULT_COLUMNS", "file_link", "result_rows", "serve_file"]
 
+# Microsoft's column list again on purpose (also in microsoft/result_files.py): the emulator must not share code
+# with the client it checks, or a wrong column would pass both.
 RESULT_COLUMNS = (
     "RecordId",
     "ChannelName",

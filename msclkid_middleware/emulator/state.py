@@ -65,6 +65,7 @@ class Account:
     account_id: str
 
 
+# Each JsonRecord below names its own times and fields; the records are alike in shape only.
 @dataclass(frozen=True, slots=True)
 class Goal(JsonRecord):
     """An offline (or other) conversion goal as Campaign Management would hold it."""

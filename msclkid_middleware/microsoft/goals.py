@@ -123,6 +123,7 @@ class ConversionGoal:
     (Microsoft: the last three are "not applicable for offline conversion goals"; ``goals list`` shows them).
     """
 
+    # Alike in shape to other records of optional strings (capture.request's RequestFacts): other concepts.
     name: str
     type: str = "OfflineConversion"
     id: str | None = None

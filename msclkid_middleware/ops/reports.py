@@ -90,6 +90,7 @@ class Warning:
     message: str
 
 
+# Counters per day, alike in shape to GoalCounts (counters per goal): two views of the same rows.
 @dataclass
 class DayCounts:
     """Rows recorded on one UTC ``day`` and where they stand now (``pending`` includes held, paused, in flight)."""

@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.outbox.postgres_profiles import PostgresProfileStore as PostgresProfileStore
     from msclkid_middleware.outbox.sqlite_profiles import SqliteProfileStore as SqliteProfileStore
 
+# The outbox's public names, re-exported from outbox.base: the list repeats base.__all__ on purpose (mypy --strict
+# re-exports only names a literal __all__ lists; this package exports fewer names than base).
 # The profile stores stay out of __all__: ``import *`` must work without the postgres extra and
 # without importing sqlite3.
 __all__ = [
@@ -63,6 +65,7 @@ _LAZY = {
 }
 
 
+# Like the package root's lazy __getattr__ but without caching: a store class is looked up rarely.
 def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:

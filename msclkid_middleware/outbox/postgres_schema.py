@@ -29,6 +29,7 @@ def _utc(value: object) -> datetime | None:
 
 #: Every name schema-qualified (``{s}``, filled in by ``Database.q``): the tables are found from any
 #: connection whatever its ``search_path`` (the application's own connection included).
+# Alike in shape to sqlite_schema.DIALECT on purpose: one Dialect value per database is the table the shared SQL reads.
 DIALECT = Dialect(
     outbox="{s}.msclkid_outbox",
     tokens="{s}.msclkid_tokens",

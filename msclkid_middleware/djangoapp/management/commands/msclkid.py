@@ -19,7 +19,7 @@ from typing import Any
 import click
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
-from msclkid_middleware.cli import LazyGroup
+from msclkid_middleware.cli import LazyGroup, invoke
 from msclkid_middleware.cli.common import ENVIRON_META_KEY
 from msclkid_middleware.django import command_environ
 
@@ -97,14 +97,4 @@ class Command(BaseCommand):
 
 def run(argv: list[str]) -> int:
     """Run the group with ``argv`` and return the exit status, as ``msclkid_middleware.cli.main`` does."""
-    try:
-        result = group.main(args=argv, prog_name="manage.py msclkid", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return int(exc.exit_code)
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        return 1
-    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+    return invoke(group, argv, "manage.py msclkid")
