@@ -92,7 +92,9 @@ def export_csv(
     for path, count in zip(result.files, result.rows, strict=True):
         click.echo(f"{path}: {count} row(s)")
     click.echo(
-        f"{result.total} {kind} in {len(result.files)} file(s), times in {time_zone}. Upload them under"
+        f"{result.total} {kind} in {len(result.files)} file(s), times at the fixed offset {result.offset}"
+        + (f" ({time_zone} at the time of the export)" if time_zone.upper() not in ("UTC", result.offset) else "")
+        + ". Upload them under"
         " Conversions > Offline conversions > Uploads (duplicates of API uploads are ignored by Microsoft)."
     )
 

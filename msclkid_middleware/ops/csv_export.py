@@ -61,6 +61,8 @@ class ExportResult:
 
     files: tuple[Path, ...]
     rows: tuple[int, ...]
+    #: The fixed offset every time in the files is written in (``+0100``), as their ``Parameters`` line says.
+    offset: str = "+0000"
 
     @property
     def total(self) -> int:
@@ -145,7 +147,8 @@ def export_rows(
     if not 1 <= max_rows <= MAX_ROWS_PER_FILE:
         raise ConfigError(f"max_rows must be between 1 and {MAX_ROWS_PER_FILE}")
     zone = fixed_offset(parse_time_zone(time_zone), now or datetime.now(UTC))
-    parameters = f"Parameters:TimeZone={offset_text(zone.utcoffset(None))}"
+    offset = offset_text(zone.utcoffset(None))
+    parameters = f"Parameters:TimeZone={offset}"
     header = CONVERSION_COLUMNS if kind == "conversions" else ADJUSTMENT_COLUMNS
     cells_of: Callable[[OutboxRow, tzinfo], list[str] | None] = (
         _conversion_cells if kind == "conversions" else _adjustment_cells
@@ -172,7 +175,7 @@ def export_rows(
             break
     if len(files) == 1:
         files[0] = files[0].replace(output)
-    return ExportResult(tuple(files), tuple(counts))
+    return ExportResult(tuple(files), tuple(counts), offset)
 
 
 def read_export(path: Path) -> tuple[str, list[dict[str, str]]]:

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from msclkid_middleware.cli import cli, main
+from msclkid_middleware.ops.csv_export import read_export
 from msclkid_middleware.outbox import open_store
 from msclkid_middleware.testing import EmulatorHandle
 from tests.csv_helpers import crm_file
@@ -192,3 +193,22 @@ def test_broken_files_are_refused_with_a_reason(env: Path, ms: EmulatorHandle) -
     unwritable = run("validate", str(latin), "--encoding", "cp1252", "--rejected", str(env / "no" / "such" / "dir.csv"))
     assert unwritable.exit_code == 1
     assert "cannot write" in unwritable.output
+
+
+def test_export_csv_summary_names_the_fixed_offset_it_wrote(
+    env: Path, ms: EmulatorHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 20: a daylight-saving zone is converted to one fixed offset, and the summary says so (never the name
+    alone, which would suggest Microsoft applies the zone's rules)."""
+    clock = FakeClock()
+    tracker = make_tracker(ms, env, clock, microsoft=False)
+    record(tracker, clock, 1)
+    tracker.close()
+    assert main(["export-csv", "--since", "1h", "--time-zone", "Europe/Berlin", "--output", "b.csv"]) == 0
+    out = capsys.readouterr().out
+    first, _rows = read_export(env / "b.csv")
+    offset = first.removeprefix("Parameters:TimeZone=")
+    assert offset in ("+0100", "+0200")
+    assert f"times at the fixed offset {offset} (Europe/Berlin at the time of the export)" in out
+    assert main(["export-csv", "--since", "1h", "--output", "u.csv"]) == 0
+    assert "times at the fixed offset +0000. Upload" in capsys.readouterr().out
