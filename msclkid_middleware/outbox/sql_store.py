@@ -7,6 +7,7 @@ supplies how a statement is read (``_fetch``) and how a write runs in one short 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -18,17 +19,19 @@ from msclkid_middleware.outbox.sql import Queries, known_kinds
 __all__ = ["SqlStore"]
 
 
-class SqlStore:
-    """Reads, maintenance and token reads over the shared statements."""
+class SqlStore(ABC):
+    """Reads, maintenance and token reads over the shared statements; a store supplies the two hooks."""
 
     queries: Queries
     _counters: Counters
 
+    @abstractmethod
     def _fetch(self, query: str, params: Mapping[str, Any] = {}) -> Sequence[Record]:
-        raise NotImplementedError
+        """Run a read statement and return its rows."""
 
+    @abstractmethod
     def _change(self, action: str, query: str, params: Mapping[str, Any]) -> int:
-        raise NotImplementedError
+        """Run a write statement in one short transaction and return how many rows it changed."""
 
     def _count(self, name: str, n: int = 1) -> None:
         self._counters.add(name, n)
