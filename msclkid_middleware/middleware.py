@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Unpack, cast
 from urllib.parse import quote
 from wsgiref.util import request_uri
 
+from msclkid_middleware.capture.adapter import settings_options
 from msclkid_middleware.capture.clickid import Click
 from msclkid_middleware.capture.consent import Consent, ConsentDecider
 from msclkid_middleware.capture.context import enter_request, leave_request
@@ -103,24 +104,7 @@ class MsclkidMiddleware:
 
         ``overrides`` are this constructor's keywords (``visitor_id=``, ``consent=``, ...) and win.
         """
-        options: dict[str, Any] = {
-            "secret_keys": settings.secret_keys,
-            "cookie_domain": settings.cookie_domain,
-            "cookie_secure": settings.cookie_secure,
-            "max_age": settings.cookie_max_age,
-            "capture_path": settings.capture_path or None,
-            "snippet_path": settings.snippet_path or None,
-            "allowed_hosts": settings.allowed_hosts,
-            "capture_rate": settings.capture_rate or None,
-            "capture_burst": settings.capture_burst,
-        }
-        if settings.cookie_name != "__Host-msclkid":
-            options["cookie_name"] = settings.cookie_name
-        if "consent" not in overrides:
-            from msclkid_middleware.capture.consent import ConsentPolicy
-
-            options["consent"] = ConsentPolicy.from_settings(settings)
-        options.update(overrides)
+        options = settings_options(settings, overrides)
         return cls(app, **options)
 
     # -- the configuration, as the engine holds it -------------------------------------------------

@@ -17,8 +17,6 @@ from msclkid_middleware.config import Settings
 __all__ = ["script_answer", "settings_options"]
 
 
-# middleware.py's from_settings still holds a copy of this recipe (its file was being edited elsewhere when this
-# was written); it should call settings_options too.
 def settings_options(settings: Settings, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The engine's keywords from ``settings`` (the consent policy too), then ``overrides``, which win."""
     options: dict[str, Any] = {
@@ -28,6 +26,9 @@ def settings_options(settings: Settings, overrides: Mapping[str, Any]) -> dict[s
         "max_age": settings.cookie_max_age,
         "capture_path": settings.capture_path or None,
         "snippet_path": settings.snippet_path or None,
+        "allowed_hosts": settings.allowed_hosts,
+        "capture_rate": settings.capture_rate or None,
+        "capture_burst": settings.capture_burst,
     }
     if settings.cookie_name != "__Host-msclkid":
         options["cookie_name"] = settings.cookie_name
