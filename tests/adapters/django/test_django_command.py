@@ -103,12 +103,11 @@ def test_a_failing_command_raises_command_error_with_its_exit_status() -> None:
     assert raised.value.returncode == 2
 
 
-def test_manage_py_in_a_process(tmp_path: Path) -> None:
-    """A real ``manage.py msclkid status`` (the example shop's), exit status and output as a shell sees them."""
-    env = {**os.environ, "MSCLKID_DJANGO_SHOP_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    # A read-only command never creates the outbox: it names the one the settings point at.
-    missing = subprocess.run(
-        [sys.executable, "-m", "examples.django_shop", "msclkid", "status"],
+def manage_py(shop_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The example shop's ``manage.py msclkid ...`` as a shell runs it, with its outbox in ``shop_dir``."""
+    env = {**os.environ, "MSCLKID_DJANGO_SHOP_DIR": str(shop_dir), "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "examples.django_shop", "msclkid", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -116,40 +115,22 @@ def test_manage_py_in_a_process(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
+
+
+def test_manage_py_in_a_process(tmp_path: Path) -> None:
+    """A real ``manage.py msclkid status`` (the example shop's), exit status and output as a shell sees them."""
+    # A read-only command never creates the outbox: it names the one the settings point at.
+    missing = manage_py(tmp_path, "status")
     assert missing.returncode == 1
     assert f"no outbox at {tmp_path / 'outbox.sqlite3'}" in missing.stderr
     assert not (tmp_path / "outbox.sqlite3").exists()
-    created = subprocess.run(
-        [sys.executable, "-m", "examples.django_shop", "msclkid", "retry-dead"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    created = manage_py(tmp_path, "retry-dead")
     assert created.returncode == 0, created.stderr
-    done = subprocess.run(
-        [sys.executable, "-m", "examples.django_shop", "msclkid", "status"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = manage_py(tmp_path, "status")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "the outbox is empty\n"
     assert (tmp_path / "outbox.sqlite3").exists()  # the shop's outbox, from its settings
-    failed = subprocess.run(
-        [sys.executable, "-m", "examples.django_shop", "msclkid", "status", "--format", "nonsense"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    failed = manage_py(tmp_path, "status", "--format", "nonsense")
     assert failed.returncode == 2
     assert "No such option" in failed.stderr
 
