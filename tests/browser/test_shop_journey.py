@@ -7,20 +7,16 @@ pointed at a real emulator on another loopback port; nothing is stubbed between 
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from flask import Flask
-from werkzeug.serving import make_server
 
-from examples.flask_shop import create_app, msclkid
+from examples.flask_shop import msclkid
 from msclkid_middleware.conversions.identity import hash_email, hash_phone
-from msclkid_middleware.testing import EmulatorHandle, run_emulator
+from tests.browser.flask_shop_server import Shop, running_shop
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, ConsoleMessage, Page
@@ -32,30 +28,10 @@ EMAIL = "Ana.Doe+ads@Example.com"
 PHONE = "+14255551234"
 
 
-@dataclass(frozen=True, slots=True)
-class Shop:
-    url: str
-    app: Flask
-    ms: EmulatorHandle
-
-    def ad_click(self) -> str:
-        return f"{self.url}/go?product=blue-mug&msclkid={CLICK}"
-
-
 @pytest.fixture
 def shop(tmp_path: Path) -> Iterator[Shop]:
-    with run_emulator() as ms:
-        app = create_app({**ms.env, "MSCLKID_WORKER": "thread", "TESTING": True}, instance_path=str(tmp_path))
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        thread.start()
-        try:
-            yield Shop(f"http://127.0.0.1:{server.server_port}", app, ms)
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=5)
-            msclkid.close(app)
+    with running_shop(tmp_path, CLICK) as running:
+        yield running
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

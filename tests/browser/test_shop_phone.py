@@ -7,18 +7,14 @@ reports, and no page logs a console error.  A real shop server (worker thread) t
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from werkzeug.serving import make_server
 
-from examples.flask_shop import create_app, msclkid
-from msclkid_middleware.testing import EmulatorHandle, run_emulator
+from tests.browser.flask_shop_server import Shop, running_shop
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
@@ -29,29 +25,10 @@ CLICK = "7d1e0c9ab3f24e5f8a6b7c8d9e0f1a2b"
 PHONE_SIZE = {"width": 390, "height": 844}
 
 
-@dataclass(frozen=True, slots=True)
-class Shop:
-    url: str
-    ms: EmulatorHandle
-
-    def ad_click(self) -> str:
-        return f"{self.url}/go?product=blue-mug&msclkid={CLICK}"
-
-
 @pytest.fixture
 def shop(tmp_path: Path) -> Iterator[Shop]:
-    with run_emulator() as ms:
-        app = create_app({**ms.env, "MSCLKID_WORKER": "thread", "TESTING": True}, instance_path=str(tmp_path))
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        thread.start()
-        try:
-            yield Shop(f"http://127.0.0.1:{server.server_port}", ms)
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=5)
-            msclkid.close(app)
+    with running_shop(tmp_path, CLICK) as running:
+        yield running
 
 
 @pytest.fixture
