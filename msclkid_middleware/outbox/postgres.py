@@ -19,7 +19,7 @@ Only the ``outbox/postgres*.py`` modules import the driver (``psycopg`` 3 and ``
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -32,13 +32,10 @@ from msclkid_middleware.errors import ConfigError, OutboxFull, StoreError
 from msclkid_middleware.outbox.base import (
     DEFAULT_MAX_PENDING,
     KINDS,
-    ClaimedRow,
     Counters,
     Durability,
     EnqueueResult,
-    Kind,
     NewRow,
-    OutboxRow,
     Outcome,
     TokenRecord,
     check_store_options,
@@ -53,12 +50,11 @@ from msclkid_middleware.outbox.postgres_connect import (
 )
 from msclkid_middleware.outbox.postgres_schema import DIALECT, MIGRATIONS, QUERIES, migrate
 from msclkid_middleware.outbox.rows import (
-    decode_claimed,
     insert_values,
     settle_values,
     token_values,
 )
-from msclkid_middleware.outbox.sql import COLUMNS, known_kinds
+from msclkid_middleware.outbox.sql import COLUMNS
 from msclkid_middleware.outbox.sql_store import SqlStore
 
 __all__ = ["MIGRATIONS", "PostgresConfig", "PostgresOutbox", "parse_postgres_url"]
@@ -140,6 +136,8 @@ class PostgresOutbox(SqlStore):
     """
 
     queries = QUERIES
+    row_columns = "t.*"
+    claimed_columns = _CLAIMED_COLUMNS
 
     def __init__(
         self,
@@ -220,20 +218,23 @@ class PostgresOutbox(SqlStore):
     def enqueue(self, row: NewRow, *, now: datetime, connection: Any = None) -> EnqueueResult:
         params = {**insert_values(row, now, DIALECT.write_time), "max_pending": self.max_pending}
         if connection is not None:
-            # The transactional outbox: the application's connection and transaction; it commits.
-            if not isinstance(connection, psycopg.Connection):
-                raise ConfigError(
-                    "connection= must be a psycopg (3) Connection to the outbox's database", setting="connection"
-                )
-            try:
-                result = self._enqueue_on(connection, params)
-            except psycopg.Error as exc:
-                self._count("store_errors")
-                raise store_error(exc, "enqueue") from exc
+            result = self._on_callers(connection, lambda conn: self._enqueue_on(conn, params))
         else:
             result = self._run("enqueue", lambda conn: self._enqueue_hit(self._enqueue_on(conn, params)))
         self._count("enqueued" if result.created else "duplicates")
         return result
+
+    def _on_callers(self, connection: object, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run an enqueue on the application's connection, in its transaction (it commits): never retried."""
+        if not isinstance(connection, psycopg.Connection):
+            raise ConfigError(
+                "connection= must be a psycopg (3) Connection to the outbox's database", setting="connection"
+            )
+        try:
+            return fn(connection)
+        except psycopg.Error as exc:
+            self._count("store_errors")
+            raise store_error(exc, "enqueue") from exc
 
     @staticmethod
     def _enqueue_hit(result: EnqueueResult) -> EnqueueResult:
@@ -266,43 +267,18 @@ class PostgresOutbox(SqlStore):
         return int(found[0]["n"])
 
     # -- claim and settle -------------------------------------------------------------------------
-    def claim(
-        self, *, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: Collection[Kind] | None = None
-    ) -> list[OutboxRow]:
-        claimed = self._claim(owner, limit, now, lease_seconds, kinds, "t.*")
-        return sorted((self._row(r) for r in claimed), key=lambda r: r.id)
-
-    def claim_batch(
-        self, *, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: Collection[Kind] | None = None
-    ) -> list[ClaimedRow]:
-        claimed = self._claim(owner, limit, now, lease_seconds, kinds, _CLAIMED_COLUMNS)
-        return sorted((decode_claimed(r, DIALECT.read_time) for r in claimed), key=lambda r: r.id)
-
     def _claim(
-        self,
-        owner: str,
-        limit: int,
-        now: datetime,
-        lease_seconds: float,
-        kinds: Collection[Kind] | None,
-        returning: str,
+        self, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: list[str] | None, returning: str
     ) -> list[dict[str, Any]]:
-        if limit < 1:
-            return []
-        wanted = known_kinds(kinds) if kinds is not None else list(KINDS)
-        if not wanted:
-            return []
         params = {
             "owner": owner,
             "token": secrets.token_hex(16),
             "now": DIALECT.write_time(now),
             "expires": now + timedelta(seconds=lease_seconds),
-            "kinds": wanted,
+            "kinds": list(KINDS) if kinds is None else kinds,
             "limit": limit,
         }
-        claimed = self._fetch(_CLAIM.replace("{returning}", returning), params)
-        self._count("claimed", len(claimed))
-        return claimed
+        return self._fetch(_CLAIM.replace("{returning}", returning), params)
 
     def enqueue_many(self, rows: Sequence[NewRow], *, now: datetime, connection: Any = None) -> int:
         if not rows:

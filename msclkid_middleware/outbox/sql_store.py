@@ -1,8 +1,9 @@
 """The :class:`~msclkid_middleware.outbox.base.OutboxStore` methods whose SQL both stores share.
 
 A store subclasses :class:`SqlStore`, names its :class:`~msclkid_middleware.outbox.sql.Queries`, and
-supplies how a statement is read (``_fetch``) and how a write runs in one short transaction
-(``_change``).  What differs between the databases (enqueue, claim, settle, locks) stays in the store.
+supplies how a statement is read (``_fetch``), how a write runs in one short transaction (``_change``) and
+how due rows are leased (``_claim``).  What differs between the databases (enqueue, the claim statement,
+settle, locks) stays in the store.
 """
 
 from __future__ import annotations
@@ -12,18 +13,21 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from msclkid_middleware.outbox.base import Counters, Kind, OutboxRow, StateCount, TokenRecord
-from msclkid_middleware.outbox.rows import Record, decode_row, decode_token, state_count
+from msclkid_middleware.outbox.base import ClaimedRow, Counters, Kind, OutboxRow, StateCount, TokenRecord
+from msclkid_middleware.outbox.rows import Record, decode_claimed, decode_row, decode_token, state_count
 from msclkid_middleware.outbox.sql import Queries, known_kinds
 
 __all__ = ["SqlStore"]
 
 
 class SqlStore(ABC):
-    """Reads, maintenance and token reads over the shared statements; a store supplies the two hooks."""
+    """Reads, claims, maintenance and token reads over the shared statements; a store supplies the hooks."""
 
     queries: Queries
     _counters: Counters
+    #: What a claim's ``RETURNING`` lists: the whole row (:meth:`claim`), or what a request needs (:meth:`claim_batch`).
+    row_columns: str
+    claimed_columns: str
 
     @abstractmethod
     def _fetch(self, query: str, params: Mapping[str, Any] = {}) -> Sequence[Record]:
@@ -32,6 +36,15 @@ class SqlStore(ABC):
     @abstractmethod
     def _change(self, action: str, query: str, params: Mapping[str, Any]) -> int:
         """Run a write statement in one short transaction and return how many rows it changed."""
+
+    @abstractmethod
+    def _claim(
+        self, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: list[str] | None, returning: str
+    ) -> Sequence[Record]:
+        """Lease up to ``limit`` (at least 1) due rows of ``kinds`` (``None``: every kind; never empty) to ``owner``.
+
+        Returns the ``returning`` columns of the leased rows, in no particular order.
+        """
 
     def _count(self, name: str, n: int = 1) -> None:
         self._counters.add(name, n)
@@ -79,6 +92,29 @@ class SqlStore(ABC):
 
     def paused_accounts(self) -> list[tuple[str, Kind, str]]:
         return [(r["account"], r["kind"], r["paused_reason"] or "") for r in self._fetch(self.queries.paused_accounts)]
+
+    # -- claims -----------------------------------------------------------------------------------
+    def claim(
+        self, *, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: Collection[Kind] | None = None
+    ) -> list[OutboxRow]:
+        claimed = self._leased(owner, limit, now, lease_seconds, kinds, self.row_columns)
+        return sorted((self._row(r) for r in claimed), key=lambda r: r.id)
+
+    def claim_batch(
+        self, *, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: Collection[Kind] | None = None
+    ) -> list[ClaimedRow]:
+        claimed = self._leased(owner, limit, now, lease_seconds, kinds, self.claimed_columns)
+        return sorted((decode_claimed(r, self.queries.d.read_time) for r in claimed), key=lambda r: r.id)
+
+    def _leased(
+        self, owner: str, limit: int, now: datetime, seconds: float, kinds: Collection[Kind] | None, returning: str
+    ) -> Sequence[Record]:
+        wanted = None if kinds is None else known_kinds(kinds)
+        if limit < 1 or wanted == []:
+            return []  # a filter naming no real kind matches nothing
+        claimed = self._claim(owner, limit, now, seconds, wanted, returning)
+        self._count("claimed", len(claimed))
+        return claimed
 
     # -- pause, resume, maintenance ---------------------------------------------------------------
     def pause(self, *, account: str, kinds: Collection[Kind], reason: str, now: datetime) -> int:

@@ -15,8 +15,8 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager, suppress
 from datetime import datetime
 from typing import Any
 
@@ -24,11 +24,9 @@ from msclkid_middleware import faultpoints
 from msclkid_middleware.errors import ClosedError, OutboxFull
 from msclkid_middleware.outbox.base import (
     DEFAULT_MAX_PENDING,
-    ClaimedRow,
     Counters,
     Durability,
     EnqueueResult,
-    Kind,
     NewRow,
     OutboxRow,
     Outcome,
@@ -37,12 +35,11 @@ from msclkid_middleware.outbox.base import (
     to_timestamp,
 )
 from msclkid_middleware.outbox.rows import (
-    decode_claimed,
     insert_values,
     settle_groups,
     token_values,
 )
-from msclkid_middleware.outbox.sql import in_list, known_kinds
+from msclkid_middleware.outbox.sql import in_list
 from msclkid_middleware.outbox.sql_store import SqlStore
 from msclkid_middleware.outbox.sqlite_connect import sqlite_path_from_url, store_error
 from msclkid_middleware.outbox.sqlite_schema import (
@@ -82,6 +79,8 @@ class SqliteOutbox(SqlStore):
     """
 
     queries = QUERIES
+    row_columns = "*"
+    claimed_columns = CLAIMED_COLUMNS
 
     def __init__(
         self,
@@ -274,19 +273,25 @@ class SqliteOutbox(SqlStore):
     # -- enqueue ----------------------------------------------------------------------------------
     def enqueue(self, row: NewRow, *, now: datetime, connection: Any = None) -> EnqueueResult:
         values = insert_values(row, now, to_timestamp)
-        if connection is not None:
-            # The transactional outbox: run inside the caller's transaction; they commit.
-            try:
-                result = self._enqueue_on(connection, values)
-            except sqlite3.Error as exc:
-                self._count("store_errors")
-                raise store_error(exc, "enqueue") from exc
-        else:
-            with self._write("enqueue") as conn:
-                result = self._enqueue_on(conn, values)
-                faultpoints.hit("enqueue_txn")
+        with self._enqueuing(connection) as conn:
+            result = self._enqueue_on(conn, values)
         self._count("enqueued" if result.created else "duplicates")
         return result
+
+    @contextmanager
+    def _enqueuing(self, connection: Any) -> Iterator[Any]:
+        """The connection an enqueue writes on: the caller's (the transactional outbox: inside their
+        transaction, they commit), else a ``BEGIN IMMEDIATE`` transaction of our own."""
+        if connection is None:
+            with self._write("enqueue") as conn:
+                yield conn
+                faultpoints.hit("enqueue_txn")
+            return
+        try:
+            yield connection
+        except sqlite3.Error as exc:
+            self._count("store_errors")
+            raise store_error(exc, "enqueue") from exc
 
     def enqueue_many(self, rows: Sequence[NewRow], *, now: datetime, connection: Any = None) -> int:
         if not rows:
@@ -362,43 +367,17 @@ class SqliteOutbox(SqlStore):
         return int(self._fetch("SELECT value FROM outbox_meta WHERE name = 'open_rows'")[0][0])
 
     # -- claim and settle -------------------------------------------------------------------------
-    def claim(
-        self, *, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: Collection[Kind] | None = None
-    ) -> list[OutboxRow]:
-        claimed = self._claim(owner, limit, now, lease_seconds, kinds, "*")
-        return sorted((self._row(r) for r in claimed), key=lambda r: r.id)
-
-    def claim_batch(
-        self, *, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: Collection[Kind] | None = None
-    ) -> list[ClaimedRow]:
-        claimed = self._claim(owner, limit, now, lease_seconds, kinds, CLAIMED_COLUMNS)
-        read_time = self.queries.d.read_time
-        return sorted((decode_claimed(r, read_time) for r in claimed), key=lambda r: r.id)
-
     def _claim(
-        self,
-        owner: str,
-        limit: int,
-        now: datetime,
-        lease_seconds: float,
-        kinds: Collection[Kind] | None,
-        returning: str,
+        self, owner: str, limit: int, now: datetime, lease_seconds: float, kinds: list[str] | None, returning: str
     ) -> list[sqlite3.Row]:
-        if limit < 1:
-            return []
-        kind_filter = ""
-        if kinds is not None:
-            wanted = known_kinds(kinds)
-            if not wanted:
-                return []
-            kind_filter = f" AND r.kind IN {in_list(wanted)}"
+        kind_filter = "" if kinds is None else f" AND r.kind IN {in_list(kinds)}"
         ts = to_timestamp(now)
         token = secrets.token_hex(16)
         with self._write("claim") as conn:
             # Two index-ordered scans, each stopping at the limit (expired leases first, then due pending rows in
             # the order of outbox_due): one scan under an OR would read every due row and sort them all, on
             # every claim, which made a drain of N rows cost N * N / batch row reads.
-            claimed = conn.execute(
+            return conn.execute(
                 "UPDATE outbox SET state = 'in_flight', lease_owner = :owner, lease_token = :token,"  # noqa: S608 (validated kind names and module constants only)
                 " lease_expires_at = :expires, attempts = attempts + 1, updated_at = :now WHERE id IN ("
                 "  SELECT id FROM (SELECT r.id FROM outbox AS r WHERE r.state = 'in_flight'"
@@ -411,8 +390,6 @@ class SqliteOutbox(SqlStore):
                 f"  LIMIT :limit) RETURNING {returning}",
                 {"owner": owner, "token": token, "expires": ts + lease_seconds, "now": ts, "limit": limit},
             ).fetchall()
-        self._count("claimed", len(claimed))
-        return claimed
 
     def settle(self, outcomes: Sequence[Outcome], *, now: datetime) -> int:
         if not outcomes:
@@ -465,15 +442,9 @@ class SqliteOutbox(SqlStore):
             )
         except sqlite3.Error as exc:
             raise store_error(exc, "token lock") from exc
-        try:
+        with closing(conn):  # closing the connection ends the transaction, and so releases the lock
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise store_error(exc, "token lock") from exc
-            try:
-                yield
-            finally:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-        finally:
-            conn.close()
+            yield
