@@ -14,63 +14,43 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from msclkid_middleware.errors import ConfigError
-from msclkid_middleware.outbox.base import (
-    CAMPAIGN_KINDS,
-    KINDS,
-    OPEN_STATES,
-    STATES,
-    TERMINAL_STATES,
-    EnqueueResult,
-    Kind,
-    NewRow,
-    OutboxRow,
-    OutboxStore,
-    Outcome,
-    State,
-    StateCount,
-    TokenRecord,
-)
+from msclkid_middleware.outbox import base
+from msclkid_middleware.outbox.base import CAMPAIGN_KINDS as CAMPAIGN_KINDS
+from msclkid_middleware.outbox.base import KINDS as KINDS
+from msclkid_middleware.outbox.base import OPEN_STATES as OPEN_STATES
+from msclkid_middleware.outbox.base import STATES as STATES
+from msclkid_middleware.outbox.base import TERMINAL_STATES as TERMINAL_STATES
+from msclkid_middleware.outbox.base import EnqueueResult as EnqueueResult
+from msclkid_middleware.outbox.base import Kind as Kind
+from msclkid_middleware.outbox.base import NewRow as NewRow
+from msclkid_middleware.outbox.base import OutboxRow as OutboxRow
+from msclkid_middleware.outbox.base import OutboxStore as OutboxStore
+from msclkid_middleware.outbox.base import Outcome as Outcome
+from msclkid_middleware.outbox.base import State as State
+from msclkid_middleware.outbox.base import StateCount as StateCount
+from msclkid_middleware.outbox.base import TokenRecord as TokenRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.outbox.postgres_profiles import PostgresProfileStore as PostgresProfileStore
     from msclkid_middleware.outbox.sqlite_profiles import SqliteProfileStore as SqliteProfileStore
 
-# The outbox's public names, re-exported from outbox.base: the list repeats base.__all__ on purpose (mypy --strict
-# re-exports only names a literal __all__ lists; this package exports fewer names than base).
-# The profile stores stay out of __all__: ``import *`` must work without the postgres extra and
-# without importing sqlite3.
-__all__ = [
-    "CAMPAIGN_KINDS",
-    "KINDS",
-    "OPEN_STATES",
-    "STATES",
-    "TERMINAL_STATES",
-    "EnqueueResult",
-    "Kind",
-    "NewRow",
-    "OutboxRow",
-    "OutboxStore",
-    "Outcome",
-    "State",
-    "StateCount",
-    "TokenRecord",
-    "open_store",
-]
+# The package's public names: those of base imported above (``X as X``: what mypy --strict re-exports), listed
+# once there, and open_store.  The profile stores stay out of __all__: ``import *`` must work without the
+# postgres extra and without importing sqlite3.
+__all__ = [*(name for name in base.__all__ if name in globals()), "open_store"]
 
 
-#: Names resolved on first use: the module that holds each (its driver is imported only then).
-_LAZY = {
-    "SqliteProfileStore": "msclkid_middleware.outbox.sqlite_profiles",
-    "PostgresProfileStore": "msclkid_middleware.outbox.postgres_profiles",
-}
-
-
-# Like the package root's lazy __getattr__ but without caching: a store class is looked up rarely.
 def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    # The profile stores, imported on first use: only then is sqlite3 (or the postgres extra) loaded.
+    if name == "SqliteProfileStore":
+        from msclkid_middleware.outbox.sqlite_profiles import SqliteProfileStore
+
+        return SqliteProfileStore
+    if name == "PostgresProfileStore":
+        from msclkid_middleware.outbox.postgres_profiles import PostgresProfileStore
+
+        return PostgresProfileStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_store(url: str, **options: Any) -> OutboxStore:
