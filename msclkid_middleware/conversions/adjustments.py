@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import InitVar, dataclass
 from datetime import UTC, datetime
-from typing import ClassVar, Final, Literal, Protocol, Self
+from typing import ClassVar, Final, Literal, Self
 
 from msclkid_middleware.conversions import base
 from msclkid_middleware.conversions.identifiers import IDENTIFIERS_WIRE, UserIdentifiers, set_match_key
@@ -17,35 +17,35 @@ AdjustmentType = Literal["Restate", "Retract"]
 _ADJUSTMENT_TYPES: Final = frozenset({"Restate", "Retract"})
 
 
-class _Adjustment(Protocol):
-    @property
-    def adjustment_type(self) -> AdjustmentType: ...
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Adjustment(base.TimedModel):
+    """What both adjustments carry: Restate (a new value and its currency) or Retract, of a goal, at a time."""
 
-    @property
-    def value(self) -> float | None: ...
+    adjustment_type: AdjustmentType
+    conversion_name: str
+    adjustment_time: datetime
+    value: float | None = None
+    currency: str | None = None
+    validate_times: InitVar[bool] = True
 
-    @property
-    def currency(self) -> str | None: ...
-
-
-def _set_adjustment_values(obj: _Adjustment) -> None:
-    # Restate carries the new value and its currency; Retract carries neither (the value becomes 0).
-    value = base.optional_number("value", obj.value, maximum=base.MAX_CONVERSION_VALUE)
-    currency = base.valid_currency("currency", obj.currency)
-    object.__setattr__(obj, "value", value)
-    object.__setattr__(obj, "currency", currency)
-    if obj.adjustment_type not in _ADJUSTMENT_TYPES:
-        raise ValidationError("adjustment_type", "must be 'Restate' or 'Retract'")
-    if obj.adjustment_type == "Restate":
-        if value is None:
-            raise ValidationError("value", "is required to restate a conversion")
-        if currency is None:
-            raise ValidationError("currency", "is required to restate a conversion")
-    else:
-        if value is not None:
-            raise ValidationError("value", "must not be set when retracting a conversion")
-        if currency is not None:
-            raise ValidationError("currency", "must not be set when retracting a conversion")
+    def _set_adjustment_values(self) -> None:
+        # Restate carries the new value and its currency; Retract carries neither (the value becomes 0).
+        value = base.optional_number("value", self.value, maximum=base.MAX_CONVERSION_VALUE)
+        currency = base.valid_currency("currency", self.currency)
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "currency", currency)
+        if self.adjustment_type not in _ADJUSTMENT_TYPES:
+            raise ValidationError("adjustment_type", "must be 'Restate' or 'Retract'")
+        if self.adjustment_type == "Restate":
+            if value is None:
+                raise ValidationError("value", "is required to restate a conversion")
+            if currency is None:
+                raise ValidationError("currency", "is required to restate a conversion")
+        else:
+            if value is not None:
+                raise ValidationError("value", "must not be set when retracting a conversion")
+            if currency is not None:
+                raise ValidationError("currency", "must not be set when retracting a conversion")
 
 
 _TYPE = base.WireField("adjustment_type", "AdjustmentType", required=True)
@@ -56,7 +56,7 @@ _CURRENCY = base.WireField("currency", "AdjustmentCurrencyCode")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OfflineConversionAdjustment(base.TimedModel):
+class OfflineConversionAdjustment(_Adjustment):
     """One item of ``ApplyOfflineConversionAdjustments``: restate or retract an offline conversion.
 
     The original is identified by its exact ``conversion_name``, ``conversion_time`` and click ID
@@ -67,16 +67,9 @@ class OfflineConversionAdjustment(base.TimedModel):
     must be within the last 90 days (5623 / 5609): see :meth:`check_window`.
     """
 
-    # Field shapes alike a page view's, a CSV row's and the online adjustment's: other concepts, kept apart.
-    adjustment_type: AdjustmentType
-    conversion_name: str
     conversion_time: datetime
-    adjustment_time: datetime
-    value: float | None = None
-    currency: str | None = None
     msclkid: str | None = None
     identifiers: UserIdentifiers | None = None
-    validate_times: InitVar[bool] = True
 
     WINDOW: ClassVar[base.Window] = base.Window(
         not_future=("adjustment_time",), not_older=("conversion_time", "adjustment_time"), max_age=base.OFFLINE_MAX_AGE
@@ -104,7 +97,7 @@ class OfflineConversionAdjustment(base.TimedModel):
         object.__setattr__(self, "adjustment_time", base.utc_time(self.adjustment_time, "adjustment_time"))
         if self.adjustment_time < self.conversion_time:
             raise ValidationError("adjustment_time", "must not be earlier than conversion_time")
-        _set_adjustment_values(self)
+        self._set_adjustment_values()
         set_match_key(self)
         if validate_times:
             self.check_window()
@@ -139,7 +132,7 @@ class OfflineConversionAdjustment(base.TimedModel):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OnlineConversionAdjustment(base.TimedModel):
+class OnlineConversionAdjustment(_Adjustment):
     """One item of ``ApplyOnlineConversionAdjustments``: restate or retract a UET (online) conversion.
 
     The original is identified by the ``transaction_id`` that UET reported with it and the goal's
@@ -147,13 +140,7 @@ class OnlineConversionAdjustment(base.TimedModel):
     AdjustmentTime must not be in the future and must be within the last 90 days.
     """
 
-    adjustment_type: AdjustmentType
-    conversion_name: str
     transaction_id: str
-    adjustment_time: datetime
-    value: float | None = None
-    currency: str | None = None
-    validate_times: InitVar[bool] = True
 
     WINDOW: ClassVar[base.Window] = base.Window(
         not_future=("adjustment_time",), not_older=("adjustment_time",), max_age=base.OFFLINE_MAX_AGE
@@ -175,6 +162,6 @@ class OnlineConversionAdjustment(base.TimedModel):
         base.valid_conversion_name(self.conversion_name)
         base.valid_text("transaction_id", self.transaction_id)
         object.__setattr__(self, "adjustment_time", base.utc_time(self.adjustment_time, "adjustment_time"))
-        _set_adjustment_values(self)
+        self._set_adjustment_values()
         if validate_times:
             self.check_window()
