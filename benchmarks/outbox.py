@@ -199,7 +199,14 @@ def seed_fast(tracker: ConversionTracker, when: datetime, count: int, offset: in
     """Record ``count`` conversions 1,000 per batched insert (the import path), so a round is quick to prepare."""
     for begin in range(0, count, 1000):
         rows = [
-            tracker.offline_row(f"ord_{offset + n}", "Purchase", when, 10.0, "USD", click=click(offset + n))
+            tracker.offline_row(
+                event_id=f"ord_{offset + n}",
+                conversion_name="Purchase",
+                conversion_time=when,
+                value=10.0,
+                currency="USD",
+                click=click(offset + n),
+            )
             for n in range(begin, min(begin + 1000, count))
         ]
         with tracker.store.transaction() as connection:

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from msclkid_middleware.capture.consent import Consent
 from msclkid_middleware.capture.context import request_consent
@@ -37,6 +37,7 @@ from msclkid_middleware.dispatch.status import EventStatus
 from msclkid_middleware.dispatch.subject import (
     NO_MATCH_KEY,
     ClickLike,
+    OfflineArguments,
     Subject,
     adjustment_key,
     check_event_id,
@@ -165,15 +166,15 @@ class Recording:
         ``MSCLKID_CONSENT_DEFAULT`` (docs/consent.md).
         """
         row = self.offline_row(
-            event_id,
-            conversion_name,
-            conversion_time,
-            value,
-            currency,
-            click,
-            email,
-            phone,
-            consent,
+            event_id=event_id,
+            conversion_name=conversion_name,
+            conversion_time=conversion_time,
+            value=value,
+            currency=currency,
+            click=click,
+            email=email,
+            phone=phone,
+            consent=consent,
             hashed_email=hashed_email,
             hashed_phone=hashed_phone,
             external_attribution_credit=external_attribution_credit,
@@ -201,34 +202,20 @@ class Recording:
             self._recorded()
         return created
 
-    def offline_row(
-        self,
-        event_id: str,
-        conversion_name: str,
-        conversion_time: datetime,
-        value: float | None = None,
-        currency: str | None = None,
-        click: ClickLike = None,
-        email: str | None = None,
-        phone: str | None = None,
-        consent: Consent | None = None,
-        *,
-        hashed_email: str | None = None,
-        hashed_phone: str | None = None,
-        external_attribution_credit: float | None = None,
-        external_attribution_model: str | None = None,
-    ) -> NewRow:
-        """The outbox row :meth:`record_offline` stores for these arguments: every check made, nothing stored.
+    def offline_row(self, **arguments: Unpack[OfflineArguments]) -> NewRow:
+        """The outbox row :meth:`record_offline` stores for these arguments (by name; all but ``connection``):
+        every check made, nothing stored.
 
         For bulk imports, which hand a batch of them to :meth:`record_offline_rows` (one insert per batch).
         """
-        event_id = self._begin(event_id, goal=conversion_name)
-        subject = self._subject(consent, click)
+        event_id = self._begin(arguments["event_id"], goal=arguments["conversion_name"])
+        click = arguments.get("click")
+        subject = self._subject(arguments.get("consent"), click)
         identifiers = UserIdentifiers(
-            email=email,
-            phone=phone,
-            hashed_email=hashed_email,
-            hashed_phone=hashed_phone,
+            email=arguments.get("email"),
+            phone=arguments.get("phone"),
+            hashed_email=arguments.get("hashed_email"),
+            hashed_phone=arguments.get("hashed_phone"),
             default_region=self.default_region,
         )
         subject = dataclasses.replace(subject, identifiers=bool(identifiers))
@@ -238,14 +225,14 @@ class Recording:
         elif msclkid is None and not identifiers:
             raise ValidationError("click", NO_MATCH_KEY)
         conversion = OfflineConversion(
-            conversion_name=conversion_name,
-            conversion_time=conversion_time,
-            value=value,
-            currency=currency,
+            conversion_name=arguments["conversion_name"],
+            conversion_time=arguments["conversion_time"],
+            value=arguments.get("value"),
+            currency=arguments.get("currency"),
             msclkid=msclkid if (msclkid or identifiers) else _PLACEHOLDER_CLICK,
             identifiers=identifiers or None,
-            external_attribution_credit=external_attribution_credit,
-            external_attribution_model=external_attribution_model,
+            external_attribution_credit=arguments.get("external_attribution_credit"),
+            external_attribution_model=arguments.get("external_attribution_model"),
             validate_times=False,
         )
         conversion.check_window(self.clock())

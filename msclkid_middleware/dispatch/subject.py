@@ -13,7 +13,8 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Required, TypedDict
 
 from msclkid_middleware.capture.clickid import Click, validate_click_id
 from msclkid_middleware.capture.consent import Consent
@@ -25,6 +26,7 @@ __all__ = [
     "MAX_EVENT_ID",
     "NO_MATCH_KEY",
     "ClickLike",
+    "OfflineArguments",
     "Subject",
     "adjustment_key",
     "check_event_id",
@@ -38,6 +40,24 @@ ClickLike = Click | str | None
 MAX_EVENT_ID = 255
 #: Why an offline conversion without a click and without email/phone is refused (``record_offline``, the CSV tools).
 NO_MATCH_KEY = "give a click (or its msclkid) or the customer's email or phone"
+
+
+class OfflineArguments(TypedDict, total=False):
+    """The arguments of ``record_offline`` but ``connection``, by name: what ``offline_row`` takes (bulk imports)."""
+
+    event_id: Required[str]
+    conversion_name: Required[str]
+    conversion_time: Required[datetime]
+    value: float | None
+    currency: str | None
+    click: ClickLike
+    email: str | None
+    phone: str | None
+    consent: Consent | None
+    hashed_email: str | None
+    hashed_phone: str | None
+    external_attribution_credit: float | None
+    external_attribution_model: str | None
 
 
 def digest(kind: str, *parts: object) -> str:
