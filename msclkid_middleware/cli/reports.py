@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -26,28 +26,30 @@ __all__ = ["RECONCILE_ALERT_EXIT", "reconcile_command", "report"]
 RECONCILE_ALERT_EXIT = 3
 #: ``GetOfflineConversionReportByGoalIds`` covers at most 7 days.
 _MICROSOFT_SPAN = timedelta(days=7)
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-# --html and --json are alike in shape (an optional output file each) but not the same option: --json also takes
-# '-' for standard output; kept as two plain click options, as the other commands declare theirs.
+def _also_write(flag: str, dest: str, help: str, *, allow_dash: bool = False) -> Callable[[_F], _F]:
+    """``--html`` / ``--json``: an optional file the report is also written to (``allow_dash``: ``-`` is stdout)."""
+    path = click.Path(dir_okay=False, writable=not allow_dash, allow_dash=allow_dash, path_type=Path)
+    return click.option(flag, dest, type=path, default=None, help=help)
+
+
 @click.command()
 @store_option
 @click.option("--since", default=None, help="Only events recorded since (7d, 24h, 2026-11-01).")
 @click.option("--goal", default=None, help="Only this goal.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-@click.option(
+@_also_write(
     "--html",
     "html_file",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    default=None,
-    help="Also write the report with charts to this self-contained HTML file (no script, works offline).",
+    "Also write the report with charts to this self-contained HTML file (no script, works offline).",
 )
-@click.option(
+@_also_write(
     "--json",
     "json_file",
-    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-    default=None,
-    help="Also write the same data as the HTML report as JSON to this file ('-': standard output).",
+    "Also write the same data as the HTML report as JSON to this file ('-': standard output).",
+    allow_dash=True,
 )
 @click.option(
     "--with-microsoft",
@@ -67,20 +69,15 @@ def report(
 
     With --html FILE: per day, match keys per goal, delivery times and the top rejection codes as charts.
     """
-    from msclkid_middleware.ops.reports import build_report, render_report
+    from msclkid_middleware.ops.reports import render_report, tracker_report
 
     with open_tracker(store_url, read_only=True, microsoft=None if with_microsoft else False, uet=False) as tracker:
         now = tracker.clock()
         start = parse_since(since, now)
-        result = build_report(
-            tracker.store,
-            since=start,
-            goal=goal,
-            known_goals=tracker.goals,
-            registry=tracker.goal_registry,
-            now=now,
-        )
-        reconciliation = _microsoft_side(tracker, start, goal) if with_microsoft else None
+        result = tracker_report(tracker, since=start, goal=goal, now=now)
+        # Microsoft's report spans 7 days at most: the last 7 of the period.
+        recent = max(start or now - _MICROSOFT_SPAN, now - _MICROSOFT_SPAN)
+        reconciliation = _reconcile(tracker, recent, now, goal) if with_microsoft else None
     if html_file is None and json_file is None:
         click.echo(render_report(result, fmt))
         return
@@ -101,13 +98,14 @@ def report(
         raise click.ClickException(f"cannot write {exc.filename or 'the report'}: {exc.strerror}") from None
 
 
-def _microsoft_side(tracker: ConversionTracker, start: datetime | None, goal: str | None) -> Reconciliation:
-    """Microsoft's diagnostics for the report's period (its report spans 7 days at most: the last 7 of it)."""
-    from msclkid_middleware.ops.reconcile import reconcile, sent_per_goal
+def _reconcile(
+    tracker: ConversionTracker, start: datetime, now: datetime, goal: str | None, *, files_dir: Path | None = None
+) -> Reconciliation:
+    """Microsoft's diagnostics from ``start`` to ``now`` beside what we delivered (with ``files_dir``: the daily
+    result files, downloaded there, tied to our events)."""
+    from msclkid_middleware.ops.reconcile import reconcile, sent_per_goal, tie_events
 
     client = goals_client(tracker)
-    now = tracker.clock()
-    start = max(start or now - _MICROSOFT_SPAN, now - _MICROSOFT_SPAN)
     sent = sent_per_goal(tracker.store, start, goal)
     try:
         ids = {g.name: g.id for g in client.list_goals() if g.id and (goal is None or g.name == goal)}
@@ -116,7 +114,14 @@ def _microsoft_side(tracker: ConversionTracker, start: datetime | None, goal: st
         days = client.daily_reports(start, now)
     except MsclkidError as exc:
         raise fail(exc) from None
-    return reconcile(sent, {k: v for k, v in ids.items() if v}, summaries, since=start, until=now, days=days)
+    files: list[ResultFile] = []
+    events: tuple[EventVerdict, ...] = ()
+    if files_dir is not None:
+        files = _download(days, files_dir, tracker.account)
+        rows = tracker.store.scan(since=start, kinds=("offline", "offline_adjustment"))
+        events = tie_events((r for r in rows if goal is None or r.conversion_name == goal), files)
+    goal_ids = {k: v for k, v in ids.items() if v}
+    return reconcile(sent, goal_ids, summaries, since=start, until=now, days=days, files=files, events=events)
 
 
 @click.command("reconcile")
@@ -155,38 +160,12 @@ def reconcile_command(
     files_dir: Path,
 ) -> None:
     """Microsoft's per-goal diagnostics (counted, not counted by reason) beside the outbox's own counts."""
-    from msclkid_middleware.ops.reconcile import reconcile, render_reconciliation, sent_per_goal, tie_events
+    from msclkid_middleware.ops.reconcile import render_reconciliation
 
     with open_tracker(store_url, uet=False) as tracker:
-        client = goals_client(tracker)
         now = tracker.clock()
         start = parse_since(since, now) or now - timedelta(days=7)
-        sent = sent_per_goal(tracker.store, start, goal)
-        try:
-            ids = {g.name: g.id for g in client.list_goals() if g.id and (goal is None or g.name == goal)}
-            wanted = [ids[n] for n in sorted(set(sent) | set(ids)) if n in ids]
-            summaries = client.offline_conversion_report(wanted, start, now) if wanted else {}
-            days = client.daily_reports(start, now)
-        except MsclkidError as exc:
-            raise fail(exc) from None
-        files: list[ResultFile] = []
-        events: tuple[EventVerdict, ...] = ()
-        if with_files:
-            files = _download(days, files_dir, tracker.account)
-            rows = tracker.store.scan(since=start, kinds=("offline", "offline_adjustment"))
-            events = tie_events((r for r in rows if goal is None or r.conversion_name == goal), files)
-    if goal is not None:
-        sent = {k: v for k, v in sent.items() if k == goal}
-    result = reconcile(
-        sent,
-        {k: v for k, v in ids.items() if v},
-        summaries,
-        since=start,
-        until=now,
-        days=days,
-        files=files,
-        events=events,
-    )
+        result = _reconcile(tracker, start, now, goal, files_dir=files_dir if with_files else None)
     click.echo(render_reconciliation(result, fmt))
     if result.unattributed_share > max_unattributed:
         click.echo(

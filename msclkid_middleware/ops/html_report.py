@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from msclkid_middleware.charts import PALETTE, Bar, Series, bar_chart, histogram, stacked_bar_chart
 from msclkid_middleware.microsoft.goals import UNATTRIBUTED_HINTS
-from msclkid_middleware.ops.reports import Report, build_report
+from msclkid_middleware.ops.reports import Report, tracker_report
 
 if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.dispatch.tracker import ConversionTracker
@@ -108,15 +108,7 @@ def render_html(
     reconciliation: Reconciliation | None = None,
 ) -> str:
     """The HTML report of ``tracker``'s outbox (what the demo shop's ``/report`` serves)."""
-    report = build_report(
-        tracker.store,
-        since=since,
-        goal=goal,
-        known_goals=tracker.goals,
-        registry=tracker.goal_registry,
-        now=tracker.clock(),
-    )
-    return render_report_html(report, reconciliation)
+    return render_report_html(tracker_report(tracker, since=since, goal=goal), reconciliation)
 
 
 def render_report_html(report: Report, reconciliation: Reconciliation | None = None) -> str:

@@ -27,6 +27,7 @@ from msclkid_middleware.ops.csv_format import csv_text, safe_cell
 from msclkid_middleware.ops.rejections import advice
 
 if TYPE_CHECKING:  # pragma: no cover
+    from msclkid_middleware.dispatch.tracker import ConversionTracker
     from msclkid_middleware.outbox.base import OutboxRow, OutboxStore
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "Warning",
     "build_report",
     "render_report",
+    "tracker_report",
 ]
 
 #: "As a best practice after an ad click you should wait an hour before uploading offline conversions."
@@ -259,6 +261,20 @@ def build_report(
         delivery_times=overview.delivery_times(),
         rejections=overview.rejections(),
         goal=goal,
+    )
+
+
+def tracker_report(
+    tracker: ConversionTracker, *, since: datetime | None = None, goal: str | None = None, now: datetime | None = None
+) -> Report:
+    """:func:`build_report` of ``tracker``'s outbox, with its goals, goal registry and clock."""
+    return build_report(
+        tracker.store,
+        since=since,
+        goal=goal,
+        known_goals=tracker.goals,
+        registry=tracker.goal_registry,
+        now=now or tracker.clock(),
     )
 
 
