@@ -190,19 +190,7 @@ class Dispatcher:
             )
             self._next_probe = self.clock() + timedelta(seconds=self.probe_interval)
         faultpoints.hit("after_settle")
-        return DispatchReport(
-            claimed=counts["claimed"],
-            delivered=counts["delivered"],
-            rejected=counts["rejected"],
-            retried=counts["retried"],
-            dead=counts["dead"],
-            paused=counts["paused"],
-            released=counts["released"],
-            stale=counts["stale"],
-            requests=counts["requests"],
-            resumed=counts["resumed"],
-            remaining=self.store.open_count(),
-        )
+        return DispatchReport.from_counts(counts, remaining=self.store.open_count())
 
     def drain(
         self,

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 __all__ = ["DispatchReport", "Metrics"]
+
+#: The report's fields that are not counts of rows or requests.
+_NOT_COUNTED = ("remaining", "timed_out")
 
 
 class Metrics:
@@ -45,6 +50,12 @@ class DispatchReport:
     resumed: int = 0
     remaining: int = 0
     timed_out: bool = False
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], *, remaining: int) -> DispatchReport:
+        """The report of ``counts`` keyed by field name (a missing one is 0)."""
+        values: dict[str, Any] = {f.name: counts.get(f.name, 0) for f in fields(cls) if f.name not in _NOT_COUNTED}
+        return cls(**values, remaining=remaining)
 
     def __add__(self, other: DispatchReport) -> DispatchReport:
         values = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}

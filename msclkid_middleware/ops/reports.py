@@ -59,20 +59,20 @@ _CAMPAIGN = ("offline", "offline_adjustment", "online_adjustment")
 class GoalCounts:
     """One goal (and kind): rows per outcome; ``rejected``/``dead`` are broken down by code/reason."""
 
-    # Alike in shape to dispatch's DispatchReport (a row of int counters), kept apart on purpose: that one counts
-    # what one drain did, this one where a goal's rows stand; merging them would couple the report to the worker.
-
     goal: str
     kind: str
+    # What Microsoft answered.
     delivered: int = 0
     deduplicated: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    # What is still to be sent.
     pending: int = 0
     held: int = 0
     paused: int = 0
     in_flight: int = 0
-    suppressed: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
+    # What ended here, never counted by Microsoft.
     dead: dict[str, int] = field(default_factory=dict)
+    suppressed: int = 0
 
     @property
     def total(self) -> int:
@@ -92,7 +92,6 @@ class Warning:
     message: str
 
 
-# Counters per day, alike in shape to GoalCounts (counters per goal): two views of the same rows.
 @dataclass
 class DayCounts:
     """Rows recorded on one UTC ``day`` and where they stand now (``pending`` includes held, paused, in flight)."""
