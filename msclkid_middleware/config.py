@@ -23,8 +23,6 @@ __all__ = [
     "Settings",
 ]
 
-Environment = Literal["production", "sandbox"]
-
 #: Campaign Management REST hosts; the client appends ``/CampaignManagement/v13/...``.
 DEFAULT_API_URL = "https://campaign.api.bingads.microsoft.com"
 SANDBOX_API_URL = "https://campaign.api.sandbox.bingads.microsoft.com"
@@ -38,8 +36,13 @@ DEFAULT_UET_API_URL = "https://capi.uet.microsoft.com"
 DEFAULT_STORE_FILENAME = "msclkid-outbox.sqlite3"
 
 
+Environment = Literal["production", "sandbox"]
+
+
 @dataclass(frozen=True, slots=True)
 class EnvironmentHosts:
+    """Where one Microsoft environment (production or sandbox) is reached, and the OAuth scope it grants."""
+
     api_url: str
     token_url: str
     authorize_url: str

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import InitVar, dataclass
 from datetime import UTC, date, datetime
-from typing import Any, ClassVar, Final, Literal, Self
+from typing import Any, ClassVar, Final, Literal, Self, get_args
 
 from msclkid_middleware.capture.consent import Consent
 from msclkid_middleware.conversions.base import (
@@ -44,11 +44,12 @@ __all__ = [
     "UetUserData",
 ]
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 UetEventType = Literal["pageLoad", "custom"]
 UetPageType = Literal["cart", "category", "home", "other", "product", "purchase", "searchresults"]
-UET_PAGE_TYPES: Final = frozenset({"cart", "category", "home", "other", "product", "purchase", "searchresults"})
-_EVENT_TYPES: Final = frozenset({"pageLoad", "custom"})
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# The checks' sets are the types' own values, so the two can never disagree.
+UET_PAGE_TYPES: Final[frozenset[str]] = frozenset(get_args(UetPageType))
+_EVENT_TYPES: Final[frozenset[str]] = frozenset(get_args(UetEventType))
 
 
 def _uuid(field: str, value: object) -> str | None:
