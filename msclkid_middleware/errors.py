@@ -159,6 +159,7 @@ class MicrosoftError(MsclkidError):
         details: tuple[Mapping[str, Any], ...] = (),
     ) -> None:
         super().__init__(message)
+        # Plain attributes, one per keyword (the module's rule): alike in shape to other such objects, nothing to share.
         self.message = message
         self.status = status
         self.code = code

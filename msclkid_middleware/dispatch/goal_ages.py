@@ -22,7 +22,7 @@ __all__ = ["GOAL_MIN_AGE", "GoalRecord", "GoalRegistry"]
 _PREFIX = "goal:"
 
 
-# Alike in shape to ops.doctor's Check and config's constants (a small frozen record of strings): coincidence.
+# Alike in shape to ops.doctor's Check (a small frozen record, one optional field last): coincidence, nothing to share.
 @dataclass(frozen=True, slots=True)
 class GoalRecord:
     """What the toolkit knows about a goal it created: name, Microsoft's ID and creation time (UTC)."""

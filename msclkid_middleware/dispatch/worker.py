@@ -37,7 +37,6 @@ class BackgroundWorker:
     off (1 s doubling to 60 s) so a broken database does not spin.
     """
 
-    # Plain attribute assignments like any other configured object's (errors, decision): alike in shape only.
     def __init__(
         self,
         dispatcher: Dispatcher,
@@ -48,13 +47,14 @@ class BackgroundWorker:
         retention: timedelta | None = None,
         name: str = "msclkid-dispatch",
     ) -> None:
+        # What it runs and what that did so far; then when it runs and what it does besides.
         self.dispatcher = dispatcher
+        self.report = DispatchReport()
+        self.name = name
         self.poll_interval = poll_interval
-        self.on_error = on_error
         self.maintenance_interval = maintenance_interval
         self.retention = retention
-        self.name = name
-        self.report = DispatchReport()
+        self.on_error = on_error
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
