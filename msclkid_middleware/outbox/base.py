@@ -220,6 +220,7 @@ class Outcome:
     claim counted (graceful release, pause: nothing was really tried).
     """
 
+    # Alike in shape to capture's PageView (required fields, then optional ones): another concept, nothing to share.
     row_id: int
     lease_token: str
     state: SettleState
