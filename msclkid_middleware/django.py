@@ -346,7 +346,7 @@ class MsclkidMiddleware:
         except Exception:  # DisallowedHost: the raw Host header, as the WSGI adapter reads it
             host = facts.host
         if scheme != facts.scheme or host != facts.host:
-            facts = facts._replace(scheme=scheme, host=host)
+            facts = facts.replace(scheme=scheme, host=host)
         return facts
 
     def before(self, request: HttpRequest) -> Decision | None:

@@ -9,29 +9,46 @@ when the request did not carry it), so nothing in ``capture/`` knows which frame
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["MAX_COOKIE_HEADER", "RequestFacts", "cookie_values", "parse_cookies", "route_path"]
 
 _new_tuple = tuple.__new__
 
-#: The ASGI headers capture reads, each with its position in :class:`RequestFacts` (``Purpose`` variants apart).
-_SCOPE_HEADERS: dict[bytes, int] = {
-    b"cookie": 3,
-    b"host": 5,
-    b"user-agent": 7,
-    b"referer": 8,
-    b"origin": 9,
-    b"sec-fetch-site": 10,
-    b"sec-fetch-dest": 11,
-    b"sec-purpose": 18,
-    b"purpose": 19,
-    b"x-purpose": 20,
-    b"hx-request": 13,
-    b"sec-gpc": 14,
-    b"content-type": 15,
-    b"content-length": 16,
-    b"if-none-match": 17,
+#: The request line's and the headers' CGI names for what capture reads lazily (field -> environ key).
+_HEADER_KEYS: dict[str, str] = {
+    "scheme": "wsgi.url_scheme",
+    "host": "HTTP_HOST",
+    "client_address": "REMOTE_ADDR",
+    "user_agent": "HTTP_USER_AGENT",
+    "referer": "HTTP_REFERER",
+    "origin": "HTTP_ORIGIN",
+    "sec_fetch_site": "HTTP_SEC_FETCH_SITE",
+    "sec_fetch_dest": "HTTP_SEC_FETCH_DEST",
+    "purpose": "HTTP_SEC_PURPOSE",
+    "hx_request": "HTTP_HX_REQUEST",
+    "content_type": "CONTENT_TYPE",
+    "content_length": "CONTENT_LENGTH",
+    "if_none_match": "HTTP_IF_NONE_MATCH",
+}
+#: The ASGI headers capture reads, by their CGI names (as a WSGI server names them).
+_SCOPE_KEYS: dict[bytes, str] = {
+    b"cookie": "HTTP_COOKIE",
+    b"sec-gpc": "HTTP_SEC_GPC",
+    b"host": "HTTP_HOST",
+    b"user-agent": "HTTP_USER_AGENT",
+    b"referer": "HTTP_REFERER",
+    b"origin": "HTTP_ORIGIN",
+    b"sec-fetch-site": "HTTP_SEC_FETCH_SITE",
+    b"sec-fetch-dest": "HTTP_SEC_FETCH_DEST",
+    b"sec-purpose": "HTTP_SEC_PURPOSE",
+    b"purpose": "HTTP_PURPOSE",
+    b"x-purpose": "HTTP_X_PURPOSE",
+    b"hx-request": "HTTP_HX_REQUEST",
+    b"content-type": "CONTENT_TYPE",
+    b"content-length": "CONTENT_LENGTH",
+    b"if-none-match": "HTTP_IF_NONE_MATCH",
 }
 
 #: Characters of a ``Cookie`` header in which our own cookie's values are looked for (each one found is
@@ -39,83 +56,96 @@ _SCOPE_HEADERS: dict[bytes, int] = {
 #: stop near 8 KiB), so only a header no browser sends to a default set-up reaches past it.
 MAX_COOKIE_HEADER = 16 * 1024
 
+_Items = tuple[str, str, str, str, "str | None", bool, Mapping[str, Any]]
 
-class RequestFacts(NamedTuple):
+
+def _text(value: object) -> str | None:
+    return value if value.__class__ is str else None
+
+
+class RequestFacts(_Items):
     """What capture reads from one request: the method, path, query, cookies and a few headers.
 
-    Immutable and slotted; a NamedTuple rather than a frozen dataclass because it is built on every
-    request that carries a click, and a frozen dataclass of 19 fields costs microseconds to construct.
+    Immutable.  Built on every request that carries a click, so only what every decision reads is read
+    up front (method, path, query, ``Cookie``, ``Sec-GPC``); the other headers stay in a CGI-style
+    snapshot of the request (``headers``: a copy of the WSGI environ, or the ASGI scope's headers under
+    their CGI names) and are read from it when asked for.  A value a server delivered as anything but
+    ``str`` counts as absent (not ours to judge).  Two facts are equal when every field is.
     """
 
-    method: str = "GET"
-    path: str = "/"
-    #: The raw query string (``QUERY_STRING``), undecoded.
-    query: str = ""
-    #: The raw ``Cookie`` header ("" without one).
-    cookie_header: str = ""
-    scheme: str = "http"
-    #: ``Host`` (or the server's name and port when the request had none).
-    host: str = ""
-    client_address: str | None = None
-    user_agent: str | None = None
-    referer: str | None = None
-    origin: str | None = None
-    sec_fetch_site: str | None = None
-    sec_fetch_dest: str | None = None
-    #: ``Sec-Purpose``, ``Purpose`` or ``X-Purpose`` (prefetch hints), whichever came first.
-    purpose: str | None = None
-    #: htmx's ``HX-Request`` header.
-    hx_request: str | None = None
-    sec_gpc: str | None = None
-    content_type: str = ""
-    content_length: str | None = None
-    if_none_match: str | None = None
-    #: The server delivered a ``Cookie`` header that is not text: consent that needs cookies fails closed.
-    cookie_unreadable: bool = False
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        method: str = "GET",
+        path: str = "/",
+        query: str = "",
+        cookie_header: str = "",
+        scheme: str = "http",
+        host: str = "",
+        client_address: str | None = None,
+        user_agent: str | None = None,
+        referer: str | None = None,
+        origin: str | None = None,
+        sec_fetch_site: str | None = None,
+        sec_fetch_dest: str | None = None,
+        purpose: str | None = None,
+        hx_request: str | None = None,
+        sec_gpc: str | None = None,
+        content_type: str = "",
+        content_length: str | None = None,
+        if_none_match: str | None = None,
+        cookie_unreadable: bool = False,
+    ) -> RequestFacts:
+        lazy = {
+            "scheme": scheme,
+            "host": host,
+            "client_address": client_address,
+            "user_agent": user_agent,
+            "referer": referer,
+            "origin": origin,
+            "sec_fetch_site": sec_fetch_site,
+            "sec_fetch_dest": sec_fetch_dest,
+            "purpose": purpose,
+            "hx_request": hx_request,
+            "content_type": content_type,
+            "content_length": content_length,
+            "if_none_match": if_none_match,
+        }
+        headers = {_HEADER_KEYS[field]: value for field, value in lazy.items() if value}
+        return _new_tuple(cls, (method, path, query, cookie_header, sec_gpc, cookie_unreadable, headers))
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, Any]) -> RequestFacts:
-        """The facts of a CGI-style environ: a WSGI environ, or Django's ``request.META``.
-
-        A value a server delivered as anything but ``str`` is treated as absent (not ours to judge).
-        """
+        """The facts of a CGI-style environ: a WSGI environ, or Django's ``request.META`` (copied, not kept)."""
         get = environ.get
+        method = get("REQUEST_METHOD") or "GET"
+        path = get("PATH_INFO") or "/"
+        query = get("QUERY_STRING") or ""
         cookie = get("HTTP_COOKIE")
-        host = get("HTTP_HOST")
-        if not host or not isinstance(host, str):
-            host = f"{get('SERVER_NAME') or ''}:{get('SERVER_PORT') or ''}".rstrip(":")
-        values = (
-            get("REQUEST_METHOD") or "GET",
-            get("PATH_INFO") or "/",
-            get("QUERY_STRING") or "",
-            cookie or "",
-            get("wsgi.url_scheme") or "http",
-            host,
-            get("REMOTE_ADDR") or None,
-            get("HTTP_USER_AGENT"),
-            get("HTTP_REFERER") or None,
-            get("HTTP_ORIGIN"),
-            get("HTTP_SEC_FETCH_SITE"),
-            get("HTTP_SEC_FETCH_DEST"),
-            get("HTTP_SEC_PURPOSE") or get("HTTP_PURPOSE") or get("HTTP_X_PURPOSE"),
-            get("HTTP_HX_REQUEST"),
-            get("HTTP_SEC_GPC"),
-            get("CONTENT_TYPE") or "",
-            get("CONTENT_LENGTH"),
-            get("HTTP_IF_NONE_MATCH"),
-        )
-        for value in values:
-            if value is not None and value.__class__ is not str:
-                break
-        else:
-            # tuple.__new__ directly: the NamedTuple's generated __new__ costs twice as much for 19 fields.
-            return _new_tuple(cls, (*values, False))
+        gpc = get("HTTP_SEC_GPC")
+        snapshot = environ.copy() if environ.__class__ is dict else dict(environ)
+        if (
+            method.__class__ is str
+            and path.__class__ is str
+            and query.__class__ is str
+            and (cookie is None or cookie.__class__ is str)
+            and (gpc is None or gpc.__class__ is str)
+        ):
+            return _new_tuple(cls, (method, path, query, cookie or "", gpc, False, snapshot))
         # A server broke the WSGI rule that values are str: such values are absent (not ours to judge).
-        fixed = [value if value is None or isinstance(value, str) else None for value in values]
-        for index, empty in ((0, "GET"), (1, "/"), (2, ""), (3, ""), (4, "http"), (5, ""), (15, "")):
-            if fixed[index] is None:
-                fixed[index] = empty
-        return cls._make([*fixed, cookie is not None and not isinstance(cookie, str)])
+        return _new_tuple(
+            cls,
+            (
+                _text(method) or "GET",
+                _text(path) or "/",
+                _text(query) or "",
+                _text(cookie) or "",
+                _text(gpc),
+                cookie is not None and cookie.__class__ is not str,
+                snapshot,
+            ),
+        )
 
     @classmethod
     def from_scope(cls, scope: Mapping[str, Any]) -> RequestFacts:
@@ -125,38 +155,163 @@ class RequestFacts(NamedTuple):
         ``","``), so both adapters decide on the same text.  A scope breaking those types raises: the
         adapter then passes the request on untouched.
         """
-        found: list[str | None] = [None] * 21
+        headers: dict[str, Any] = {}
         for name, value in scope.get("headers") or ():
-            index = _SCOPE_HEADERS.get(name)
-            if index is not None:
+            key = _SCOPE_KEYS.get(name)
+            if key is not None:
                 text = value.decode("latin-1")
-                seen = found[index]
-                found[index] = text if seen is None else seen + ("; " if index == 3 else ",") + text
-        host = found[5]
-        if not host:
-            server = scope.get("server")  # (host, port), or (socket path, None) on a Unix socket
-            host = (f"{server[0]}:{server[1]}" if server[1] is not None else str(server[0])) if server else ""
+                seen = headers.get(key)
+                headers[key] = text if seen is None else seen + ("; " if key == "HTTP_COOKIE" else ",") + text
+        server = scope.get("server")  # (host, port), or (socket path, None) on a Unix socket
+        if server:
+            headers["SERVER_NAME"] = str(server[0])
+            if server[1] is not None:
+                headers["SERVER_PORT"] = str(server[1])
         client = scope.get("client")
-        return cls(
-            scope.get("method") or "GET",
-            route_path(scope) or "/",
-            (scope.get("query_string") or b"").decode("latin-1"),
-            found[3] or "",
-            scope.get("scheme") or "http",
-            host,
-            client[0] if client else None,
-            found[7],
-            found[8] or None,
-            found[9],
-            found[10],
-            found[11],
-            found[18] or found[19] or found[20],
-            found[13],
-            found[14],
-            found[15] or "",
-            found[16],
-            found[17],
+        if client:
+            headers["REMOTE_ADDR"] = client[0]
+        scheme = scope.get("scheme")
+        if scheme:
+            headers["wsgi.url_scheme"] = scheme
+        return _new_tuple(
+            cls,
+            (
+                scope.get("method") or "GET",
+                route_path(scope) or "/",
+                (scope.get("query_string") or b"").decode("latin-1"),
+                headers.get("HTTP_COOKIE") or "",
+                headers.get("HTTP_SEC_GPC"),
+                False,
+                headers,
+            ),
         )
+
+    # -- the fields read up front -------------------------------------------------------------------
+    if TYPE_CHECKING:  # pragma: no cover - the same fields, typed; at run time C item getters read them
+
+        @property
+        def method(self) -> str: ...
+        @property
+        def path(self) -> str: ...
+        @property
+        def query(self) -> str:
+            """The raw query string (``QUERY_STRING``), undecoded."""
+
+        @property
+        def cookie_header(self) -> str:
+            """The raw ``Cookie`` header ("" without one)."""
+
+        @property
+        def sec_gpc(self) -> str | None: ...
+        @property
+        def cookie_unreadable(self) -> bool:
+            """The server delivered a ``Cookie`` header that is not text: consent that needs cookies fails closed."""
+
+        @property
+        def headers(self) -> Mapping[str, Any]:
+            """The request's CGI-style snapshot the other fields are read from."""
+    else:
+        method = property(itemgetter(0))
+        path = property(itemgetter(1))
+        query = property(itemgetter(2))
+        cookie_header = property(itemgetter(3))
+        sec_gpc = property(itemgetter(4))
+        cookie_unreadable = property(itemgetter(5))
+        headers = property(itemgetter(6))
+
+    # -- the fields read on demand -------------------------------------------------------------------
+    @property
+    def scheme(self) -> str:
+        return _text(self[6].get("wsgi.url_scheme")) or "http"
+
+    @property
+    def host(self) -> str:
+        """``Host`` (or the server's name and port when the request had none)."""
+        get = self[6].get
+        host = get("HTTP_HOST")
+        if host and host.__class__ is str:
+            return host
+        return f"{get('SERVER_NAME') or ''}:{get('SERVER_PORT') or ''}".rstrip(":")
+
+    @property
+    def client_address(self) -> str | None:
+        return _text(self[6].get("REMOTE_ADDR")) or None
+
+    @property
+    def user_agent(self) -> str | None:
+        return _text(self[6].get("HTTP_USER_AGENT"))
+
+    @property
+    def referer(self) -> str | None:
+        return _text(self[6].get("HTTP_REFERER")) or None
+
+    @property
+    def origin(self) -> str | None:
+        return _text(self[6].get("HTTP_ORIGIN"))
+
+    @property
+    def sec_fetch_site(self) -> str | None:
+        return _text(self[6].get("HTTP_SEC_FETCH_SITE"))
+
+    @property
+    def sec_fetch_dest(self) -> str | None:
+        return _text(self[6].get("HTTP_SEC_FETCH_DEST"))
+
+    @property
+    def purpose(self) -> str | None:
+        """``Sec-Purpose``, ``Purpose`` or ``X-Purpose`` (prefetch hints), whichever came first."""
+        get = self[6].get
+        return _text(get("HTTP_SEC_PURPOSE")) or _text(get("HTTP_PURPOSE")) or _text(get("HTTP_X_PURPOSE"))
+
+    @property
+    def hx_request(self) -> str | None:
+        """htmx's ``HX-Request`` header."""
+        return _text(self[6].get("HTTP_HX_REQUEST"))
+
+    @property
+    def content_type(self) -> str:
+        return _text(self[6].get("CONTENT_TYPE")) or ""
+
+    @property
+    def content_length(self) -> str | None:
+        return _text(self[6].get("CONTENT_LENGTH"))
+
+    @property
+    def if_none_match(self) -> str | None:
+        return _text(self[6].get("HTTP_IF_NONE_MATCH"))
+
+    # -- a value ------------------------------------------------------------------------------------
+    def fields(self) -> dict[str, str | bool | None]:
+        """Every field by name (what equality compares)."""
+        return {name: getattr(self, name) for name in _FIELDS}
+
+    def replace(self, **changes: Any) -> RequestFacts:
+        """A copy with some fields changed (the adapters' framework view of scheme and host, say)."""
+        fields = self.fields()
+        unknown = set(changes) - set(fields)
+        if unknown:
+            raise TypeError(f"RequestFacts has no field(s) {sorted(unknown)}")
+        fields.update(changes)
+        return RequestFacts(**fields)  # type: ignore[arg-type]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RequestFacts):
+            return NotImplemented
+        return self.fields() == other.fields()
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.fields().values()))
+
+    def __repr__(self) -> str:
+        return "RequestFacts(" + ", ".join(f"{name}={value!r}" for name, value in self.fields().items()) + ")"
+
+
+#: Every field, in the order of :class:`RequestFacts`' constructor.
+_FIELDS = tuple(RequestFacts.__new__.__code__.co_varnames[1 : RequestFacts.__new__.__code__.co_argcount])
 
 
 def route_path(scope: Mapping[str, Any]) -> str:
