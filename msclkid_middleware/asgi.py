@@ -173,10 +173,11 @@ class _PlainDecision(Decision):
     """The decision of a request that carried nothing of ours, made on first use (the WSGI adapter's ``_Plain``).
 
     Reading the scope's headers and setting up a Decision is most of what a plain request would cost, and most
-    apps never ask.  ``decision_of`` wants a Decision in ``scope["state"]``, so this is one whose slots stay unset
-    until the first read of any of them (``__getattr__`` runs only for an unset slot), which sets them all from the
-    scope as it is then.  :meth:`release` drops the scope when the request ends, so the cycle scope -> state ->
-    decision -> scope does not outlive it.
+    apps never ask.  ``decision_of`` wants a Decision in ``scope["state"]``, so this is one whose request values
+    (context, facts, ...) stay unset until the first read of any of them (``__getattr__`` runs only for an unset
+    attribute; every lazily computed value starts at a class default and reads one of them first), which sets them
+    all from the scope as it is then.  :meth:`release` drops the scope when the request ends, so the cycle
+    scope -> state -> decision -> scope does not outlive it.
     """
 
     __slots__ = ("_pending", "_scope")

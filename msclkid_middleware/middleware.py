@@ -354,6 +354,10 @@ def get_click(environ: Mapping[str, Any] | HasMeta) -> Click | None:
     the request did not pass through :class:`MsclkidMiddleware`.  Never raises.
     """
     try:
+        if environ.__class__ is dict:  # a WSGI environ: the common case, without the general lookup below
+            state = environ.get(STATE_KEY)
+            if state.__class__ is Decision:
+                return state.click(environ)
         environ = _mapping(environ)
         decision = decision_of(environ)
         return decision.click(environ) if decision is not None else None

@@ -57,6 +57,8 @@ DEFAULT_MAX_QUERY_LENGTH = 8192
 DEFAULT_MAX_FIELDS = 1000
 
 _PARAM = "msclkid"
+_NEEDLE = _PARAM + "="
+_SKIP = len(_NEEDLE)
 
 
 def click_id_from_query(
@@ -86,6 +88,25 @@ def click_id_from_query(
         if cut <= 0:
             return None
         query = query[:cut]
+    lowered = query.lower()
+    if len(lowered) != len(query):  # a character whose lower case is longer: positions differ, split instead
+        return _from_fields(query, max_fields)
+    # Look for "msclkid=" instead of splitting every field: a landing URL carries a dozen utm_* fields.
+    start = lowered.find(_NEEDLE)
+    while start >= 0:
+        if (start == 0 or query[start - 1] == "&") and query.count("&", 0, start) < max_fields:
+            stop = query.find("&", start)
+            value = query[start + _SKIP : stop if stop >= 0 else len(query)]
+            if "%" in value:
+                value = _percent_decode(value) or ""
+            if _VALID.fullmatch(value) is not None:
+                return value
+        start = lowered.find(_NEEDLE, start + _SKIP)
+    return None
+
+
+def _from_fields(query: str, max_fields: int) -> str | None:
+    """:func:`click_id_from_query` field by field (for a query whose lower case changes its length)."""
     fields = query.split("&", max_fields)
     if len(fields) > max_fields:
         del fields[max_fields:]

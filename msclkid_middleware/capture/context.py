@@ -26,14 +26,11 @@ ConsentSource = Callable[[], Consent | None]
 _CURRENT: ContextVar[ConsentSource | None] = ContextVar("msclkid_middleware.request_consent", default=None)
 
 
-def enter_request(consent: ConsentSource) -> Token[ConsentSource | None]:
-    """Mark the start of a handled request; ``consent`` is called only if someone asks (lazy, cheap)."""
-    return _CURRENT.set(consent)
-
-
-def leave_request(token: Token[ConsentSource | None]) -> None:
-    """End the bracket opened by :func:`enter_request` (in the same context)."""
-    _CURRENT.reset(token)
+#: Mark the start of a handled request; the source is called only if someone asks (lazy, cheap).  The
+#: ContextVar's own methods, not wrappers: every request of every adapter pays for this pair.
+enter_request: Callable[[ConsentSource | None], Token[ConsentSource | None]] = _CURRENT.set
+#: End the bracket opened by :func:`enter_request` (in the same context).
+leave_request: Callable[[Token[ConsentSource | None]], None] = _CURRENT.reset
 
 
 def request_consent() -> Consent | None:

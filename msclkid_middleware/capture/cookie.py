@@ -60,6 +60,7 @@ MAX_SET_COOKIE_LENGTH = 1024
 
 _VERSION = b"1"
 _SEP = b"."
+_PREFIX = _VERSION + _SEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +162,7 @@ class ClickCookie:
         if not is_valid_click_id(msclkid):
             raise ValueError("not a valid click ID")
         ts = int(captured_at.timestamp()) if isinstance(captured_at, datetime) else int(captured_at)
-        return self._keys.sign(_VERSION + _SEP + msclkid.encode("ascii"), ts)
+        return self._keys.sign(_PREFIX + msclkid.encode("ascii"), ts)
 
     def decode(self, token: str | None) -> LoadedCookie | None:
         """Verify ``token``; ``None`` when it is absent, tampered, expired, too new or unparsable."""
@@ -201,10 +202,18 @@ class ClickCookie:
         Only our own characters go into the header (the token alphabet is ``[A-Za-z0-9_.-]``),
         and the length is checked against :data:`MAX_SET_COOKIE_LENGTH`.
         """
-        age = self.remaining_age(captured_at)
+        if not is_valid_click_id(msclkid):
+            raise ValueError("not a valid click ID")
+        return self.issue(msclkid, int(captured_at), int(self._clock()))
+
+    def issue(self, msclkid: str, captured_at: int, now: int) -> str | None:
+        """:meth:`set_cookie` for a click ID capture has validated already, at the decision's ``now``: the
+        landing path checks an ID once, not once per use."""
+        age = min(self.max_age, captured_at + self.max_age - now)
         if age <= 0:
             return None
-        header = f"{self.name}={self.encode(msclkid, captured_at)}; Max-Age={age}{self._attributes}"
+        token = self._keys.sign(_PREFIX + msclkid.encode("ascii"), captured_at)
+        header = f"{self.name}={token}; Max-Age={age}{self._attributes}"
         if len(header) > MAX_SET_COOKIE_LENGTH:  # pragma: no cover - excluded by the construction check
             return None
         return header

@@ -75,39 +75,36 @@ class ProfileWrite:
 class Decision:
     """Everything capture knows about one request; each value computed lazily, at most once."""
 
-    __slots__ = (
-        "_anon",
-        "_anon_new",
-        "_click",
-        "_consent",
-        "_headers",
-        "_page_load_id",
-        "_visitor",
-        "_vloaded",
-        "anonymous_id_source",
-        "context",
-        "cookie",
-        "cookie_present",
-        "cookies",
-        "facts",
-        "now",
-        "page_view",
-        "profile_write",
-        "sent",
-        "title",
-        "uet_id",
-        "url_id",
-    )
+    # Everything but the few values read from the request starts at a class-level default: a request that
+    # never asks for consent, the click or the visitor ID pays for seven attribute stores, not twenty.
+    _consent: Consent | None = None
+    _click: Click | None = _UNSET
+    _visitor: str | None = _UNSET
+    _headers: list[tuple[str, str]] | None = None
+    #: Set with the response headers: the click the profile store gets once they are out.
+    profile_write: ProfileWrite | None = None
+    # Page views and the anonymous visitor ID (issue 13): all lazy, so a request that never asks costs nothing.
+    _anon: str | None = _UNSET
+    _anon_new = False
+    anonymous_id_source: AnonymousIdSource | None = None
+    _vloaded: LoadedVisitor | None = None
+    _page_load_id: str | None = None
+    #: The response is a page view to report (set by the adapter when the response starts).
+    page_view = False
+    #: The response headers are out: too late for a Set-Cookie.
+    sent = False
+    title: str | None = None
+    cookies: dict[str, str] | None = None
 
     def __init__(
         self,
         context: DecisionContext,
         facts: RequestFacts,
-        *,
         url_id: str | None = None,
         cookie: LoadedCookie | None = None,
         cookie_present: bool = False,
         uet_id: str | None = None,
+        *,
         cookies: dict[str, str] | None = None,
         consent: Consent | None = None,
     ) -> None:
@@ -118,24 +115,10 @@ class Decision:
         self.cookie = cookie
         self.cookie_present = cookie_present
         self.uet_id = uet_id
-        self.cookies = cookies
-        self._consent = consent
-        self._click: Click | None = _UNSET
-        self._visitor: str | None = _UNSET
-        self._headers: list[tuple[str, str]] | None = None
-        #: Set with the response headers: the click the profile store gets once they are out.
-        self.profile_write: ProfileWrite | None = None
-        # Page views and the anonymous visitor ID (issue 13): all lazy, so a request that never asks costs nothing.
-        self._anon: str | None = _UNSET
-        self._anon_new = False
-        self.anonymous_id_source: AnonymousIdSource | None = None
-        self._vloaded: LoadedVisitor | None = None
-        self._page_load_id: str | None = None
-        #: The response is a page view to report (set by the adapter when the response starts).
-        self.page_view = False
-        #: The response headers are out: too late for a Set-Cookie.
-        self.sent = False
-        self.title: str | None = None
+        if cookies is not None:
+            self.cookies = cookies
+        if consent is not None:
+            self._consent = consent
 
     # -- lazily computed values ----------------------------------------------------------------
     def consent(self, app_request: AppRequest) -> Consent:
@@ -263,7 +246,7 @@ class Decision:
         header: str | None = None
         saving = self.context.profile_store is not None
         if self.url_id and (self.cookie is None or self.cookie.msclkid != self.url_id):
-            header = cookie.set_cookie(self.url_id, self.now)
+            header = cookie.issue(self.url_id, self.now, self.now)
             # "%.6s…": the click ID cut for logs as redact.shorten does (capture imports only the foundation's
             # errors and config), and only formatted when debug logging is on.
             self.context.log.debug("captured click %.6s… from the landing URL", self.url_id)
@@ -272,7 +255,7 @@ class Decision:
         elif self.cookie is not None:
             if self.cookie.stale_key:
                 # Signed with an older key: re-issue under the newest key, same click time.
-                header = cookie.set_cookie(self.cookie.msclkid, self.cookie.timestamp)
+                header = cookie.issue(self.cookie.msclkid, self.cookie.timestamp, self.now)
             if saving:
                 self.profile_write = ProfileWrite(self.cookie.click, new=False)
         return [("Set-Cookie", header)] if header else []

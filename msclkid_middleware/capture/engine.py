@@ -286,7 +286,7 @@ class Capture:
             if UET_COOKIE_NAME in header:
                 uet = cookie_values(header, UET_COOKIE_NAME, first=True)
                 uet_id = click_id_from_uet_cookie(uet[0]) if uet else None
-        return Decision(self.context, facts, url_id=url_id, cookie=loaded, cookie_present=bool(ours), uet_id=uet_id)
+        return Decision(self.context, facts, url_id, loaded, bool(ours), uet_id)
 
     def blank(self, facts: RequestFacts) -> Decision:
         """The decision for a request the cheap check found nothing of ours in (cookies parsed on first use)."""

@@ -364,20 +364,27 @@ def cookie_values(header: str, name: str, *, first: bool = False) -> list[str]:
     if start < 0:
         return []
     end = start + size
-    before = header[start - 1] if start else ";"
     if (
-        header.startswith("=", end)
-        and (before == ";" or (before == " " and (start == 1 or header[start - 2] == ";")))
-        and header.find(name, end) < 0
+        end < len(header)
+        and header[end] == "="
+        and start < MAX_COOKIE_HEADER
+        and (
+            start == 0
+            or header[start - 1] == ";"
+            or (header[start - 1] == " " and (start == 1 or header[start - 2] == ";"))
+        )
     ):
-        # The common spelling, once: "...; name=value; ..." (at most one space after the ";").
-        if header.rfind(";", 0, start) + 1 >= MAX_COOKIE_HEADER:
-            return []
+        # The common spelling: "...; name=value; ..." (at most one space after the ";"), and no second one.
         stop = header.find(";", end)
-        value = header[end + 1 : stop if stop >= 0 else len(header)].strip()
-        if len(value) > 1 and value[0] == value[-1] == '"':
-            value = value[1:-1]
-        return [value]
+        if stop < 0:
+            stop = len(header)
+        if header.find(name, stop) < 0:
+            value = header[end + 1 : stop]
+            if value and not (" " < value[0] <= "~" and " " < value[-1] <= "~"):
+                value = value.strip()  # whitespace (or a character strip() may count as such) at an end
+            if len(value) > 1 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return [value]
     values: list[str] = []
     while start >= 0:
         end = start + size

@@ -157,3 +157,60 @@ def test_click_from_value_defaults_to_now_and_url() -> None:
     )
     with pytest.raises(InvalidClickId):
         Click.from_value("bad value!")
+
+
+def _by_fields(query: str, max_length: int, max_fields: int) -> str | None:
+    """The reference: split every field, as click_id_from_query did before it learned to search."""
+    from urllib.parse import unquote_to_bytes
+
+    if not query:
+        return None
+    if len(query) > max_length:
+        cut = query.rfind("&", 0, max_length + 1)
+        if cut <= 0:
+            return None
+        query = query[:cut]
+    for field in query.split("&", max_fields)[:max_fields]:
+        name, sep, value = field.partition("=")
+        if not sep or len(name) != 7 or name.lower() != "msclkid":
+            continue
+        if "%" in value:
+            try:
+                value = unquote_to_bytes(value).decode("ascii")
+            except UnicodeDecodeError:
+                value = ""
+        if value and len(value) <= 64 and all(c.isascii() and (c.isalnum() or c in "-_") for c in value):
+            return value
+    return None
+
+
+_QUERY_PARTS = st.sampled_from(
+    [
+        "msclkid=",
+        "MsClKiD=",
+        "mscl\u212aid=",
+        "msclkid",
+        "=",
+        "&",
+        "%41",
+        "%ff",
+        "%",
+        "abc",
+        "Example-123",
+        "x=1",
+        "b4458f42c1b214060f81e89d7a9da3bb",
+        ";",
+        " ",
+        "İ",
+        "ä",
+        "\x00",
+        "msclkid=ok&",
+        "&msclkid=",
+        "a" * 70,
+    ]
+)
+
+
+@given(st.lists(_QUERY_PARTS, max_size=12).map("".join), st.integers(1, 80), st.integers(1, 6))
+def test_searching_the_query_finds_what_splitting_every_field_finds(query: str, max_length: int, fields: int) -> None:
+    assert click_id_from_query(query, max_length=max_length, max_fields=fields) == _by_fields(query, max_length, fields)
