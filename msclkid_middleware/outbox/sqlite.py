@@ -27,6 +27,7 @@ from msclkid_middleware.outbox.base import (
     ClaimedRow,
     Counters,
     Durability,
+    EncodedRow,
     EnqueueResult,
     Kind,
     NewRow,
@@ -38,6 +39,7 @@ from msclkid_middleware.outbox.base import (
 )
 from msclkid_middleware.outbox.rows import (
     decode_claimed,
+    encode_row,
     insert_values,
     settle_groups,
     token_values,
@@ -231,6 +233,9 @@ class SqliteOutbox(SqlStore):
         self._held()  # the fork check, and ClosedError once closed
         held: tuple[sqlite3.Connection, threading.RLock] | None = getattr(self._local, "bulk", None)
         if held is None:
+            # The store's durability, as every connection (_connect): WAL with synchronous=NORMAL by default, so a
+            # committed batch survives the process being killed and a commit costs no fsync (checkpoints sync);
+            # "power_loss" keeps FULL.  Never OFF: the batches an import committed are what its re-run skips.
             conn = self._connect()
             conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
             held = (conn, threading.RLock())
@@ -288,10 +293,15 @@ class SqliteOutbox(SqlStore):
         self._count("enqueued" if result.created else "duplicates")
         return result
 
-    def enqueue_many(self, rows: Sequence[NewRow], *, now: datetime, connection: Any = None) -> int:
+    def enqueue_many(self, rows: Sequence[NewRow | EncodedRow], *, now: datetime, connection: Any = None) -> int:
         if not rows:
             return 0
-        values = [insert_values(row, now, to_timestamp) for row in rows]
+        at = to_timestamp(now)
+        # One tuple per row in INSERT_MANY's order: kind ... state, expiry, code, message, depends_on, now.
+        values = [
+            (k, a, e, key, p, name, c, s, None if x is None else to_timestamp(x), code, msg, dep, at)
+            for k, a, e, key, p, name, c, s, x, code, msg, dep in map(encode_row, rows)
+        ]
         if connection is not None:
             try:
                 created = self._insert_many(connection, values)
@@ -306,14 +316,14 @@ class SqliteOutbox(SqlStore):
         self._count("duplicates", len(rows) - created)
         return created
 
-    def _insert_many(self, conn: Any, values: list[dict[str, Any]]) -> int:
+    def _insert_many(self, conn: Any, values: list[tuple[Any, ...]]) -> int:
         # A savepoint: an overflow takes back this batch only, inside the caller's transaction too.
         conn.execute("SAVEPOINT enqueue_many")
         try:
-            pending = [v for v in values if v["state"] == "pending"]
+            pending = [v for v in values if v[7] == "pending"]
             created = opened = int(max(conn.executemany(INSERT_MANY, pending).rowcount, 0)) if pending else 0
             if len(pending) < len(values):
-                suppressed = [v for v in values if v["state"] != "pending"]
+                suppressed = [v for v in values if v[7] != "pending"]
                 created += int(max(conn.executemany(INSERT_MANY, suppressed).rowcount, 0))
             if opened:
                 conn.execute(OPEN_ROWS_ADD, {"n": opened})  # the insert trigger's work (schema migration 2)

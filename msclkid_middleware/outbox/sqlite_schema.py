@@ -67,7 +67,12 @@ MIGRATIONS: tuple[str, ...] = (
 
 INSERT_ONE = f"INSERT INTO outbox ({COLUMNS}) VALUES ({QUERIES.insert_values}) RETURNING *"  # noqa: S608
 # A batch's rows in one executemany: a row matching a stored one (either unique index) is skipped, no lookup.
-INSERT_MANY = f"INSERT INTO outbox ({COLUMNS}) VALUES ({QUERIES.insert_values}) ON CONFLICT DO NOTHING"  # noqa: S608
+# Bound by position (no dict per row): ?1-?12 the fields of an EncodedRow (the expiry as POSIX seconds), ?13 the
+# insert's time, in the order of COLUMNS.
+INSERT_MANY = (
+    f"INSERT INTO outbox ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?13, ?9, ?10, ?11, ?12, ?13, ?13)"  # noqa: S608
+    " ON CONFLICT DO NOTHING"
+)
 #: Page cache of a bulk-write connection (KiB): an import's random-key inserts touch pages all over three
 #: indexes, and SQLite's default 2 MiB cache would re-read them from the file for every batch.
 BULK_CACHE_KIB = 64 * 1024
