@@ -41,8 +41,9 @@ def _rows(count: int, when: str) -> list[list[str]]:
 def test_import_commits_batches_through_the_stores_transaction(
     store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """500 rows per ``store.transaction()`` (one batched insert each), on either store; a re-run stores nothing:
-    the inserts skip every row, without a lookup per row."""
+    """BATCH_ROWS (500 here) rows per ``store.transaction()`` (one batched insert each), on either store; a re-run
+    stores nothing: the inserts skip every row, without a lookup per row."""
+    monkeypatch.setattr("msclkid_middleware.ops.csv_import.BATCH_ROWS", 500)
     when = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
     source = crm_file(
         tmp_path / "batches.csv", [*_rows(1100, when), ["bad", "Purchase", "soon", "1", "USD", "", "", ""]]
