@@ -51,12 +51,13 @@ from msclkid_middleware.outbox.sqlite_schema import (
     BULK_CACHE_KIB,
     CLAIMED_COLUMNS,
     DEPENDENCY_MET,
-    INSERT_MANY,
     INSERT_ONE,
     MIGRATIONS,
     OPEN_ROWS_ADD,
     QUERIES,
+    ROWS_PER_INSERT,
     SETTLE_MANY,
+    insert_many,
     migrate,
 )
 from msclkid_middleware.tokens import create_private, exposed_files
@@ -71,6 +72,16 @@ def _as_row(cur: sqlite3.Cursor, found: Any) -> sqlite3.Row | Mapping[str, Any]:
     if isinstance(found, sqlite3.Row):
         return found
     return dict(zip([d[0] for d in cur.description], found, strict=True))
+
+
+def _insert_rows(conn: sqlite3.Connection, values: list[tuple[Any, ...]]) -> int:
+    """Insert ``values`` (rows of 15 values), many per statement; returns how many rows were new."""
+    per = max(1, min(ROWS_PER_INSERT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 15))
+    created = 0
+    for start in range(0, len(values), per):
+        chunk = values[start : start + per]
+        created += max(conn.execute(insert_many(len(chunk)), [v for row in chunk for v in row]).rowcount, 0)
+    return created
 
 
 class SqliteOutbox(SqlStore):
@@ -297,9 +308,9 @@ class SqliteOutbox(SqlStore):
         if not rows:
             return 0
         at = to_timestamp(now)
-        # One tuple per row in INSERT_MANY's order: kind ... state, expiry, code, message, depends_on, now.
+        # One tuple per row in the order of COLUMNS (insert_many): the times as POSIX seconds.
         values = [
-            (k, a, e, key, p, name, c, s, None if x is None else to_timestamp(x), code, msg, dep, at)
+            (k, a, e, key, p, name, c, s, at, None if x is None else to_timestamp(x), code, msg, dep, at, at)
             for k, a, e, key, p, name, c, s, x, code, msg, dep in map(encode_row, rows)
         ]
         if connection is not None:
@@ -321,10 +332,9 @@ class SqliteOutbox(SqlStore):
         conn.execute("SAVEPOINT enqueue_many")
         try:
             pending = [v for v in values if v[7] == "pending"]
-            created = opened = int(max(conn.executemany(INSERT_MANY, pending).rowcount, 0)) if pending else 0
+            created = opened = _insert_rows(conn, pending)
             if len(pending) < len(values):
-                suppressed = [v for v in values if v[7] != "pending"]
-                created += int(max(conn.executemany(INSERT_MANY, suppressed).rowcount, 0))
+                created += _insert_rows(conn, [v for v in values if v[7] != "pending"])
             if opened:
                 conn.execute(OPEN_ROWS_ADD, {"n": opened})  # the insert trigger's work (schema migration 2)
                 open_rows = conn.execute("SELECT value FROM outbox_meta WHERE name = 'open_rows'").fetchone()[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable
 
@@ -13,12 +14,13 @@ __all__ = [
     "CLAIMED_COLUMNS",
     "DEPENDENCY_MET",
     "DIALECT",
-    "INSERT_MANY",
     "INSERT_ONE",
     "MIGRATIONS",
     "OPEN_ROWS_ADD",
     "QUERIES",
+    "ROWS_PER_INSERT",
     "SETTLE_MANY",
+    "insert_many",
     "migrate",
 ]
 
@@ -98,13 +100,18 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
 # -- the store's statements (SQLite spelling) ------------------------------------------------------------
 
 INSERT_ONE = f"INSERT INTO outbox ({COLUMNS}) VALUES ({QUERIES.insert_values}) RETURNING *"  # noqa: S608
-# A batch's rows in one executemany: a row matching a stored one (either unique index) is skipped, no lookup.
-# Bound by position (no dict per row): ?1-?12 the fields of an EncodedRow (the expiry as POSIX seconds), ?13 the
-# insert's time, in the order of COLUMNS.
-INSERT_MANY = (
-    f"INSERT INTO outbox ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?13, ?9, ?10, ?11, ?12, ?13, ?13)"  # noqa: S608
-    " ON CONFLICT DO NOTHING"
-)
+#: Rows per INSERT of a bulk insert (fewer where the build allows fewer bound parameters).
+ROWS_PER_INSERT = 250
+
+
+@functools.cache
+def insert_many(rows: int) -> str:
+    """``rows`` rows in one INSERT (a statement per row costs its setup and its CHECKs' setup again), each bound as
+    the 15 values of :func:`bulk_values`; a row matching a stored one (either unique index) is skipped, no lookup."""
+    row = "(?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)"
+    return f"INSERT INTO outbox ({COLUMNS}) VALUES {', '.join([row] * rows)} ON CONFLICT DO NOTHING"  # noqa: S608
+
+
 #: Page cache of a bulk-write connection (KiB): an import's random-key inserts touch pages all over three
 #: indexes, and SQLite's default 2 MiB cache would re-read them from the file for every batch.
 BULK_CACHE_KIB = 64 * 1024
