@@ -9,7 +9,7 @@ hashed, the other half a click ID; times in a named time zone):
 1. Baseline: reading the file with the standard ``csv`` module and doing nothing else.
 2. Validate: ``validate_file(...)``: parse, hash, every ``record_offline`` check, no writes.
 3. Import: ``import_file(..., tracker=...)``: the same plus one outbox row per conversion, committed
-   500 rows per transaction on SQLite.
+   ``BATCH_ROWS`` (2,000) rows per transaction on SQLite.
 4. Re-run: the same file again (idempotent: the batched inserts skip every row).
 
 The ratios say what the toolkit costs on top of reading the CSV.  Wall time and this process's CPU time are both
@@ -33,7 +33,7 @@ from typing import TypeVar
 
 from msclkid_middleware.config import Settings
 from msclkid_middleware.dispatch.tracker import ConversionTracker
-from msclkid_middleware.ops.csv_import import import_file, validate_file
+from msclkid_middleware.ops.csv_import import BATCH_ROWS, import_file, validate_file
 
 T = TypeVar("T")
 
@@ -91,7 +91,7 @@ def main() -> None:
                         partial(validate_file, source, time_zone=zone)
                     )
                     assert checked.valid == args.n, checked.errors[:3]
-                    timings["import (validate + record, 500/batch)"] = took
+                    timings[f"import (validate + record, {BATCH_ROWS}/batch)"] = took
                     again, timings["re-run (all rows already recorded)"] = _timed(
                         partial(import_file, source, tracker=tracker, time_zone=zone)
                     )

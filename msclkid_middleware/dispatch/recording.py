@@ -54,7 +54,7 @@ from msclkid_middleware.errors import (
     UnknownGoal,
     ValidationError,
 )
-from msclkid_middleware.outbox import NewRow, OutboxRow, OutboxStore
+from msclkid_middleware.outbox import EncodedRow, NewRow, OutboxRow, OutboxStore
 
 __all__ = ["Recording"]
 
@@ -182,8 +182,8 @@ class Recording:
         )
         return self._commit(row, connection)
 
-    def record_offline_rows(self, rows: Sequence[NewRow], *, connection: object = None) -> int:
-        """Store rows built by :meth:`offline_row` in one batched insert (bulk imports); returns how many were new.
+    def record_offline_rows(self, rows: Sequence[NewRow | EncodedRow], *, connection: object = None) -> int:
+        """Store rows from :meth:`offline_row` or ``dispatch.bulk`` in one batched insert; returns how many were new.
 
         Rows already stored (the same event or key) are skipped, as :meth:`record_offline` skips them.
         """

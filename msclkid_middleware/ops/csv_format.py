@@ -167,8 +167,9 @@ def parse_datetime_cell(text: str, zone: tzinfo, field_name: str) -> datetime:
     if not raw:
         raise ValidationError(field_name, "is empty")
     candidate = raw[:-1] + "+0000" if raw.endswith("Z") else raw
-    # "2017-06-01 13:00:00 -0500": an offset after a space, as the template's zone column is appended.
-    spaced = _SPACED_OFFSET.fullmatch(candidate)
+    # "2017-06-01 13:00:00 -0500": an offset after a space, as the template's zone column is appended (its sign is
+    # the fifth or sixth character from the end: no other text needs the pattern).
+    spaced = _SPACED_OFFSET.fullmatch(candidate) if candidate[-6:-4].strip("0123456789:") else None
     if spaced:
         candidate = spaced.group(1) + spaced.group(2)
     parsed: datetime | None = None

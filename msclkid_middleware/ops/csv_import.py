@@ -14,14 +14,16 @@ import csv
 import dataclasses
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TextIO
 
 from msclkid_middleware.capture.clickid import Click
+from msclkid_middleware.capture.consent import Consent
 from msclkid_middleware.conversions import OfflineConversion, UserIdentifiers
+from msclkid_middleware.dispatch.bulk import OfflineRows
 from msclkid_middleware.dispatch.subject import NO_MATCH_KEY, check_goal, click_id
 from msclkid_middleware.errors import ConfigError, MsclkidError, StoreError, ValidationError
 from msclkid_middleware.ops.csv_format import (
@@ -31,27 +33,33 @@ from msclkid_middleware.ops.csv_format import (
     parse_time_zone,
     resolve_columns,
     safe_cell,
+    unsafe_cell,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.dispatch.tracker import ConversionTracker
-    from msclkid_middleware.outbox.base import NewRow
+    from msclkid_middleware.outbox.base import EncodedRow, NewRow
 
 __all__ = [
     "BATCH_ROWS",
+    "FIELDS",
     "CrmFile",
     "ImportResult",
     "ImportRow",
     "RowError",
     "check_row",
     "count_lines",
+    "field_cells",
     "import_file",
+    "parse_cells",
     "parse_row",
     "validate_file",
 ]
 
-#: Rows committed per outbox transaction (one batched insert) by ``import-csv``.
-BATCH_ROWS = 500
+#: Rows committed per outbox transaction (one batched insert) by ``import-csv``.  Each commit writes every page
+#: the batch touched to SQLite's WAL, and the idempotency keys (random) touch pages all over their index: 2,000
+#: rows a batch write half the WAL bytes of 500, and hold the write lock about a tenth of a second.
+BATCH_ROWS = 2000
 _RAW_PII = ("email", "phone")
 #: What one row came to: recorded now, already in the outbox, or (validate) would be accepted.
 RowOutcome = Literal["recorded", "existing", "valid"]
@@ -66,23 +74,46 @@ class RowError:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class ImportRow:
-    """One CRM row, parsed: the arguments of ``ConversionTracker.record_offline``."""
+class ImportRow(NamedTuple):
+    """One CRM row, parsed: its line and the arguments of ``ConversionTracker.record_offline``.
 
-    # The fields repeat record_offline's parameters (and so the offline model's) on purpose: a row is one call.
+    A tuple (built for every row of a file, so cheap to build) whose ``repr`` leaves out the raw email and phone.
+    """
 
     line: int
     event_id: str
     conversion_name: str
     conversion_time: datetime
-    value: float | None = None
-    currency: str | None = None
-    click: Click | str | None = None
-    email: str | None = field(default=None, repr=False)
-    phone: str | None = field(default=None, repr=False)
-    hashed_email: str | None = None
-    hashed_phone: str | None = None
+    value: float | None
+    currency: str | None
+    click: Click | str | None
+    email: str | None
+    phone: str | None
+    hashed_email: str | None
+    hashed_phone: str | None
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={value!r}" for name, value in zip(self._fields, self, strict=True) if name not in _RAW_PII
+        )
+        return f"ImportRow({shown})"
+
+    def identifiers(self) -> dict[str, str | None]:
+        """The ``UserIdentifiers`` arguments (raw and hashed email and phone)."""
+        return {
+            "email": self.email,
+            "phone": self.phone,
+            "hashed_email": self.hashed_email,
+            "hashed_phone": self.hashed_phone,
+        }
+
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments of ``record_offline`` (and ``offline_row``) for this row."""
+        return dict(zip(self._fields[1:], self[1:], strict=True))
+
+    def build(self, rows: OfflineRows) -> EncodedRow | None:
+        """The outbox row of this row built by ``rows`` (``None``: only the model path can judge it)."""
+        return rows.row(*self[1:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,67 +133,68 @@ class ImportResult:
         return len(self.errors)
 
 
+#: The fields of a CRM row, in the order :func:`parse_row` takes their cells.
+FIELDS = (
+    "event_id", "conversion_name", "conversion_time", "value", "currency", "msclkid", "click_time", "email", "phone",
+    "hashed_email", "hashed_phone",
+)  # fmt: skip
+
+
+def field_cells(cells: Sequence[str], indexes: Sequence[int | None]) -> list[str | None]:
+    """The cell of each of :data:`FIELDS` (its column index in ``indexes``) as ``csv_format.cell`` reads it."""
+    size = len(cells)
+    texts = [cells[index].strip() if index is not None and index < size else "" for index in indexes]
+    return [(unsafe_cell(text) if text[:1] == "'" else text) or None for text in texts]
+
+
 def parse_row(
     cells: Sequence[str], columns: Mapping[str, int], line: int, *, zone: tzinfo, default_goal: str | None
 ) -> ImportRow:
     """Parse one CRM row (raises :class:`~msclkid_middleware.errors.ValidationError` naming the field)."""
-    event_id = cell(cells, columns, "event_id")
-    if event_id is None and "event_id" in columns:
+    values = field_cells(cells, [columns.get(name) for name in FIELDS])
+    return parse_cells(values, line, zone=zone, default_goal=default_goal, event_ids="event_id" in columns)
+
+
+def parse_cells(
+    values: Sequence[str | None], line: int, *, zone: tzinfo, default_goal: str | None, event_ids: bool
+) -> ImportRow:
+    """:func:`parse_row` of the cells :func:`field_cells` took (``event_ids``: the file has an event ID column)."""
+    event_id, name, when_text, value_text, currency, click_id, click_time, email, phone, hashed_email, hashed_phone = (
+        values
+    )
+    if event_id is None and event_ids:
         raise ValidationError("event_id", "is empty")
-    name = cell(cells, columns, "conversion_name") or default_goal
+    name = name or default_goal
     if name is None:
         raise ValidationError("conversion_name", "is empty (give a column or --goal)")
-    when_text = cell(cells, columns, "conversion_time")
     if when_text is None:
         raise ValidationError("conversion_time", "is empty")
     when = parse_datetime_cell(when_text, zone, "conversion_time")
-    value_text = cell(cells, columns, "value")
     value: float | None = None
     if value_text is not None:
         try:
             value = float(value_text)
         except ValueError:
             raise ValidationError("value", "is not a number (use a period for decimals)") from None
-    click_id = cell(cells, columns, "msclkid")
-    hashed_email, hashed_phone = cell(cells, columns, "hashed_email"), cell(cells, columns, "hashed_phone")
     if event_id is None:
         # A file without event IDs (Microsoft's own import template): Microsoft's key names the conversion.
         key = "|".join(str(p) for p in (click_id, hashed_email, hashed_phone, name, when.isoformat()))
         event_id = "csv-" + hashlib.sha256(key.encode()).hexdigest()[:32]
-    click_time = cell(cells, columns, "click_time")
     click: Click | str | None = click_id
     if click_id is not None and click_time is not None:
         click = Click(click_id, parse_datetime_cell(click_time, zone, "click_time"), "profile")
-    currency = cell(cells, columns, "currency")
-    return ImportRow(
-        line=line,
-        event_id=event_id,
-        conversion_name=name,
-        conversion_time=when,
-        value=value,
-        currency=currency.upper() if currency else None,
-        click=click,
-        email=cell(cells, columns, "email"),
-        phone=cell(cells, columns, "phone"),
-        hashed_email=hashed_email,
-        hashed_phone=hashed_phone,
-    )
+    currency = currency.upper() if currency else None
+    return ImportRow(line, event_id, name, when, value, currency, click, email, phone, hashed_email, hashed_phone)
 
 
 def check_row(row: ImportRow, *, goals: Sequence[str], now: datetime, default_region: str | None = None) -> None:
     """Every check ``record_offline`` makes, without recording: goal name, click, identifiers, time window."""
     # The same values the tracker builds, built here without a tracker: ``validate`` needs no outbox and no
     # Microsoft settings, and the models and dispatch.subject (not this code) hold the rules, so validate and
-    # import-csv (which runs this first, then record_offline) cannot drift apart in rules or wording.
+    # import-csv (which runs this for a row dispatch.bulk cannot vouch for) cannot drift apart in rules or wording.
     check_goal(row.conversion_name, tuple(goals))
     click = click_id(row.click)
-    identifiers = UserIdentifiers(
-        email=row.email,
-        phone=row.phone,
-        hashed_email=row.hashed_email,
-        hashed_phone=row.hashed_phone,
-        default_region=default_region,
-    )
+    identifiers = UserIdentifiers(**row.identifiers(), default_region=default_region)
     if click is None and not identifiers:
         raise ValidationError("click", NO_MATCH_KEY)
     conversion = OfflineConversion(
@@ -222,12 +254,14 @@ class CrmFile:
             raise
         #: Column indexes of raw personal data, blanked in the rejected-rows file.
         self.pii = frozenset(self.columns[n] for n in _RAW_PII if n in self.columns)
+        self._indexes = [self.columns.get(name) for name in FIELDS]
+        self._event_ids = "event_id" in self.columns
 
     def _read_rows(self) -> Iterator[tuple[int, list[str]]]:
         reader = csv.reader(self._handle)
         try:
             for cells in reader:
-                if cells and any(c.strip() for c in cells):
+                if cells and (cells[0].strip() or any(c.strip() for c in cells)):
                     yield reader.line_num, cells
         except csv.Error as exc:
             # A structurally broken file (NUL bytes, an unterminated quote, a giant field) cannot be read on.
@@ -279,7 +313,8 @@ class CrmFile:
         return self._rows
 
     def parse(self, line: int, cells: Sequence[str]) -> ImportRow:
-        return parse_row(cells, self.columns, line, zone=self.zone, default_goal=self.default_goal)
+        values = field_cells(cells, self._indexes)
+        return parse_cells(values, line, zone=self.zone, default_goal=self.default_goal, event_ids=self._event_ids)
 
     def close(self) -> None:
         self._handle.close()
@@ -356,23 +391,34 @@ def _rejected_path(path: Path, rejected_path: Path | None) -> Path:
 class _Batches:
     """Rows enqueued :data:`BATCH_ROWS` at a time: one batched insert and one commit per batch, no lookups.
 
-    Each row is validated and built once (``tracker.offline_row``); a full batch goes to the outbox as one
-    ``INSERT ... ON CONFLICT DO NOTHING`` inside a store transaction (a page cache sized for bulk writes), so
-    rows already stored (a re-run) are skipped by the database instead of a ``find()`` per row.  A row counts as
-    recorded when it is taken; those the insert skipped are moved to ``existing`` when their batch is written.
-    A failure rolls back only the open batch; a re-run records what is missing (imports are idempotent).
+    Each row is validated and built once (``dispatch.bulk``, or the model path for a row it cannot vouch for); a full
+    batch goes to the outbox as one ``INSERT ... ON CONFLICT DO NOTHING`` inside a store transaction (a page cache
+    sized for bulk writes), so rows already stored (a re-run) are skipped by the database instead of a ``find()``
+    per row.  A row counts as recorded when it is taken; those the insert skipped are moved to ``existing`` when
+    their batch is written.  A failure rolls back only the open batch; a re-run records what is missing (imports
+    are idempotent).
     """
 
     def __init__(self, tracker: ConversionTracker) -> None:
         self.tracker = tracker
-        self.rows: list[NewRow] = []
+        self.built = OfflineRows.of(tracker)
+        self.rows: list[EncodedRow | NewRow] = []
         #: Rows taken as recorded that were already in the outbox.
         self.existing = 0
 
-    def add(self, row: NewRow) -> None:
-        self.rows.append(row)
+    def record(self, row: ImportRow) -> RowOutcome:
+        built = row.build(self.built)
+        if built is None:
+            # The model path, for the row the bulk builder cannot vouch for: validate's checks first (one rule set,
+            # one wording per problem), then record_offline's own (the event ID, the consent decision).
+            tracker = self.tracker
+            check_row(row, goals=tracker.goals, now=tracker.clock(), default_region=tracker.default_region)
+            self.rows.append(tracker.offline_row(**row.arguments()))
+        else:
+            self.rows.append(built)
         if len(self.rows) >= BATCH_ROWS:
             self.write()
+        return "recorded"
 
     def write(self) -> None:
         rows, self.rows = self.rows, []
@@ -410,27 +456,7 @@ def import_file(
     rejected = _rejected_path(path, rejected_path)
     crm = CrmFile(path, mapping=mapping, time_zone=time_zone, default_goal=default_goal, encoding=encoding)
     with crm, _Batches(tracker) as batches:
-
-        def record(row: ImportRow) -> RowOutcome:
-            # validate's checks first: one rule set, one wording per problem (the tracker makes the same).
-            check_row(row, goals=tracker.goals, now=tracker.clock(), default_region=tracker.default_region)
-            batches.add(
-                tracker.offline_row(
-                    event_id=row.event_id,
-                    conversion_name=row.conversion_name,
-                    conversion_time=row.conversion_time,
-                    value=row.value,
-                    currency=row.currency,
-                    click=row.click,
-                    email=row.email,
-                    phone=row.phone,
-                    hashed_email=row.hashed_email,
-                    hashed_phone=row.hashed_phone,
-                )
-            )
-            return "recorded"
-
-        result = _process(crm, record, rejected_path=rejected, on_row=on_row)
+        result = _process(crm, batches.record, rejected_path=rejected, on_row=on_row)
     result = dataclasses.replace(
         result, recorded=result.recorded - batches.existing, existing=result.existing + batches.existing
     )
@@ -456,9 +482,13 @@ def validate_file(
     A rejected-rows file is written as by :func:`import_file`; a stale one is left as it is.
     """
     clock_now = now or datetime.now(UTC)
+    # The import's bulk checks (no account or consent matter here: nothing is stored), then check_row's for a row
+    # they cannot vouch for: check_row alone decides what is invalid and why.
+    bulk = OfflineRows(account="validate", goals=goals, consent=Consent("granted", "default"), clock=lambda: clock_now)
 
     def check(row: ImportRow) -> RowOutcome:
-        check_row(row, goals=goals, now=clock_now)
+        if row.build(bulk) is None:
+            check_row(row, goals=goals, now=clock_now)
         return "valid"
 
     with CrmFile(path, mapping=mapping, time_zone=time_zone, default_goal=default_goal, encoding=encoding) as crm:

@@ -20,6 +20,7 @@ from msclkid_middleware.outbox.base import KINDS as KINDS
 from msclkid_middleware.outbox.base import OPEN_STATES as OPEN_STATES
 from msclkid_middleware.outbox.base import STATES as STATES
 from msclkid_middleware.outbox.base import TERMINAL_STATES as TERMINAL_STATES
+from msclkid_middleware.outbox.base import EncodedRow as EncodedRow
 from msclkid_middleware.outbox.base import EnqueueResult as EnqueueResult
 from msclkid_middleware.outbox.base import Kind as Kind
 from msclkid_middleware.outbox.base import NewRow as NewRow

@@ -22,7 +22,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from msclkid_middleware.errors import ConfigError, StoreError, ValidationError
 
@@ -37,6 +37,7 @@ __all__ = [
     "ClaimedRow",
     "Counters",
     "Durability",
+    "EncodedRow",
     "EnqueueResult",
     "Kind",
     "NewRow",
@@ -148,6 +149,29 @@ class NewRow:
             value = getattr(self, name)
             if not isinstance(value, str) or not value or len(value) > 255:
                 raise ValidationError(name, "must be a non-empty string of at most 255 characters")
+
+
+class EncodedRow(NamedTuple):
+    """A :class:`NewRow` as a bulk insert binds it: in column order, its JSON columns encoded (compact, sorted keys).
+
+    :meth:`OutboxStore.enqueue_many` takes these or ``NewRow`` values (which it encodes with
+    ``rows.encode_row``); a bulk builder that makes every check ``NewRow`` makes (``dispatch.bulk``) builds them
+    directly, without the ``NewRow`` and the two ``json.dumps`` per row.
+    """
+
+    kind: Kind
+    account: str
+    event_id: str
+    idempotency_key: str
+    #: The wire item as compact JSON with sorted keys (``rows.dumps``).
+    payload: str
+    conversion_name: str | None
+    consent: str | None
+    state: Literal["pending", "suppressed"]
+    expires_at: datetime | None
+    error_code: str | None
+    error_message: str | None
+    depends_on: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +340,7 @@ class OutboxStore(Protocol):
         """:meth:`claim` for delivery: the same lease, but only the columns a request needs, undecoded."""
         ...
 
-    def enqueue_many(self, rows: Sequence[NewRow], *, now: datetime, connection: Any = None) -> int:
+    def enqueue_many(self, rows: Sequence[NewRow | EncodedRow], *, now: datetime, connection: Any = None) -> int:
         """Store the rows that are new (one batched ``INSERT ... ON CONFLICT DO NOTHING``); returns how many.
 
         A row matching a stored one (as :meth:`enqueue` matches) is skipped without a lookup; with

@@ -34,6 +34,7 @@ from msclkid_middleware.outbox.base import (
     KINDS,
     Counters,
     Durability,
+    EncodedRow,
     EnqueueResult,
     NewRow,
     Outcome,
@@ -50,6 +51,7 @@ from msclkid_middleware.outbox.postgres_connect import (
 )
 from msclkid_middleware.outbox.postgres_schema import DIALECT, MIGRATIONS, QUERIES, migrate
 from msclkid_middleware.outbox.rows import (
+    encode_row,
     insert_values,
     settle_values,
     token_values,
@@ -103,9 +105,18 @@ _CLAIMED_COLUMNS = (
     " t.expires_at, t.payload, t.payload::jsonb -> 'ConversionTime' AS conversion_time,"
     " t.payload::jsonb -> 'AdjustmentTime' AS adjustment_time, t.payload::jsonb -> 'eventTime' AS uet_time"
 )
-# A batch's rows in one executemany (pipelined: one round trip); a row matching a stored one is skipped.
+# A batch's rows in one statement (one round trip, one run of the statement trigger): each column of the batch is
+# an array, unnested in the batch's order; a row matching a stored one (or an earlier one of the batch) is skipped.
 _INSERT_MANY = f"""
-INSERT INTO {{s}}.msclkid_outbox ({COLUMNS}) VALUES ({QUERIES.insert_values}) ON CONFLICT DO NOTHING
+INSERT INTO {{s}}.msclkid_outbox ({COLUMNS})
+SELECT kind, account, event_id, idempotency_key, payload, conversion_name, consent, state, 0,
+       %(now)s, expires_at, error_code, error_message, depends_on, %(now)s, %(now)s
+FROM unnest(%(kind)s::text[], %(account)s::text[], %(event_id)s::text[], %(idempotency_key)s::text[],
+            %(payload)s::text[], %(conversion_name)s::text[], %(consent)s::text[], %(state)s::text[],
+            %(expires_at)s::timestamptz[], %(error_code)s::text[], %(error_message)s::text[], %(depends_on)s::bigint[])
+     WITH ORDINALITY AS u({", ".join(EncodedRow._fields)}, n)
+ORDER BY n
+ON CONFLICT DO NOTHING
 """  # noqa: S608 (only module constants are interpolated; values are bound parameters)
 
 
@@ -280,18 +291,23 @@ class PostgresOutbox(SqlStore):
         }
         return self._fetch(_CLAIM.replace("{returning}", returning), params)
 
-    def enqueue_many(self, rows: Sequence[NewRow], *, now: datetime, connection: Any = None) -> int:
+    def enqueue_many(self, rows: Sequence[NewRow | EncodedRow], *, now: datetime, connection: Any = None) -> int:
         if not rows:
             return 0
-        values = [insert_values(row, now, DIALECT.write_time) for row in rows]
+        encoded = [encode_row(row) for row in rows]
+        columns = [list(column) for column in zip(*encoded, strict=True)]
+        params: dict[str, Any] = dict(zip(EncodedRow._fields, columns, strict=True))
+        params["expires_at"] = [None if x is None else DIALECT.write_time(x) for x in params["expires_at"]]
+        params["now"] = DIALECT.write_time(now)
+        has_pending = "pending" in params["state"]
 
         def run(conn: psycopg.Connection[Any]) -> int:
             # A transaction of its own, or a savepoint in the caller's: an overflow takes back this batch only.
             with conn.transaction():
                 with conn.cursor() as cur:
-                    cur.executemany(self.db.q(_INSERT_MANY), values)
+                    cur.execute(self.db.q(_INSERT_MANY), params)
                     created = max(cur.rowcount, 0)
-                    if created and any(v["state"] == "pending" for v in values):
+                    if created and has_pending:
                         cur.execute(self.db.q("SELECT COALESCE(sum(n), 0) FROM {s}.msclkid_outbox_open"))
                         found = cur.fetchone()
                         if found is not None and found[0] > self.max_pending:

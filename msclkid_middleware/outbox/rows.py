@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from msclkid_middleware.conversions import parse_time
-from msclkid_middleware.outbox.base import ClaimedRow, NewRow, OutboxRow, Outcome, StateCount, TokenRecord
+from msclkid_middleware.outbox.base import ClaimedRow, EncodedRow, NewRow, OutboxRow, Outcome, StateCount, TokenRecord
 
 __all__ = [
     "Record",
@@ -22,6 +22,7 @@ __all__ = [
     "decode_row",
     "decode_token",
     "dumps",
+    "encode_row",
     "event_time",
     "insert_values",
     "loads",
@@ -137,6 +138,17 @@ def claimed_of(row: OutboxRow) -> ClaimedRow:
         event_time(row.kind, p.get("ConversionTime"), p.get("AdjustmentTime"), p.get("eventTime")),
         dumps(dict(p)),
     )
+
+
+def encode_row(row: NewRow | EncodedRow) -> EncodedRow:
+    """``row`` as a bulk insert binds it (an :class:`EncodedRow` is returned as it is)."""
+    if isinstance(row, EncodedRow):
+        return row
+    consent = None if row.consent is None else dumps(dict(row.consent))
+    return EncodedRow(
+        row.kind, row.account, row.event_id, row.idempotency_key, dumps(dict(row.payload)), row.conversion_name,
+        consent, row.state, row.expires_at, row.error_code, row.error_message, row.depends_on,
+    )  # fmt: skip
 
 
 def insert_values(row: NewRow, now: datetime, write_time: WriteTime) -> dict[str, Any]:

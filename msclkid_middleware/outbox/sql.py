@@ -15,7 +15,7 @@ from datetime import datetime
 
 from msclkid_middleware.outbox.base import KINDS, PRIMARY_KINDS, STATES
 
-__all__ = ["COLUMNS", "Dialect", "Queries", "in_list", "known_kinds"]
+__all__ = ["COLUMNS", "Dialect", "Queries", "in_list", "known_kinds", "one_of"]
 
 #: The columns an enqueue writes, in the order of :attr:`Queries.insert_values`.
 COLUMNS = (
@@ -33,6 +33,11 @@ _INSERT_NAMES = (
 def in_list(values: Collection[str]) -> str:
     """``('a', 'b')`` for validated constants (kind and state names), never for input."""
     return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+def one_of(column: str, values: Collection[str]) -> str:
+    """``column = 'a' OR column = 'b'``: :func:`in_list`'s test as comparisons (validated constants only)."""
+    return " OR ".join(f"{column} = '{v}'" for v in values)
 
 
 #: The kinds recorded once per shop event, as an SQL list (the unique index and the duplicate check).

@@ -26,6 +26,7 @@ from msclkid_middleware.outbox.base import (
     DEFAULT_MAX_PENDING,
     Counters,
     Durability,
+    EncodedRow,
     EnqueueResult,
     NewRow,
     OutboxRow,
@@ -35,6 +36,7 @@ from msclkid_middleware.outbox.base import (
     to_timestamp,
 )
 from msclkid_middleware.outbox.rows import (
+    encode_row,
     insert_values,
     settle_groups,
     token_values,
@@ -46,12 +48,13 @@ from msclkid_middleware.outbox.sqlite_schema import (
     BULK_CACHE_KIB,
     CLAIMED_COLUMNS,
     DEPENDENCY_MET,
-    INSERT_MANY,
     INSERT_ONE,
     MIGRATIONS,
     OPEN_ROWS_ADD,
     QUERIES,
+    ROWS_PER_INSERT,
     SETTLE_MANY,
+    insert_many,
     migrate,
 )
 from msclkid_middleware.tokens import create_private, exposed_files
@@ -66,6 +69,16 @@ def _as_row(cur: sqlite3.Cursor, found: Any) -> sqlite3.Row | Mapping[str, Any]:
     if isinstance(found, sqlite3.Row):
         return found
     return dict(zip([d[0] for d in cur.description], found, strict=True))
+
+
+def _insert_rows(conn: sqlite3.Connection, values: list[tuple[Any, ...]]) -> int:
+    """Insert ``values`` (rows of 15 values), many per statement; returns how many rows were new."""
+    per = max(1, min(ROWS_PER_INSERT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 15))
+    created = 0
+    for start in range(0, len(values), per):
+        chunk = values[start : start + per]
+        created += max(conn.execute(insert_many(len(chunk)), [v for row in chunk for v in row]).rowcount, 0)
+    return created
 
 
 class SqliteOutbox(SqlStore):
@@ -230,6 +243,9 @@ class SqliteOutbox(SqlStore):
         self._held()  # the fork check, and ClosedError once closed
         held: tuple[sqlite3.Connection, threading.RLock] | None = getattr(self._local, "bulk", None)
         if held is None:
+            # The store's durability, as every connection (_connect): WAL with synchronous=NORMAL by default, so a
+            # committed batch survives the process being killed and a commit costs no fsync (checkpoints sync);
+            # "power_loss" keeps FULL.  Never OFF: the batches an import committed are what its re-run skips.
             conn = self._connect()
             conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
             held = (conn, threading.RLock())
@@ -293,10 +309,15 @@ class SqliteOutbox(SqlStore):
             self._count("store_errors")
             raise store_error(exc, "enqueue") from exc
 
-    def enqueue_many(self, rows: Sequence[NewRow], *, now: datetime, connection: Any = None) -> int:
+    def enqueue_many(self, rows: Sequence[NewRow | EncodedRow], *, now: datetime, connection: Any = None) -> int:
         if not rows:
             return 0
-        values = [insert_values(row, now, to_timestamp) for row in rows]
+        at = to_timestamp(now)
+        # One tuple per row in the order of COLUMNS (insert_many): the times as POSIX seconds.
+        values = [
+            (k, a, e, key, p, name, c, s, at, None if x is None else to_timestamp(x), code, msg, dep, at, at)
+            for k, a, e, key, p, name, c, s, x, code, msg, dep in map(encode_row, rows)
+        ]
         if connection is not None:
             try:
                 created = self._insert_many(connection, values)
@@ -311,15 +332,14 @@ class SqliteOutbox(SqlStore):
         self._count("duplicates", len(rows) - created)
         return created
 
-    def _insert_many(self, conn: Any, values: list[dict[str, Any]]) -> int:
+    def _insert_many(self, conn: Any, values: list[tuple[Any, ...]]) -> int:
         # A savepoint: an overflow takes back this batch only, inside the caller's transaction too.
         conn.execute("SAVEPOINT enqueue_many")
         try:
-            pending = [v for v in values if v["state"] == "pending"]
-            created = opened = int(max(conn.executemany(INSERT_MANY, pending).rowcount, 0)) if pending else 0
+            pending = [v for v in values if v[7] == "pending"]
+            created = opened = _insert_rows(conn, pending)
             if len(pending) < len(values):
-                suppressed = [v for v in values if v["state"] != "pending"]
-                created += int(max(conn.executemany(INSERT_MANY, suppressed).rowcount, 0))
+                created += _insert_rows(conn, [v for v in values if v[7] != "pending"])
             if opened:
                 conn.execute(OPEN_ROWS_ADD, {"n": opened})  # the insert trigger's work (schema migration 2)
                 open_rows = conn.execute("SELECT value FROM outbox_meta WHERE name = 'open_rows'").fetchone()[0]

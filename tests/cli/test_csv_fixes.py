@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from msclkid_middleware.cli import main
-from msclkid_middleware.dispatch.tracker import ConversionTracker
+from msclkid_middleware.dispatch.bulk import OfflineRows
 from msclkid_middleware.testing import EmulatorHandle
 from tests.csv_helpers import crm_file
 
@@ -84,23 +84,23 @@ def test_an_interrupted_import_says_what_was_committed_and_how_to_resume(
     rows = [[f"R{n}", "Purchase", WHEN, "", "", click_id(n), "", ""] for n in range(12)]
     source = crm_file(env / "crm.csv", rows)
     monkeypatch.setattr("msclkid_middleware.ops.csv_import.BATCH_ROWS", 5)
-    # Each data row becomes one outbox row (offline_row) before its batch is committed: stop at the eighth.
-    original = ConversionTracker.offline_row
+    # Each data row becomes one outbox row (OfflineRows.row) before its batch is committed: stop at the eighth.
+    original = OfflineRows.row
     calls = 0
 
-    def interrupted(self: ConversionTracker, *args: Any, **kwargs: Any) -> Any:
+    def interrupted(self: OfflineRows, *args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 8:
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(ConversionTracker, "offline_row", interrupted)
+    monkeypatch.setattr(OfflineRows, "row", interrupted)
     assert main(["import-csv", str(source)]) == 130
     err = capsys.readouterr().err
     assert "import interrupted after 7 data row(s) (line 8 of the file): 5 new conversion(s) committed" in err
     assert "To resume, run the same command again: rows already recorded are skipped" in err
-    monkeypatch.setattr(ConversionTracker, "offline_row", original)
+    monkeypatch.setattr(OfflineRows, "row", original)
     assert main(["import-csv", str(source)]) == 0
     assert "12 row(s): 7 recorded, 5 already recorded, 0 rejected" in capsys.readouterr().out
 

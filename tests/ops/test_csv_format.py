@@ -60,3 +60,20 @@ def test_naive_times_use_the_given_zone() -> None:
     assert parse_datetime_cell("2026-01-15 08:00:00", zone, "t") == datetime(2026, 1, 15, 13, 0, tzinfo=UTC)
     with pytest.raises(ValidationError, match="supported format"):
         parse_datetime_cell("15.01.2026", UTC, "t")
+
+
+def test_the_spaced_offset_pattern_is_skipped_only_where_it_cannot_match() -> None:
+    """parse_datetime_cell runs ``_SPACED_OFFSET`` only when a sign can sit where the offset starts: every string the
+    shortcut skips is one the pattern does not match."""
+    import random
+    import re
+
+    pattern = re.compile(r"(.*\d)\s+([+-]\d{2}:?\d{2})")  # csv_format's pattern
+    rng = random.Random(21)
+    alphabet = "0123456789:+- \tT/APM,Zx"
+    samples = ["2017-06-01 13:00:00 -0500", "2017-06-01 13:00:00 +05:00", "2017-06-01 13:00:00", "1 +0000", ""]
+    samples += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 28))) for _ in range(20000)]
+    for text in samples:
+        if not text[-6:-4].strip("0123456789:"):
+            assert pattern.fullmatch(text) is None, text
+    assert parse_datetime_cell("2017-06-01 13:00:00 -0500", UTC, "t") == datetime(2017, 6, 1, 18, tzinfo=UTC)

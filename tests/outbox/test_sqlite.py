@@ -52,6 +52,44 @@ def test_migrations_run_once_and_a_newer_schema_is_refused(tmp_path: Path) -> No
     assert info.value.reason == "schema_too_new"
 
 
+def _outbox_sql(path: Path) -> str:
+    with sqlite3.connect(path) as conn:
+        return str(conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone()[0])
+
+
+def test_migration_3_rewrites_the_in_list_checks_and_keeps_their_rule(tmp_path: Path) -> None:
+    """A store left at schema 2 (the CHECKs as IN lists, built again for every inserted row) gets OR-ed comparisons
+    allowing the same kinds and states; its rows stay, the database stays sound, a fresh store gets the same SQL."""
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old, isolation_level=None) as conn:
+        for migration in MIGRATIONS[:2]:
+            assert isinstance(migration, str)
+            conn.executescript(migration)
+        conn.execute("PRAGMA user_version = 2")
+    assert "kind IN (" in _outbox_sql(old)
+    store = SqliteOutbox(old)
+    store.enqueue(new_row(1), now=T0)
+    assert store.schema_version() == len(MIGRATIONS) == 3
+    store.close()
+    migrated = _outbox_sql(old)
+    assert " IN (" not in migrated
+    assert "CHECK (kind = 'offline' OR kind = 'offline_adjustment'" in migrated
+    SqliteOutbox(tmp_path / "new.db").close()
+    assert _outbox_sql(tmp_path / "new.db") == migrated
+    with sqlite3.connect(old) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        columns = "kind, account, event_id, idempotency_key, payload, state, next_attempt_at, created_at, updated_at"
+        for kind, state in (("bogus", "pending"), ("offline", "bogus")):
+            with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+                conn.execute(
+                    f"INSERT INTO outbox ({columns}) VALUES (?, 'a', ?, ?, '{{}}', ?, 0, 0, 0)",  # noqa: S608
+                    (kind, f"e-{kind}-{state}", f"k-{kind}-{state}", state),
+                )
+    reopened = SqliteOutbox(old)
+    assert [r.event_id for r in reopened.find("ord_1")] == ["ord_1"]
+    reopened.close()
+
+
 def test_enqueue_joins_the_applications_transaction(tmp_path: Path) -> None:
     path = tmp_path / "shop.db"
     store = SqliteOutbox(path)
