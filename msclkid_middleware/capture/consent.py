@@ -6,7 +6,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
@@ -42,10 +42,11 @@ class Consent:
 
     state: ConsentState
     basis: ConsentBasis = "explicit"
+    #: ``state == "granted"``, worked out once: every request with a click reads it.
+    granted: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def granted(self) -> bool:
-        return self.state == "granted"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "granted", self.state == "granted")
 
     @property
     def ad_storage(self) -> Literal["G", "D"]:

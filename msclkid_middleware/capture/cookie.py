@@ -164,25 +164,29 @@ class ClickCookie:
         ts = int(captured_at.timestamp()) if isinstance(captured_at, datetime) else int(captured_at)
         return self._keys.sign(_PREFIX + msclkid.encode("ascii"), ts)
 
-    def decode(self, token: str | None) -> LoadedCookie | None:
-        """Verify ``token``; ``None`` when it is absent, tampered, expired, too new or unparsable."""
-        verified = self._keys.verify(
-            token, max_length=512, max_age=self.max_age, clock=self._clock, clock_skew=self.clock_skew
-        )
+    def decode(self, token: str | None, now: float | None = None) -> LoadedCookie | None:
+        """Verify ``token`` (at ``now``, the clock's time by default); ``None`` when it is absent, tampered,
+        expired, too new or unparsable."""
+        verified = self._keys.verify(token, 512, self.max_age, self._clock() if now is None else now, self.clock_skew)
         if verified is None:
             return None
         loaded, _, index = verified
         return replace(loaded, stale_key=True) if index > 0 else loaded
 
-    def decode_newest(self, tokens: list[str]) -> LoadedCookie | None:
+    def decode_newest(self, tokens: list[str], now: float | None = None) -> LoadedCookie | None:
         """The newest verified click among several values of our cookie (a duplicate tossed from a subdomain
         in ``__Secure-`` mode must not hide the real one); every value is looked at (``parse_cookies`` bounds
         them by the cookie header cap, ``request.MAX_COOKIE_HEADER``)."""
-        if len(tokens) == 1:
-            return self.decode(tokens[0])
+        if now is None:
+            now = self._clock()
+        if len(tokens) == 1:  # the common case, without the call to decode()
+            verified = self._keys.verify(tokens[0], 512, self.max_age, now, self.clock_skew)
+            if verified is None:
+                return None
+            return verified[0] if verified[2] == 0 else replace(verified[0], stale_key=True)
         best: LoadedCookie | None = None
         for token in tokens:
-            loaded = self.decode(token)
+            loaded = self.decode(token, now)
             if loaded is not None and (
                 best is None
                 or loaded.timestamp > best.timestamp
@@ -209,9 +213,11 @@ class ClickCookie:
     def issue(self, msclkid: str, captured_at: int, now: int) -> str | None:
         """:meth:`set_cookie` for a click ID capture has validated already, at the decision's ``now``: the
         landing path checks an ID once, not once per use."""
-        age = min(self.max_age, captured_at + self.max_age - now)
+        age = captured_at + self.max_age - now
         if age <= 0:
             return None
+        if age > self.max_age:  # a click dated ahead of this host's clock (another host's, within clock_skew)
+            age = self.max_age
         token = self._keys.sign(_PREFIX + msclkid.encode("ascii"), captured_at)
         header = f"{self.name}={token}; Max-Age={age}{self._attributes}"
         if len(header) > MAX_SET_COOKIE_LENGTH:  # pragma: no cover - excluded by the construction check

@@ -107,10 +107,11 @@ class Decision:
         *,
         cookies: dict[str, str] | None = None,
         consent: Consent | None = None,
+        now: float | None = None,
     ) -> None:
         self.context = context
         self.facts = facts
-        self.now = int(context.clock())
+        self.now = int(context.clock() if now is None else now)
         self.url_id = url_id
         self.cookie = cookie
         self.cookie_present = cookie_present
@@ -199,7 +200,7 @@ class Decision:
         context = self.context
         if not (self.url_id or self.cookie or self.uet_id or context.profile_store is not None):
             return None
-        if not self.consent(app_request).granted:
+        if not (self._consent or self.consent(app_request)).granted:
             return None
         if self.url_id:
             # Reloading the landing URL is not a new click: keep the time it was first captured.
@@ -229,36 +230,40 @@ class Decision:
     # -- the response side ---------------------------------------------------------------------
     def response_headers(self, app_request: AppRequest) -> list[tuple[str, str]]:
         """Our click-cookie ``Set-Cookie`` header(s) for this response; computed once, never raises."""
-        if self._headers is None:
-            self._headers = []
-            try:
-                self._headers = self._decide_headers(app_request)
-            except Exception:
-                self.context.log.warning("click cookie handling failed; response left untouched", exc_info=True)
-        return self._headers
-
-    def _decide_headers(self, app_request: AppRequest) -> list[tuple[str, str]]:
-        cookie = self.context.cookie
+        headers = self._headers
+        if headers is not None:
+            return headers
+        headers = self._headers = []
         if not (self.url_id or self.cookie_present or self.uet_id):
-            return []
-        if not self.consent(app_request).granted:
-            return [("Set-Cookie", cookie.delete_cookie())] if self.cookie_present else []
-        header: str | None = None
-        saving = self.context.profile_store is not None
-        if self.url_id and (self.cookie is None or self.cookie.msclkid != self.url_id):
-            header = cookie.issue(self.url_id, self.now, self.now)
-            # "%.6s…": the click ID cut for logs as redact.shorten does (capture imports only the foundation's
-            # errors and config), and only formatted when debug logging is on.
-            self.context.log.debug("captured click %.6s… from the landing URL", self.url_id)
-            if saving:
-                self.profile_write = ProfileWrite(click_at(self.url_id, self.now, "url"), new=True)
-        elif self.cookie is not None:
-            if self.cookie.stale_key:
-                # Signed with an older key: re-issue under the newest key, same click time.
-                header = cookie.issue(self.cookie.msclkid, self.cookie.timestamp, self.now)
-            if saving:
-                self.profile_write = ProfileWrite(self.cookie.click, new=False)
-        return [("Set-Cookie", header)] if header else []
+            return headers
+        try:
+            cookie = self.context.cookie
+            if not (self._consent or self.consent(app_request)).granted:
+                if self.cookie_present:
+                    headers.append(("Set-Cookie", cookie.delete_cookie()))
+                return headers
+            header: str | None = None
+            saving = self.context.profile_store is not None
+            loaded = self.cookie
+            if self.url_id and (loaded is None or loaded.msclkid != self.url_id):
+                header = cookie.issue(self.url_id, self.now, self.now)
+                # "%.6s…": the click ID cut for logs as redact.shorten does (capture imports only the foundation's
+                # errors and config), and only formatted when debug logging is on.
+                self.context.log.debug("captured click %.6s… from the landing URL", self.url_id)
+                if saving:
+                    self.profile_write = ProfileWrite(click_at(self.url_id, self.now, "url"), new=True)
+            elif loaded is not None:
+                if loaded.stale_key:
+                    # Signed with an older key: re-issue under the newest key, same click time.
+                    header = cookie.issue(loaded.msclkid, loaded.timestamp, self.now)
+                if saving:
+                    self.profile_write = ProfileWrite(loaded.click, new=False)
+            if header:
+                headers.append(("Set-Cookie", header))
+        except Exception:
+            headers.clear()
+            self.context.log.warning("click cookie handling failed; response left untouched", exc_info=True)
+        return headers
 
     def visitor_headers(self, app_request: AppRequest) -> list[tuple[str, str]]:
         """Our visitor-cookie ``Set-Cookie`` for this response (issue, refresh or delete); never raises."""

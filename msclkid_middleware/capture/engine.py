@@ -260,19 +260,19 @@ class Capture:
     def carries_ours(self, query: object, cookie_header: object) -> bool:
         """The whole cost of a request that carries nothing of ours: two substring checks on the raw values."""
         try:
-            return bool(
-                (query and QUERY_MARKER in query.lower())  # type: ignore[attr-defined]
-                or (cookie_header and (self._cookie_marker in cookie_header or _UET_MARKER in cookie_header))  # type: ignore[operator]
-            )
+            if query and QUERY_MARKER in query.lower():  # type: ignore[attr-defined]
+                return True
+            return bool(cookie_header) and (self._cookie_marker in cookie_header or _UET_MARKER in cookie_header)  # type: ignore[operator]
         except Exception:  # a server handing over non-str values: not ours to judge
             return False
 
     def decide(self, facts: RequestFacts) -> Decision:
         """The request's decision: the URL's click ID, our newest verified cookie and UET's are read now."""
+        now = self.clock()
         url_id = None
         query = facts.query
         if query and QUERY_MARKER in query.lower():
-            url_id = click_id_from_query(query, max_length=self.max_query_length, max_fields=self.max_query_fields)
+            url_id = click_id_from_query(query, self.max_query_length, self.max_query_fields)
         loaded: LoadedCookie | None = None
         ours: list[str] = []
         uet_id = None
@@ -282,11 +282,11 @@ class Capture:
             # anonymous ID needs it (most cookie requests never do).
             ours = cookie_values(header, self.cookie.name)
             if ours:
-                loaded = self.cookie.decode_newest(ours)
+                loaded = self.cookie.decode_newest(ours, now)
             if UET_COOKIE_NAME in header:
                 uet = cookie_values(header, UET_COOKIE_NAME, first=True)
                 uet_id = click_id_from_uet_cookie(uet[0]) if uet else None
-        return Decision(self.context, facts, url_id, loaded, bool(ours), uet_id)
+        return Decision(self.context, facts, url_id, loaded, bool(ours), uet_id, now=now)
 
     def blank(self, facts: RequestFacts) -> Decision:
         """The decision for a request the cheap check found nothing of ours in (cookies parsed on first use)."""

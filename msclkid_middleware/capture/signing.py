@@ -133,7 +133,7 @@ class TokenKeys(Generic[T]):
     :class:`ConfigError` text for a missing or empty key.
     """
 
-    __slots__ = ("_index", "_keys", "_last_stamp", "_parse", "_verified")
+    __slots__ = ("_index", "_keys", "_parse", "_signer", "_stamp", "_verified")
 
     def __init__(
         self, secret_keys: SecretKeys, salt: bytes, parse: Callable[[bytes, int], T | None], *, message: str
@@ -149,24 +149,28 @@ class TokenKeys(Generic[T]):
             self._index.setdefault(key, position)
         self._parse = parse
         self._verified = lru_cache(maxsize=VERIFIED_CACHE_SIZE)(self._verify_signature)
-        # Landings sign "now": the encoded timestamp changes once a second, so the last one is kept.
-        self._last_stamp = (-1, b"")
+        self._signer = self._keys[0][0].digest
+        # Landings sign "now": the encoded timestamp (with its leading dot) changes once a second, so the last one
+        # is kept, with its time in one tuple (one store: threads never see a time with another time's stamp).
+        self._stamp = (-1, b"")
 
     def sign(self, payload: bytes, timestamp: int) -> str:
         """The token for ``payload`` dated ``timestamp``, signed with the newest key."""
-        last, stamp = self._last_stamp
+        last, stamp = self._stamp
         if timestamp != last:
-            stamp = _b64_timestamp(timestamp)
-            self._last_stamp = (timestamp, stamp)
-        message = payload + _SEP + stamp
-        return (message + _SEP + _b64(self._keys[0][0].digest(message))).decode("ascii")
+            stamp = _SEP + _b64_timestamp(timestamp)
+            self._stamp = (timestamp, stamp)
+        message = payload + stamp
+        # A SHA-256 digest is 32 bytes: 43 base64 characters and one "=" that itsdangerous leaves out.
+        signature = binascii.b2a_base64(self._signer(message), newline=False)[:43].translate(_URLSAFE)
+        return (message + _SEP + signature).decode("ascii")
 
     def verify(
-        self, token: str | None, *, max_length: int, max_age: int, clock: Callable[[], float], clock_skew: float
+        self, token: str | None, max_length: int, max_age: int, now: float, clock_skew: float
     ) -> tuple[T, int, int] | None:
         """``(parsed payload, timestamp, key index)`` of a token one of our keys signed, else ``None``.
 
-        ``None`` when absent, too long, not canonical, tampered, expired, dated further ahead than
+        ``None`` when absent, too long, not canonical, tampered, expired (at ``now``), dated further ahead than
         ``clock_skew``, or not readable by ``parse``.  Expiry and the key are checked on every call,
         cached or not; only the HMAC and the parsing are remembered.
         """
@@ -179,7 +183,6 @@ class TokenKeys(Generic[T]):
         index = self._index.get(key)
         if index is None:  # pragma: no cover - the keys are fixed per instance; kept should they ever change
             return None
-        now = clock()
         age = int(now) - timestamp
         # itsdangerous' rule (0 <= age <= max_age, whole seconds), plus a signature dated in the
         # future by at most clock_skew: another host's clock may run slightly ahead.

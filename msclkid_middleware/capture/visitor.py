@@ -140,9 +140,7 @@ class VisitorCookie:
 
     def decode(self, token: str | None) -> LoadedVisitor | None:
         """Verify ``token``; ``None`` when absent, tampered, expired, too new or unparsable."""
-        verified = self._keys.verify(
-            token, max_length=256, max_age=self.max_age, clock=self._clock, clock_skew=self.clock_skew
-        )
+        verified = self._keys.verify(token, 256, self.max_age, self._clock(), self.clock_skew)
         if verified is None:
             return None
         visitor_id, timestamp, index = verified

@@ -214,3 +214,10 @@ _QUERY_PARTS = st.sampled_from(
 @given(st.lists(_QUERY_PARTS, max_size=12).map("".join), st.integers(1, 80), st.integers(1, 6))
 def test_searching_the_query_finds_what_splitting_every_field_finds(query: str, max_length: int, fields: int) -> None:
     assert click_id_from_query(query, max_length=max_length, max_fields=fields) == _by_fields(query, max_length, fields)
+
+
+@given(st.one_of(st.text(max_size=70), st.text(alphabet="abZ09-_!. \u212a\xe9", max_size=70)))
+def test_the_click_id_check_agrees_with_the_pattern(value: str) -> None:
+    import re
+
+    assert is_valid_click_id(value) == (re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value) is not None)
