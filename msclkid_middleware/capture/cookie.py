@@ -24,20 +24,20 @@ and unused base64 bits).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Unpack
 
 from msclkid_middleware.capture.clickid import Click, is_valid_click_id
 from msclkid_middleware.capture.signing import (
+    DEFAULT_CLOCK_SKEW,
     MAX_MAX_AGE,
+    CookieNaming,
+    CookieOptions,
     SameSite,
     SecretKeys,
+    SignedCookie,
     TokenKeys,
-    check_cookie,
-    cookie_attributes,
-    deletion_header,
 )
 from msclkid_middleware.errors import ConfigError
 
@@ -53,7 +53,6 @@ __all__ = [
 
 COOKIE_SALT = b"msclkid-middleware.click-cookie.v1"
 DEFAULT_MAX_AGE = 90 * 24 * 3600
-DEFAULT_CLOCK_SKEW = 300
 #: Hard cap on the whole ``Set-Cookie`` value.  Werkzeug only *warns* above 4093 bytes; a token
 #: for a 64-character ID with every attribute is about 250 bytes, so 1 KiB is generous headroom.
 MAX_SET_COOKIE_LENGTH = 1024
@@ -61,6 +60,11 @@ MAX_SET_COOKIE_LENGTH = 1024
 _VERSION = b"1"
 _SEP = b"."
 _PREFIX = _VERSION + _SEP
+_NAMING = CookieNaming(
+    ("cookie_name", "cookie"),
+    ("MSCLKID_COOKIE_NAME", "MSCLKID_COOKIE_DOMAIN", "MSCLKID_COOKIE_MAX_AGE"),
+    "; for a cookie shared across subdomains use cookie_name='__Secure-msclkid' with cookie_domain",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,39 +81,23 @@ class LoadedCookie:
     click: Click
 
 
-class ClickCookie:
+class ClickCookie(SignedCookie[LoadedCookie]):
     """Encode, verify and emit the signed click cookie.
 
     ``secret_keys`` is a key or a list of keys, oldest to newest.  Cookie attributes are
     validated here and the constant part of the header is built once.
     """
 
-    __slots__ = (
-        "_attributes",
-        "_clock",
-        "_deletion",
-        "_keys",
-        "clock_skew",
-        "domain",
-        "http_only",
-        "max_age",
-        "name",
-        "samesite",
-        "secure",
-    )
+    __slots__ = ()
 
     def __init__(
         self,
         secret_keys: SecretKeys,
         *,
         name: str = "__Host-msclkid",
-        domain: str | None = None,
-        secure: bool = True,
-        samesite: SameSite = "Lax",
         http_only: bool = True,
         max_age: int = DEFAULT_MAX_AGE,
-        clock_skew: int = DEFAULT_CLOCK_SKEW,
-        clock: Callable[[], float] = time.time,
+        **options: Unpack[CookieOptions],
     ) -> None:
         keys = TokenKeys(
             secret_keys,
@@ -118,37 +106,13 @@ class ClickCookie:
             message="secret_keys: give at least one non-empty secret key (a list, oldest to newest), for example "
             "secret_keys=[os.environ['MSCLKID_SECRET_KEYS']]",
         )
-        domain = check_cookie(
-            name,
-            domain,
-            secure,
-            max_age,
-            labels=("cookie_name", "cookie"),
-            settings=("MSCLKID_COOKIE_NAME", "MSCLKID_COOKIE_DOMAIN", "MSCLKID_COOKIE_MAX_AGE"),
-            host_hint="; for a cookie shared across subdomains use cookie_name='__Secure-msclkid' with cookie_domain",
-        )
+        super().__init__(keys, name, max_age, http_only, _NAMING, options)
+        samesite, clock_skew = self.samesite, self.clock_skew
         if samesite not in ("Lax", "Strict"):
             raise ConfigError("cookie_samesite must be 'Lax' or 'Strict'", setting="cookie_samesite")
-        if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 < max_age <= MAX_MAX_AGE:
-            raise ConfigError(
-                "max_age must be between 1 second and 400 days (browsers cap cookies at 400 days)",
-                setting="MSCLKID_COOKIE_MAX_AGE",
-            )
         if isinstance(clock_skew, bool) or not isinstance(clock_skew, int) or not 0 <= clock_skew <= 3600:
             raise ConfigError("clock_skew must be between 0 and 3600 seconds", setting="clock_skew")
-
-        self.name = name
-        self.domain = domain
-        self.secure = secure
-        self.samesite: SameSite = samesite
-        self.http_only = http_only
-        self.max_age = max_age
-        self.clock_skew = clock_skew
-        self._clock = clock
-        self._keys = keys
-        self._attributes = cookie_attributes(domain=domain, secure=secure, http_only=http_only, samesite=samesite)
-        self._deletion = deletion_header(name, self._attributes)
-        longest = f"{name}={'x' * 160}; Max-Age={MAX_MAX_AGE}{self._attributes}"
+        longest = f"{name}={'x' * 160}; Max-Age={MAX_MAX_AGE}{self.attributes}"
         if len(longest) > MAX_SET_COOKIE_LENGTH:
             raise ConfigError(
                 f"the click cookie header would exceed {MAX_SET_COOKIE_LENGTH} bytes; shorten cookie_name or "
@@ -162,12 +126,12 @@ class ClickCookie:
         if not is_valid_click_id(msclkid):
             raise ValueError("not a valid click ID")
         ts = int(captured_at.timestamp()) if isinstance(captured_at, datetime) else int(captured_at)
-        return self._keys.sign(_PREFIX + msclkid.encode("ascii"), ts)
+        return self.keys.sign(_PREFIX + msclkid.encode("ascii"), ts)
 
     def decode(self, token: str | None, now: float | None = None) -> LoadedCookie | None:
         """Verify ``token`` (at ``now``, the clock's time by default); ``None`` when it is absent, tampered,
         expired, too new or unparsable."""
-        verified = self._keys.verify(token, 512, self.max_age, self._clock() if now is None else now, self.clock_skew)
+        verified = self.keys.verify(token, 512, self.max_age, self.clock() if now is None else now, self.clock_skew)
         if verified is None:
             return None
         loaded, _, index = verified
@@ -178,9 +142,9 @@ class ClickCookie:
         in ``__Secure-`` mode must not hide the real one); every value is looked at (``parse_cookies`` bounds
         them by the cookie header cap, ``request.MAX_COOKIE_HEADER``)."""
         if now is None:
-            now = self._clock()
+            now = self.clock()
         if len(tokens) == 1:  # the common case, without the call to decode()
-            verified = self._keys.verify(tokens[0], 512, self.max_age, now, self.clock_skew)
+            verified = self.keys.verify(tokens[0], 512, self.max_age, now, self.clock_skew)
             if verified is None:
                 return None
             return verified[0] if verified[2] == 0 else replace(verified[0], stale_key=True)
@@ -198,7 +162,7 @@ class ClickCookie:
     # -- headers ----------------------------------------------------------------------------------
     def remaining_age(self, captured_at: int | float) -> int:
         """Seconds the cookie of a click captured at ``captured_at`` has left (fixed, not sliding)."""
-        return max(0, min(self.max_age, int(captured_at) + self.max_age - int(self._clock())))
+        return max(0, min(self.max_age, int(captured_at) + self.max_age - int(self.clock())))
 
     def set_cookie(self, msclkid: str, captured_at: int | float) -> str | None:
         """The ``Set-Cookie`` value storing a click, or ``None`` when it has no lifetime left.
@@ -208,7 +172,7 @@ class ClickCookie:
         """
         if not is_valid_click_id(msclkid):
             raise ValueError("not a valid click ID")
-        return self.issue(msclkid, int(captured_at), int(self._clock()))
+        return self.issue(msclkid, int(captured_at), int(self.clock()))
 
     def issue(self, msclkid: str, captured_at: int, now: int) -> str | None:
         """:meth:`set_cookie` for a click ID capture has validated already, at the decision's ``now``: the
@@ -218,15 +182,11 @@ class ClickCookie:
             return None
         if age > self.max_age:  # a click dated ahead of this host's clock (another host's, within clock_skew)
             age = self.max_age
-        token = self._keys.sign(_PREFIX + msclkid.encode("ascii"), captured_at)
-        header = f"{self.name}={token}; Max-Age={age}{self._attributes}"
+        token = self.keys.sign(_PREFIX + msclkid.encode("ascii"), captured_at)
+        header = f"{self.name}={token}; Max-Age={age}{self.attributes}"
         if len(header) > MAX_SET_COOKIE_LENGTH:  # pragma: no cover - excluded by the construction check
             return None
         return header
-
-    def delete_cookie(self) -> str:
-        """The ``Set-Cookie`` value that removes the click cookie (same name, path and domain)."""
-        return self._deletion
 
 
 def _parse(value: bytes, timestamp: int) -> LoadedCookie | None:

@@ -47,7 +47,7 @@ from msclkid_middleware.capture.pageview import (
 )
 from msclkid_middleware.capture.ratelimit import DEFAULT_BURST, DEFAULT_MAX_CLIENTS, DEFAULT_RATE, RateLimiter
 from msclkid_middleware.capture.request import RequestFacts, cookie_values
-from msclkid_middleware.capture.signing import SameSite, SecretKeys
+from msclkid_middleware.capture.signing import CookieOptions, SameSite, SecretKeys
 from msclkid_middleware.capture.visitor import DEFAULT_VISITOR_MAX_AGE, VisitorCookie
 from msclkid_middleware.errors import ConfigError
 
@@ -162,17 +162,15 @@ class Capture:
                 "cookie_name='__Secure-msclkid', so it is only ever set over https",
                 setting="MSCLKID_COOKIE_NAME",
             )
-        skew_s = _seconds(clock_skew)
-        self.cookie = ClickCookie(
-            secret_keys,
-            name=cookie_name,
+        # The attributes the click and the visitor cookie share.
+        shared = CookieOptions(
             domain=cookie_domain,
             secure=cookie_secure,
             samesite=cookie_samesite,
-            max_age=_seconds(max_age),
-            clock_skew=skew_s,
+            clock_skew=_seconds(clock_skew),
             clock=clock,
         )
+        self.cookie = ClickCookie(secret_keys, name=cookie_name, max_age=_seconds(max_age), **shared)
         if (visitor_id is None) != (profile_store is None):
             raise ConfigError(
                 "visitor_id and profile_store go together: visitor_id(environ) names the visitor whose newest "
@@ -203,16 +201,8 @@ class Capture:
             anonymous_id_cookie = on_page_view is not None
         self.visitor_cookie: VisitorCookie | None = None
         if anonymous_id_cookie:
-            self.visitor_cookie = VisitorCookie(
-                secret_keys,
-                name=visitor_cookie_name or f"{cookie_name}_vid",
-                domain=cookie_domain,
-                secure=cookie_secure,
-                samesite=cookie_samesite,
-                max_age=_seconds(visitor_max_age),
-                clock_skew=skew_s,
-                clock=clock,
-            )
+            name = visitor_cookie_name or f"{cookie_name}_vid"
+            self.visitor_cookie = VisitorCookie(secret_keys, name=name, max_age=_seconds(visitor_max_age), **shared)
         self.on_page_view = on_page_view
         self.bot_user_agents = compile_bot_pattern(bot_user_agents)
         self._bot_cache: dict[str, bool] = {}

@@ -102,6 +102,7 @@ class PageView:
     landing), whatever the consent.  ``client_ip`` is ``REMOTE_ADDR``.
     """
 
+    # Alike in shape to outbox.base.Outcome (required fields, then optional ones): another concept, nothing to share.
     url: str
     page_load_id: str
     time: datetime

@@ -25,9 +25,10 @@ import binascii
 import hashlib
 import hmac
 import re
+import time
 from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, NamedTuple, TypedDict, TypeVar
 
 from itsdangerous.signer import SigningAlgorithm
 
@@ -35,12 +36,16 @@ from msclkid_middleware.errors import ConfigError
 
 __all__ = [
     "COOKIE_NAME_PATTERN",
+    "DEFAULT_CLOCK_SKEW",
     "DOMAIN_PATTERN",
     "MAX_MAX_AGE",
     "VERIFIED_CACHE_SIZE",
+    "CookieNaming",
+    "CookieOptions",
     "HmacSha256",
     "SameSite",
     "SecretKeys",
+    "SignedCookie",
     "TokenKeys",
     "as_keys",
     "check_cookie",
@@ -58,6 +63,8 @@ MAX_MAX_AGE = 400 * 24 * 3600
 COOKIE_NAME_PATTERN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
 #: A host name or registrable domain: letters, digits, hyphens, dots; no port, no leading dot.
 DOMAIN_PATTERN = re.compile(r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9-]{1,63}")
+#: Seconds a cookie's signature may be dated ahead of this host's clock (another host's clock may run ahead).
+DEFAULT_CLOCK_SKEW = 300
 #: Verified token strings remembered per salt (a few hundred bytes each).
 VERIFIED_CACHE_SIZE = 4096
 
@@ -291,3 +298,71 @@ def cookie_attributes(*, domain: str | None, secure: bool, http_only: bool, same
 def deletion_header(name: str, attributes: str) -> str:
     """The ``Set-Cookie`` value that removes cookie ``name`` (same path and domain as it was set with)."""
     return f"{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{attributes}"
+
+
+class CookieOptions(TypedDict, total=False):
+    """The attributes the click and the visitor cookie share (a site sets them once, for both)."""
+
+    domain: str | None
+    secure: bool
+    samesite: SameSite
+    clock_skew: int
+    clock: Callable[[], float]
+
+
+class CookieNaming(NamedTuple):
+    """How a cookie's options are called in :class:`ConfigError` messages (see :func:`check_cookie`)."""
+
+    labels: tuple[str, str]
+    settings: tuple[str, str, str]
+    host_hint: str = ""
+
+
+class SignedCookie(Generic[T]):
+    """What the click and the visitor cookie share: a name and attributes checked once (:func:`check_cookie`),
+    the signing keys of one salt, the clock and tolerance every verification uses, and the constant tails of
+    their ``Set-Cookie`` values.  Each cookie adds its own payload, lifetime rules and checks."""
+
+    __slots__ = (
+        "attributes",
+        "clock",
+        "clock_skew",
+        "deletion",
+        "domain",
+        "http_only",
+        "keys",
+        "max_age",
+        "name",
+        "samesite",
+        "secure",
+    )
+
+    def __init__(
+        self, keys: TokenKeys[T], name: str, max_age: int, http_only: bool, naming: CookieNaming, options: CookieOptions
+    ) -> None:
+        secure = options.get("secure", True)
+        samesite: SameSite = options.get("samesite", "Lax")
+        self.domain = check_cookie(
+            name,
+            options.get("domain"),
+            secure,
+            max_age,
+            labels=naming.labels,
+            settings=naming.settings,
+            host_hint=naming.host_hint,
+        )
+        self.name = name
+        self.secure = secure
+        self.samesite = samesite
+        self.http_only = http_only
+        self.max_age = max_age
+        self.clock_skew = options.get("clock_skew", DEFAULT_CLOCK_SKEW)
+        self.clock = options.get("clock", time.time)
+        self.keys = keys
+        #: ``; Path=/; ...``: what follows the value in every ``Set-Cookie`` of this cookie.
+        self.attributes = cookie_attributes(domain=self.domain, secure=secure, http_only=http_only, samesite=samesite)
+        self.deletion = deletion_header(name, self.attributes)
+
+    def delete_cookie(self) -> str:
+        """The ``Set-Cookie`` value that removes the cookie (same name, path and domain)."""
+        return self.deletion

@@ -16,19 +16,11 @@ as a visitor token, nor the reverse)::
 from __future__ import annotations
 
 import re
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Unpack
 
-from msclkid_middleware.capture.signing import (
-    SameSite,
-    SecretKeys,
-    TokenKeys,
-    check_cookie,
-    cookie_attributes,
-    deletion_header,
-)
+from msclkid_middleware.capture.signing import CookieNaming, CookieOptions, SecretKeys, SignedCookie, TokenKeys
 
 __all__ = [
     "DEFAULT_VISITOR_MAX_AGE",
@@ -51,6 +43,9 @@ VISITOR_REFRESH_AFTER = 24 * 3600
 UET_VISITOR_COOKIE = "_uetvid"
 
 _VERSION = b"1"
+_NAMING = CookieNaming(
+    ("visitor_cookie_name", "visitor cookie"), ("visitor_cookie_name", "cookie_domain", "visitor_max_age")
+)
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 _LEADING_HEX32 = re.compile(r"[0-9a-fA-F]{32}(?![0-9a-fA-F])")
 
@@ -84,7 +79,7 @@ class LoadedVisitor:
     stale_key: bool
 
 
-class VisitorCookie:
+class VisitorCookie(SignedCookie[str]):
     """Encode, verify and emit the signed visitor-ID cookie (attributes checked once, here).
 
     It reads like :class:`~msclkid_middleware.capture.cookie.ClickCookie` on purpose (a kept repeat): both are
@@ -92,40 +87,21 @@ class VisitorCookie:
     visitor ID), the lifetimes (fixed from the click vs refreshed daily) and the settings named in errors differ.
     """
 
-    __slots__ = ("_attributes", "_clock", "_deletion", "_keys", "clock_skew", "domain", "max_age", "name")
+    __slots__ = ()
 
     def __init__(
         self,
         secret_keys: SecretKeys,
         *,
         name: str,
-        domain: str | None = None,
-        secure: bool = True,
-        samesite: SameSite = "Lax",
         max_age: int = DEFAULT_VISITOR_MAX_AGE,
-        clock_skew: int = 300,
-        clock: Callable[[], float] = time.time,
+        **options: Unpack[CookieOptions],
     ) -> None:
         keys = TokenKeys(
             secret_keys, VISITOR_SALT, _parse, message="secret_keys: give at least one non-empty secret key"
         )
-        domain = check_cookie(
-            name,
-            domain,
-            secure,
-            max_age,
-            labels=("visitor_cookie_name", "visitor cookie"),
-            settings=("visitor_cookie_name", "cookie_domain", "visitor_max_age"),
-        )
-        self.name = name
-        self.domain = domain
-        self.max_age = max_age
-        self.clock_skew = clock_skew
-        self._clock = clock
-        self._keys = keys
         # HttpOnly: page scripts get the ID from the server-rendered tag, never from the cookie.
-        self._attributes = cookie_attributes(domain=domain, secure=secure, http_only=True, samesite=samesite)
-        self._deletion = deletion_header(name, self._attributes)
+        super().__init__(keys, name, max_age, True, _NAMING, options)
 
     @staticmethod
     def new_id() -> str:
@@ -136,11 +112,11 @@ class VisitorCookie:
         if not is_anonymous_id(visitor_id):
             raise ValueError("a visitor ID is 32 hex characters")
         payload = _VERSION + b"." + visitor_id.encode("ascii")
-        return self._keys.sign(payload, int(timestamp))
+        return self.keys.sign(payload, int(timestamp))
 
     def decode(self, token: str | None) -> LoadedVisitor | None:
         """Verify ``token``; ``None`` when absent, tampered, expired, too new or unparsable."""
-        verified = self._keys.verify(token, 256, self.max_age, self._clock(), self.clock_skew)
+        verified = self.keys.verify(token, 256, self.max_age, self.clock(), self.clock_skew)
         if verified is None:
             return None
         visitor_id, timestamp, index = verified
@@ -148,10 +124,7 @@ class VisitorCookie:
 
     def set_cookie(self, visitor_id: str, timestamp: int | float) -> str:
         """The ``Set-Cookie`` value storing ``visitor_id`` for ``max_age`` from ``timestamp``."""
-        return f"{self.name}={self.encode(visitor_id, timestamp)}; Max-Age={self.max_age}{self._attributes}"
-
-    def delete_cookie(self) -> str:
-        return self._deletion
+        return f"{self.name}={self.encode(visitor_id, timestamp)}; Max-Age={self.max_age}{self.attributes}"
 
 
 def _parse(value: bytes, timestamp: int) -> str | None:

@@ -24,6 +24,7 @@ __all__ = [
     "migrate",
 ]
 
+# Alike in shape to postgres_schema.DIALECT on purpose: one Dialect value per database is what the shared SQL reads.
 DIALECT = Dialect(
     outbox="outbox",
     tokens="tokens",

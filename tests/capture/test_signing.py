@@ -74,7 +74,7 @@ def test_a_cached_cookie_still_expires() -> None:
     assert cookie.decode(token) is not None
     clock.now = T0 + DEFAULT_MAX_AGE + 1
     assert cookie.decode(token) is None  # from the cache, and still expired
-    assert cookie._keys._verified.cache_info().hits >= 2
+    assert cookie.keys._verified.cache_info().hits >= 2
 
 
 def test_a_cached_cookie_dated_too_far_ahead_is_refused() -> None:
@@ -96,7 +96,7 @@ def test_a_retired_key_is_never_served_from_a_cache() -> None:
         loaded = rotating.decode(old_token)
         assert loaded is not None
         assert loaded.stale_key is True
-    assert rotating._keys._verified.cache_info().hits >= 2
+    assert rotating.keys._verified.cache_info().hits >= 2
     assert ClickCookie(["new"], clock=clock).decode(old_token) is None  # the old key retired
     assert ClickCookie(["new"], clock=clock).decode(old_token) is None
     fresh = ClickCookie(["old", "new"], clock=clock).encode(HEX, T0)
@@ -124,14 +124,14 @@ def test_tampered_values_are_never_served_from_the_cache() -> None:
                 assert cookie.decode(mutated) is None
     assert cookie.decode(token + "A") is None
     # Only verified tokens are remembered: the rejected ones did not evict anything.
-    assert cookie._keys._verified.cache_info().currsize == 1
+    assert cookie.keys._verified.cache_info().currsize == 1
 
 
 def test_the_cache_is_bounded() -> None:
     cookie = ClickCookie(["k"], clock=Clock())
     for i in range(VERIFIED_CACHE_SIZE + 50):
         assert cookie.decode(cookie.encode(f"{i:032x}", T0)) is not None
-    assert cookie._keys._verified.cache_info().currsize == VERIFIED_CACHE_SIZE
+    assert cookie.keys._verified.cache_info().currsize == VERIFIED_CACHE_SIZE
 
 
 def test_a_cached_cookie_yields_the_click_of_its_own_token() -> None:
