@@ -104,14 +104,14 @@ class Decision:
         cookie: LoadedCookie | None = None,
         cookie_present: bool = False,
         uet_id: str | None = None,
-        *,
+        now: int | None = None,
         cookies: dict[str, str] | None = None,
         consent: Consent | None = None,
-        now: float | None = None,
     ) -> None:
+        # Positional parameters (the engine passes them so, every request): keywords cost a parse per call.
         self.context = context
         self.facts = facts
-        self.now = int(context.clock() if now is None else now)
+        self.now = int(context.clock()) if now is None else now
         self.url_id = url_id
         self.cookie = cookie
         self.cookie_present = cookie_present
@@ -234,35 +234,36 @@ class Decision:
         if headers is not None:
             return headers
         headers = self._headers = []
-        if not (self.url_id or self.cookie_present or self.uet_id):
+        url_id = self.url_id
+        if not (url_id or self.cookie_present or self.uet_id):
             return headers
+        context = self.context
         try:
-            cookie = self.context.cookie
             if not (self._consent or self.consent(app_request)).granted:
                 if self.cookie_present:
-                    headers.append(("Set-Cookie", cookie.delete_cookie()))
+                    headers.append(("Set-Cookie", context.cookie.delete_cookie()))
                 return headers
-            header: str | None = None
-            saving = self.context.profile_store is not None
             loaded = self.cookie
-            if self.url_id and (loaded is None or loaded.msclkid != self.url_id):
-                header = cookie.issue(self.url_id, self.now, self.now)
+            if url_id and (loaded is None or loaded.msclkid != url_id):
+                now = self.now
+                header = context.cookie.issue(url_id, now, now)
                 # "%.6s…": the click ID cut for logs as redact.shorten does (capture imports only the foundation's
                 # errors and config), and only formatted when debug logging is on.
-                self.context.log.debug("captured click %.6s… from the landing URL", self.url_id)
-                if saving:
-                    self.profile_write = ProfileWrite(click_at(self.url_id, self.now, "url"), new=True)
+                context.log.debug("captured click %.6s… from the landing URL", url_id)
+                if context.profile_store is not None:
+                    self.profile_write = ProfileWrite(click_at(url_id, now, "url"), True)
             elif loaded is not None:
-                if loaded.stale_key:
-                    # Signed with an older key: re-issue under the newest key, same click time.
-                    header = cookie.issue(loaded.msclkid, loaded.timestamp, self.now)
-                if saving:
-                    self.profile_write = ProfileWrite(loaded.click, new=False)
+                # Signed with an older key: re-issue under the newest key, same click time.
+                header = context.cookie.issue(loaded.msclkid, loaded.timestamp, self.now) if loaded.stale_key else None
+                if context.profile_store is not None:
+                    self.profile_write = ProfileWrite(loaded.click, False)
+            else:
+                return headers
             if header:
                 headers.append(("Set-Cookie", header))
         except Exception:
             headers.clear()
-            self.context.log.warning("click cookie handling failed; response left untouched", exc_info=True)
+            context.log.warning("click cookie handling failed; response left untouched", exc_info=True)
         return headers
 
     def visitor_headers(self, app_request: AppRequest) -> list[tuple[str, str]]:

@@ -258,7 +258,7 @@ class Capture:
 
     def decide(self, facts: RequestFacts) -> Decision:
         """The request's decision: the URL's click ID, our newest verified cookie and UET's are read now."""
-        now = self.clock()
+        now = int(self.clock())
         url_id = None
         query = facts.query
         if query and QUERY_MARKER in query.lower():
@@ -276,7 +276,7 @@ class Capture:
             if UET_COOKIE_NAME in header:
                 uet = cookie_values(header, UET_COOKIE_NAME, first=True)
                 uet_id = click_id_from_uet_cookie(uet[0]) if uet else None
-        return Decision(self.context, facts, url_id, loaded, bool(ours), uet_id, now=now)
+        return Decision(self.context, facts, url_id, loaded, bool(ours), uet_id, now)
 
     def blank(self, facts: RequestFacts) -> Decision:
         """The decision for a request the cheap check found nothing of ours in (cookies parsed on first use)."""
