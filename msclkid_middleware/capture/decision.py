@@ -254,8 +254,10 @@ class Decision:
                 now = self.now
                 header = context.cookie.issue(url_id, now, now)
                 # "%.6s…": the click ID cut for logs as redact.shorten does (capture imports only the foundation's
-                # errors and config), and only formatted when debug logging is on.
-                context.log.debug("captured click %.6s… from the landing URL", url_id)
+                # errors and config), and only formatted when debug logging is on (asked first: one call, not two).
+                log = context.log
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("captured click %.6s… from the landing URL", url_id)
                 if context.profile_store is not None:
                     self.profile_write = ProfileWrite(click_at(url_id, now, "url"), True)
             elif loaded is not None:

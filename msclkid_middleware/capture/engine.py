@@ -260,13 +260,14 @@ class Capture:
         """The request's decision: the URL's click ID, our newest verified cookie and UET's are read now."""
         now = int(self.clock())
         url_id = None
-        query = facts.query
+        # facts[2], facts[3]: the query and the Cookie header, by index (RequestFacts is a tuple): no property call.
+        query = facts[2]
         if query and QUERY_MARKER in query.lower():
             url_id = click_id_from_query(query, self.max_query_length, self.max_query_fields)
         loaded: LoadedCookie | None = None
         ours: list[str] = []
         uet_id = None
-        header = facts.cookie_header
+        header = facts[3]
         if header:
             # Only our two cookies are looked for here; the whole jar is parsed later, if consent or the
             # anonymous ID needs it (most cookie requests never do).

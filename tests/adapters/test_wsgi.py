@@ -769,3 +769,15 @@ def test_the_adapter_treats_a_request_as_ours_exactly_when_carries_ours_does(que
     call(wrapped, environ)
     expected = wrapped.capture.carries_ours(query, cookie)
     assert (type(seen_state[0]).__name__ == "Decision") is expected
+
+
+def test_a_landing_is_logged_at_debug_with_the_click_id_cut(caplog: pytest.LogCaptureFixture) -> None:
+    # The debug line is written only when debug logging is on (checked before formatting), and never in full.
+    with caplog.at_level(logging.INFO, logger="msclkid_middleware.middleware"):
+        call(middleware(), make_environ("/", query=f"msclkid={HEX}"))
+    assert not [r for r in caplog.records if "captured click" in r.getMessage()]
+    with caplog.at_level(logging.DEBUG, logger="msclkid_middleware.middleware"):
+        call(middleware(), make_environ("/", query=f"msclkid={HEX}"))
+    (message,) = [r.getMessage() for r in caplog.records if "captured click" in r.getMessage()]
+    assert message == f"captured click {HEX[:6]}… from the landing URL"
+    assert HEX not in message
