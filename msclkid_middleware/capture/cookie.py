@@ -60,6 +60,7 @@ MAX_SET_COOKIE_LENGTH = 1024
 _VERSION = b"1"
 _SEP = b"."
 _PREFIX = _VERSION + _SEP
+_TEXT_PREFIX = _PREFIX.decode("ascii")
 _NAMING = CookieNaming(
     ("cookie_name", "cookie"),
     ("MSCLKID_COOKIE_NAME", "MSCLKID_COOKIE_DOMAIN", "MSCLKID_COOKIE_MAX_AGE"),
@@ -177,13 +178,13 @@ class ClickCookie(SignedCookie[LoadedCookie]):
     def issue(self, msclkid: str, captured_at: int, now: int) -> str | None:
         """:meth:`set_cookie` for a click ID capture has validated already, at the decision's ``now``: the
         landing path checks an ID once, not once per use."""
-        age = captured_at + self.max_age - now
+        max_age = self.max_age
+        age = captured_at + max_age - now
         if age <= 0:
             return None
-        if age > self.max_age:  # a click dated ahead of this host's clock (another host's, within clock_skew)
-            age = self.max_age
-        token = self.keys.sign(_PREFIX + msclkid.encode("ascii"), captured_at)
-        header = f"{self.name}={token}; Max-Age={age}{self.attributes}"
+        if age > max_age:  # a click dated ahead of this host's clock (another host's, within clock_skew)
+            age = max_age
+        header = self.keys.set_cookie(self.name, _TEXT_PREFIX + msclkid, captured_at, age, self.attributes)
         if len(header) > MAX_SET_COOKIE_LENGTH:  # pragma: no cover - excluded by the construction check
             return None
         return header

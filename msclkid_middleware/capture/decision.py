@@ -104,14 +104,14 @@ class Decision:
         cookie: LoadedCookie | None = None,
         cookie_present: bool = False,
         uet_id: str | None = None,
-        *,
+        now: int | None = None,
         cookies: dict[str, str] | None = None,
         consent: Consent | None = None,
-        now: float | None = None,
     ) -> None:
+        # Positional parameters (the engine passes them so, every request): keywords cost a parse per call.
         self.context = context
         self.facts = facts
-        self.now = int(context.clock() if now is None else now)
+        self.now = int(context.clock()) if now is None else now
         self.url_id = url_id
         self.cookie = cookie
         self.cookie_present = cookie_present
@@ -123,15 +123,17 @@ class Decision:
 
     # -- lazily computed values ----------------------------------------------------------------
     def consent(self, app_request: AppRequest) -> Consent:
-        if self._consent is None:
+        consent = self._consent
+        if consent is None:
             try:
-                self._consent = self.context.consent.decide(self.facts, self.cookies, app_request=app_request)
-                if not isinstance(self._consent, Consent):
+                consent = self.context.consent.decide(self.facts, self.cookies, app_request=app_request)
+                if not isinstance(consent, Consent):
                     raise TypeError("the consent policy did not return a Consent")
             except Exception:
                 self.context.log.warning("consent policy failed; treating the request as denied", exc_info=True)
-                self._consent = Consent.denied_by("default")
-        return self._consent
+                consent = Consent.denied_by("default")
+            self._consent = consent
+        return consent
 
     def visitor(self, app_request: AppRequest) -> str | None:
         if self._visitor is _UNSET:
@@ -147,13 +149,15 @@ class Decision:
         return self._visitor
 
     def click(self, app_request: AppRequest) -> Click | None:
-        if self._click is _UNSET:
-            self._click = None
+        click = self._click
+        if click is _UNSET:
+            click = None
             try:
-                self._click = self._resolve_click(app_request)
+                click = self._resolve_click(app_request)
             except Exception:
                 self.context.log.warning("could not resolve the click for this request", exc_info=True)
-        return self._click
+            self._click = click
+        return click
 
     def jar(self) -> dict[str, str]:
         """The request's cookies (parsed once; requests that carried nothing of ours parse them on first use)."""
@@ -198,17 +202,19 @@ class Decision:
 
     def _resolve_click(self, app_request: AppRequest) -> Click | None:
         context = self.context
-        if not (self.url_id or self.cookie or self.uet_id or context.profile_store is not None):
+        url_id = self.url_id
+        cookie = self.cookie
+        if not (url_id or cookie or self.uet_id or context.profile_store is not None):
             return None
         if not (self._consent or self.consent(app_request)).granted:
             return None
-        if self.url_id:
+        if url_id:
             # Reloading the landing URL is not a new click: keep the time it was first captured.
-            same = self.cookie is not None and self.cookie.msclkid == self.url_id
-            ts = self.cookie.timestamp if same and self.cookie is not None else self.now
-            return click_at(self.url_id, ts, "url")
-        if self.cookie is not None:
-            return self.cookie.click
+            same = cookie is not None and cookie.msclkid == url_id
+            ts = cookie.timestamp if same and cookie is not None else self.now
+            return click_at(url_id, ts, "url")
+        if cookie is not None:
+            return cookie.click
         if self.uet_id:
             # UET's cookie carries no click time: the time we saw it is the best we know.
             return click_at(self.uet_id, self.now, "uet_cookie")
@@ -234,35 +240,38 @@ class Decision:
         if headers is not None:
             return headers
         headers = self._headers = []
-        if not (self.url_id or self.cookie_present or self.uet_id):
+        url_id = self.url_id
+        if not (url_id or self.cookie_present or self.uet_id):
             return headers
+        context = self.context
         try:
-            cookie = self.context.cookie
             if not (self._consent or self.consent(app_request)).granted:
                 if self.cookie_present:
-                    headers.append(("Set-Cookie", cookie.delete_cookie()))
+                    headers.append(("Set-Cookie", context.cookie.delete_cookie()))
                 return headers
-            header: str | None = None
-            saving = self.context.profile_store is not None
             loaded = self.cookie
-            if self.url_id and (loaded is None or loaded.msclkid != self.url_id):
-                header = cookie.issue(self.url_id, self.now, self.now)
+            if url_id and (loaded is None or loaded.msclkid != url_id):
+                now = self.now
+                header = context.cookie.issue(url_id, now, now)
                 # "%.6s…": the click ID cut for logs as redact.shorten does (capture imports only the foundation's
-                # errors and config), and only formatted when debug logging is on.
-                self.context.log.debug("captured click %.6s… from the landing URL", self.url_id)
-                if saving:
-                    self.profile_write = ProfileWrite(click_at(self.url_id, self.now, "url"), new=True)
+                # errors and config), and only formatted when debug logging is on (asked first: one call, not two).
+                log = context.log
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("captured click %.6s… from the landing URL", url_id)
+                if context.profile_store is not None:
+                    self.profile_write = ProfileWrite(click_at(url_id, now, "url"), True)
             elif loaded is not None:
-                if loaded.stale_key:
-                    # Signed with an older key: re-issue under the newest key, same click time.
-                    header = cookie.issue(loaded.msclkid, loaded.timestamp, self.now)
-                if saving:
-                    self.profile_write = ProfileWrite(loaded.click, new=False)
+                # Signed with an older key: re-issue under the newest key, same click time.
+                header = context.cookie.issue(loaded.msclkid, loaded.timestamp, self.now) if loaded.stale_key else None
+                if context.profile_store is not None:
+                    self.profile_write = ProfileWrite(loaded.click, False)
+            else:
+                return headers
             if header:
                 headers.append(("Set-Cookie", header))
         except Exception:
             headers.clear()
-            self.context.log.warning("click cookie handling failed; response left untouched", exc_info=True)
+            context.log.warning("click cookie handling failed; response left untouched", exc_info=True)
         return headers
 
     def visitor_headers(self, app_request: AppRequest) -> list[tuple[str, str]]:

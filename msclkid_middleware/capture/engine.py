@@ -258,15 +258,16 @@ class Capture:
 
     def decide(self, facts: RequestFacts) -> Decision:
         """The request's decision: the URL's click ID, our newest verified cookie and UET's are read now."""
-        now = self.clock()
+        now = int(self.clock())
         url_id = None
-        query = facts.query
+        # facts[2], facts[3]: the query and the Cookie header, by index (RequestFacts is a tuple): no property call.
+        query = facts[2]
         if query and QUERY_MARKER in query.lower():
             url_id = click_id_from_query(query, self.max_query_length, self.max_query_fields)
         loaded: LoadedCookie | None = None
         ours: list[str] = []
         uet_id = None
-        header = facts.cookie_header
+        header = facts[3]
         if header:
             # Only our two cookies are looked for here; the whole jar is parsed later, if consent or the
             # anonymous ID needs it (most cookie requests never do).
@@ -276,7 +277,7 @@ class Capture:
             if UET_COOKIE_NAME in header:
                 uet = cookie_values(header, UET_COOKIE_NAME, first=True)
                 uet_id = click_id_from_uet_cookie(uet[0]) if uet else None
-        return Decision(self.context, facts, url_id, loaded, bool(ours), uet_id, now=now)
+        return Decision(self.context, facts, url_id, loaded, bool(ours), uet_id, now)
 
     def blank(self, facts: RequestFacts) -> Decision:
         """The decision for a request the cheap check found nothing of ours in (cookies parsed on first use)."""

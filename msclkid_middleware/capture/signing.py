@@ -108,6 +108,7 @@ class HmacSha256(SigningAlgorithm):
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+_b2a = binascii.b2a_base64
 
 
 def _b64(data: bytes) -> bytes:
@@ -140,7 +141,7 @@ class TokenKeys(Generic[T]):
     :class:`ConfigError` text for a missing or empty key.
     """
 
-    __slots__ = ("_index", "_keys", "_parse", "_signer", "_stamp", "_verified")
+    __slots__ = ("_index", "_inner", "_keys", "_outer", "_parse", "_signer", "_stamp", "_verified")
 
     def __init__(
         self, secret_keys: SecretKeys, salt: bytes, parse: Callable[[bytes, int], T | None], *, message: str
@@ -156,21 +157,49 @@ class TokenKeys(Generic[T]):
             self._index.setdefault(key, position)
         self._parse = parse
         self._verified = lru_cache(maxsize=VERIFIED_CACHE_SIZE)(self._verify_signature)
-        self._signer = self._keys[0][0].digest
-        # Landings sign "now": the encoded timestamp (with its leading dot) changes once a second, so the last one
-        # is kept, with its time in one tuple (one store: threads never see a time with another time's stamp).
-        self._stamp = (-1, b"")
+        newest = self._keys[0][0]
+        self._signer = newest.digest
+        # set_cookie copies the newest key's prepared states itself: a landing's one HMAC without another call.
+        self._inner = newest._inner
+        self._outer = newest._outer
+        # Landings sign "now": the encoded timestamp (with its leading dot, as bytes and as text) changes once a
+        # second, so the last one is kept, with its time in one tuple (one store: threads never see a time with
+        # another time's stamp).
+        self._stamp = (-1, b"", "")
 
     def sign(self, payload: bytes, timestamp: int) -> str:
         """The token for ``payload`` dated ``timestamp``, signed with the newest key."""
-        last, stamp = self._stamp
+        last, stamp, _ = self._stamp
         if timestamp != last:
-            stamp = _SEP + _b64_timestamp(timestamp)
-            self._stamp = (timestamp, stamp)
+            stamp = self._new_stamp(timestamp)[1]
         message = payload + stamp
         # A SHA-256 digest is 32 bytes: 43 base64 characters and one "=" that itsdangerous leaves out.
         signature = binascii.b2a_base64(self._signer(message), newline=False)[:43].translate(_URLSAFE)
         return (message + _SEP + signature).decode("ascii")
+
+    def set_cookie(self, name: str, payload: str, timestamp: int, max_age: int, attributes: str) -> str:
+        """The ``Set-Cookie`` value ``name=<token>; Max-Age=<max_age><attributes>`` for an ASCII ``payload``.
+
+        :meth:`sign`'s token, built as text in one piece: a landing pays for one call here and one format, not
+        for encoding, joining and decoding the token and then formatting the header around it.
+        """
+        last, _, stamp = self._stamp
+        if timestamp != last:
+            stamp = self._new_stamp(timestamp)[2]
+        message = payload + stamp
+        inner = self._inner.copy()
+        inner.update(message.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        # b2a_base64 ends a digest's 43 characters with "=" and a newline: the slice drops both (no keyword call).
+        signature = _b2a(outer.digest())[:43].translate(_URLSAFE).decode()
+        return f"{name}={message}.{signature}; Max-Age={max_age}{attributes}"
+
+    def _new_stamp(self, timestamp: int) -> tuple[int, bytes, str]:
+        encoded = _SEP + _b64_timestamp(timestamp)
+        stamp = (timestamp, encoded, encoded.decode("ascii"))
+        self._stamp = stamp
+        return stamp
 
     def verify(
         self, token: str | None, max_length: int, max_age: int, now: float, clock_skew: float

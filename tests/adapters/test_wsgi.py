@@ -731,3 +731,53 @@ def test_testing_make_click_cookie_round_trips_through_the_middleware() -> None:
     assert seen(result)[:2] == (HEX, "cookie")
     assert result.set_cookies == []  # signed with the newest key: nothing to re-issue
     assert seen(call(mw, make_environ(cookie=make_click_cookie(HEX, ["other"]))))[:2] == ("-", "-")
+
+
+@pytest.mark.parametrize(
+    ("query", "cookie"),
+    [
+        ("page=2", "session=abc"),
+        ("", None),
+        (None, None),
+        ("MsClkId=x", None),
+        ("utm=msclkid", ""),
+        ("", f"{NAME}=x"),
+        ("", f"a=1; {NAME}=x"),
+        ("", f"{NAME} =x"),  # no "name=": not ours by the cheap check (the engine's rule)
+        ("", "_uetmsclkid=x"),
+        ("", "msclkid=x"),
+        (b"msclkid=x", None),  # a server's non-str value is not ours to judge
+        ("a=1", b"__Host-msclkid=x"),
+    ],
+)
+def test_the_adapter_treats_a_request_as_ours_exactly_when_carries_ours_does(query: Any, cookie: Any) -> None:
+    # The WSGI adapter runs Capture.carries_ours inline: a request it thinks carries nothing gets the plain marker.
+    seen_state: list[object] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        seen_state.append(environ[STATE_KEY])
+        start_response("200 OK", [])
+        return [b""]
+
+    wrapped = middleware(app)
+    environ = make_environ("/")
+    for key, value in (("QUERY_STRING", query), ("HTTP_COOKIE", cookie)):
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
+    call(wrapped, environ)
+    expected = wrapped.capture.carries_ours(query, cookie)
+    assert (type(seen_state[0]).__name__ == "Decision") is expected
+
+
+def test_a_landing_is_logged_at_debug_with_the_click_id_cut(caplog: pytest.LogCaptureFixture) -> None:
+    # The debug line is written only when debug logging is on (checked before formatting), and never in full.
+    with caplog.at_level(logging.INFO, logger="msclkid_middleware.middleware"):
+        call(middleware(), make_environ("/", query=f"msclkid={HEX}"))
+    assert not [r for r in caplog.records if "captured click" in r.getMessage()]
+    with caplog.at_level(logging.DEBUG, logger="msclkid_middleware.middleware"):
+        call(middleware(), make_environ("/", query=f"msclkid={HEX}"))
+    (message,) = [r.getMessage() for r in caplog.records if "captured click" in r.getMessage()]
+    assert message == f"captured click {HEX[:6]}… from the landing URL"
+    assert HEX not in message

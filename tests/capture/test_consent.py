@@ -25,6 +25,7 @@ from msclkid_middleware.capture.consent import (
     ConsentBasis,
     ConsentPolicy,
 )
+from msclkid_middleware.capture.request import RequestFacts
 from msclkid_middleware.config import Settings
 from msclkid_middleware.errors import ConfigError
 from tests.tcf_encoder import Restriction, TCSpec
@@ -545,3 +546,36 @@ def test_pure_modules_load_no_framework_even_with_a_policy_built() -> None:
         env={**os.environ, "PYTHONPATH": str(root)},
     )
     assert out.stdout.strip() == "[] False"
+
+
+_GPC = st.sampled_from([None, "1", " 1 ", "0", ""])
+_JARS = st.sampled_from(
+    ["", "a=b", "euconsent-v2=", "euconsent-v2=CPxyz", "site_consent=denied", "site_consent=yes; x=y", "x=euconsent-v2"]
+)
+
+
+@settings(max_examples=300)
+@given(
+    default=st.sampled_from(["granted", "denied"]),
+    cookie_name=st.sampled_from([None, "site_consent"]),
+    tcf_cookie_name=st.sampled_from([None, "euconsent-v2"]),
+    honor_gpc=st.booleans(),
+    gpc=_GPC,
+    header=_JARS,
+    unreadable=st.booleans(),
+)
+def test_decide_answers_as_the_full_decision_does(
+    default: Any,
+    cookie_name: str | None,
+    tcf_cookie_name: str | None,
+    honor_gpc: bool,
+    gpc: str | None,
+    header: str,
+    unreadable: bool,
+) -> None:
+    # decide() answers requests without a resolver, GPC or a consent cookie before the full decision: the same answer.
+    policy = ConsentPolicy(
+        default=default, cookie_name=cookie_name, tcf_cookie_name=tcf_cookie_name, honor_gpc=honor_gpc
+    )
+    facts = RequestFacts(cookie_header=header, sec_gpc=gpc, cookie_unreadable=unreadable)
+    assert policy.decide(facts) == policy.decide_reported(facts)

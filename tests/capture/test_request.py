@@ -180,6 +180,15 @@ def test_cookie_values_finds_what_parse_cookies_finds(header: str, name: str) ->
         ("xours=1; ours=2; ours=3", ["2", "3"]),
         ("a=ours=1", []),
         ("ours", []),
+        # The two-partition fast path: the name inside our own value, before it, or again after it.
+        ("a=1; ours=xoursy; b=2", ["xoursy"]),
+        ("ours =a; ours=b", ["a", "b"]),
+        ("a=ours; ours=b", ["b"]),
+        (" ours=x", ["x"]),
+        ("a=1; ours=x; ours=y", ["x", "y"]),
+        ('a=1; ours= "q" ', ["q"]),
+        ('ours="', ['"']),
+        ("ours=", [""]),
     ],
 )
 def test_cookie_values_cases(header: str, expected: list[str]) -> None:
