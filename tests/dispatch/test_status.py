@@ -49,8 +49,21 @@ def test_every_status_field_but_three_is_an_outbox_row_field() -> None:
 def test_a_status_copies_its_row_and_keeps_the_retry_time_only_while_pending(state: str) -> None:
     source = row(state)
     status = EventStatus.from_row(source, created=False)
-    for name in ("event_id", "kind", "state", "attempts", "last_error_code", "last_error_message", "tracking_id",
-                 "paused_reason", "warnings", "idempotency_key", "created_at", "updated_at", "delivered_at"):
+    for name in (
+        "event_id",
+        "kind",
+        "state",
+        "attempts",
+        "last_error_code",
+        "last_error_message",
+        "tracking_id",
+        "paused_reason",
+        "warnings",
+        "idempotency_key",
+        "created_at",
+        "updated_at",
+        "delivered_at",
+    ):
         assert getattr(status, name) == getattr(source, name), name
     assert status.next_attempt_at == (source.next_attempt_at if state == "pending" else None)
     assert status.created is False
