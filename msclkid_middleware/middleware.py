@@ -21,7 +21,6 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Unpack, cast
 from urllib.parse import quote
@@ -148,33 +147,26 @@ class MsclkidMiddleware:
         capture = self.capture
         if environ.get("PATH_INFO") in capture.endpoint_paths:
             return self._serve_endpoint(environ, start_response)
-        # Capture.carries_ours, inline (the whole cost of a request carrying nothing of ours, on every request).
-        query: Any = environ.get("QUERY_STRING")
-        cookie_header: Any = environ.get("HTTP_COOKIE")
-        try:
-            if query and QUERY_MARKER in query.lower():
-                ours = True
-            else:
-                ours = bool(cookie_header) and (self._cookie_marker in cookie_header or _UET_MARKER in cookie_header)
-        except Exception:  # a server handing over non-str values: not ours to judge
-            ours = False
-        if ours or capture.tracking:
-            return self._handle(environ, start_response, ours)
-        environ[STATE_KEY] = self._plain
-        # record_* calls without consent= inside the app use this request's decision (capture/context.py); the
-        # source is a partial, not a closure: this function makes no closure cells, which every request would pay.
-        token = enter_request(partial(_consent_of, environ))
-        try:
-            return self.app(environ, start_response)
-        finally:
-            leave_request(token)
-
-    def _handle(self, environ: WSGIEnviron, start_response: StartResponse, ours: bool) -> Iterable[bytes]:
-        """A request carrying a click ID or one of our cookies (or any request, when tracking page views)."""
-        capture = self.capture
-        tracking = capture.tracking
+        # record_* calls without consent= inside the app use this request's decision (capture/context.py):
+        # the source is a closure, so a request whose app records nothing never decides its consent.
         token = enter_request(lambda: _consent_of(environ))
         try:
+            # Capture.carries_ours, inline (the whole cost of a request carrying nothing of ours, on every request).
+            query: Any = environ.get("QUERY_STRING")
+            cookie_header: Any = environ.get("HTTP_COOKIE")
+            try:
+                if query and QUERY_MARKER in query.lower():
+                    ours = True
+                else:
+                    ours = bool(cookie_header) and (
+                        self._cookie_marker in cookie_header or _UET_MARKER in cookie_header
+                    )
+            except Exception:  # a server handing over non-str values: not ours to judge
+                ours = False
+            tracking = capture.tracking
+            if not ours and not tracking:
+                environ[STATE_KEY] = self._plain
+                return self.app(environ, start_response)
             try:
                 facts = RequestFacts.from_environ(environ)
                 decision = capture.decide(facts) if ours else capture.blank(facts)
