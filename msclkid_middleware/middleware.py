@@ -155,21 +155,19 @@ class MsclkidMiddleware:
             query: Any = environ.get("QUERY_STRING")
             cookie_header: Any = environ.get("HTTP_COOKIE")
             try:
-                if query and QUERY_MARKER in query.lower():
-                    ours = True
-                else:
-                    ours = bool(cookie_header) and (
-                        self._cookie_marker in cookie_header or _UET_MARKER in cookie_header
-                    )
+                marked = bool(query) and QUERY_MARKER in query.lower()
+                ours = marked or (
+                    bool(cookie_header) and (self._cookie_marker in cookie_header or _UET_MARKER in cookie_header)
+                )
             except Exception:  # a server handing over non-str values: not ours to judge
-                ours = False
+                marked = ours = False
             tracking = capture.tracking
             if not ours and not tracking:
                 environ[STATE_KEY] = self._plain
                 return self.app(environ, start_response)
             try:
                 facts = RequestFacts.from_environ(environ)
-                decision = capture.decide(facts) if ours else capture.blank(facts)
+                decision = capture.decide(facts, marked) if ours else capture.blank(facts)
                 candidate = tracking and capture.page_view_candidate(facts)
             except Exception:
                 logger.warning("click capture failed; request passed on untouched", exc_info=True)

@@ -277,8 +277,8 @@ class ConsentPolicy:
         if request.__class__ is RequestFacts:  # what every adapter passes: one call less on every request
             # No resolver, no Sec-GPC, a readable Cookie header holding none of the consent cookies we read: the
             # configured default, as _decide would answer, without its call (most requests, every landing).
-            if self._resolver is None and cookies is None and request[4] is None and not request[5]:
-                header = request[3]
+            if self._resolver is None and cookies is None and request[2] is None and not request[3]:
+                header = request[1]
                 for needle in self._cookie_needles:
                     if needle in header:
                         break

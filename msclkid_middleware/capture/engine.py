@@ -256,18 +256,23 @@ class Capture:
         except Exception:  # a server handing over non-str values: not ours to judge
             return False
 
-    def decide(self, facts: RequestFacts) -> Decision:
-        """The request's decision: the URL's click ID, our newest verified cookie and UET's are read now."""
+    def decide(self, facts: RequestFacts, marked: bool | None = None) -> Decision:
+        """The request's decision: the URL's click ID, our newest verified cookie and UET's are read now.
+
+        ``marked``: whether the query holds :data:`QUERY_MARKER`, when the adapter's cheap check found out already.
+        """
         now = int(self.clock())
         url_id = None
-        # facts[2], facts[3]: the query and the Cookie header, by index (RequestFacts is a tuple): no property call.
-        query = facts[2]
-        if query and QUERY_MARKER in query.lower():
+        # facts[0], facts[1]: the query and the Cookie header, by index (RequestFacts is a tuple): no property call.
+        query = facts[0]
+        if marked is None:
+            marked = bool(query) and QUERY_MARKER in query.lower()
+        if marked:
             url_id = click_id_from_query(query, self.max_query_length, self.max_query_fields)
         loaded: LoadedCookie | None = None
         ours: list[str] = []
         uet_id = None
-        header = facts[3]
+        header = facts[1]
         if header:
             # Only our two cookies are looked for here; the whole jar is parsed later, if consent or the
             # anonymous ID needs it (most cookie requests never do).

@@ -18,6 +18,8 @@ _new_tuple = tuple.__new__
 
 #: The request line's and the headers' CGI names for what capture reads lazily (field -> environ key).
 _HEADER_KEYS: dict[str, str] = {
+    "method": "REQUEST_METHOD",
+    "path": "PATH_INFO",
     "scheme": "wsgi.url_scheme",
     "host": "HTTP_HOST",
     "client_address": "REMOTE_ADDR",
@@ -56,7 +58,7 @@ _SCOPE_KEYS: dict[bytes, str] = {
 #: stop near 8 KiB), so only a header no browser sends to a default set-up reaches past it.
 MAX_COOKIE_HEADER = 16 * 1024
 
-_Items = tuple[str, str, str, str, "str | None", bool, Mapping[str, Any]]
+_Items = tuple[str, str, "str | None", bool, Mapping[str, Any]]
 
 
 def _text(value: object) -> str | None:
@@ -67,7 +69,7 @@ class RequestFacts(_Items):
     """What capture reads from one request: the method, path, query, cookies and a few headers.
 
     Immutable.  Built on every request that carries a click, so only what every decision reads is read
-    up front (method, path, query, ``Cookie``, ``Sec-GPC``); the other headers stay in a CGI-style
+    up front (query, ``Cookie``, ``Sec-GPC``); the method, path and other headers stay in a CGI-style
     snapshot of the request (``headers``: a copy of the WSGI environ, or the ASGI scope's headers under
     their CGI names) and are read from it when asked for.  A value a server delivered as anything but
     ``str`` counts as absent (not ours to judge).  Two facts are equal when every field is.
@@ -98,6 +100,8 @@ class RequestFacts(_Items):
         cookie_unreadable: bool = False,
     ) -> RequestFacts:
         lazy = {
+            "method": method,
+            "path": path,
             "scheme": scheme,
             "host": host,
             "client_address": client_address,
@@ -113,32 +117,26 @@ class RequestFacts(_Items):
             "if_none_match": if_none_match,
         }
         headers = {_HEADER_KEYS[field]: value for field, value in lazy.items() if value}
-        return _new_tuple(cls, (method, path, query, cookie_header, sec_gpc, cookie_unreadable, headers))
+        return _new_tuple(cls, (query, cookie_header, sec_gpc, cookie_unreadable, headers))
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, Any]) -> RequestFacts:
         """The facts of a CGI-style environ: a WSGI environ, or Django's ``request.META`` (copied, not kept)."""
         get = environ.get
-        method = get("REQUEST_METHOD") or "GET"
-        path = get("PATH_INFO") or "/"
         query = get("QUERY_STRING") or ""
         cookie = get("HTTP_COOKIE")
         gpc = get("HTTP_SEC_GPC")
         snapshot = environ.copy() if environ.__class__ is dict else dict(environ)
         if (
-            method.__class__ is str
-            and path.__class__ is str
-            and query.__class__ is str
+            query.__class__ is str
             and (cookie is None or cookie.__class__ is str)
             and (gpc is None or gpc.__class__ is str)
         ):
-            return _new_tuple(cls, (method, path, query, cookie or "", gpc, False, snapshot))
+            return _new_tuple(cls, (query, cookie or "", gpc, False, snapshot))
         # A server broke the WSGI rule that values are str: such values are absent (not ours to judge).
         return _new_tuple(
             cls,
             (
-                _text(method) or "GET",
-                _text(path) or "/",
                 _text(query) or "",
                 _text(cookie) or "",
                 _text(gpc),
@@ -173,26 +171,14 @@ class RequestFacts(_Items):
         scheme = scope.get("scheme")
         if scheme:
             headers["wsgi.url_scheme"] = scheme
-        return _new_tuple(
-            cls,
-            (
-                scope.get("method") or "GET",
-                route_path(scope) or "/",
-                (scope.get("query_string") or b"").decode("latin-1"),
-                headers.get("HTTP_COOKIE") or "",
-                headers.get("HTTP_SEC_GPC"),
-                False,
-                headers,
-            ),
-        )
+        headers["REQUEST_METHOD"] = scope.get("method") or "GET"
+        headers["PATH_INFO"] = route_path(scope) or "/"
+        query = (scope.get("query_string") or b"").decode("latin-1")
+        return _new_tuple(cls, (query, headers.get("HTTP_COOKIE") or "", headers.get("HTTP_SEC_GPC"), False, headers))
 
     # -- the fields read up front -------------------------------------------------------------------
     if TYPE_CHECKING:  # pragma: no cover - the same fields, typed; at run time C item getters read them
 
-        @property
-        def method(self) -> str: ...
-        @property
-        def path(self) -> str: ...
         @property
         def query(self) -> str:
             """The raw query string (``QUERY_STRING``), undecoded."""
@@ -211,23 +197,29 @@ class RequestFacts(_Items):
         def headers(self) -> Mapping[str, Any]:
             """The request's CGI-style snapshot the other fields are read from."""
     else:
-        method = property(itemgetter(0))
-        path = property(itemgetter(1))
-        query = property(itemgetter(2))
-        cookie_header = property(itemgetter(3))
-        sec_gpc = property(itemgetter(4))
-        cookie_unreadable = property(itemgetter(5))
-        headers = property(itemgetter(6))
+        query = property(itemgetter(0))
+        cookie_header = property(itemgetter(1))
+        sec_gpc = property(itemgetter(2))
+        cookie_unreadable = property(itemgetter(3))
+        headers = property(itemgetter(4))
 
     # -- the fields read on demand -------------------------------------------------------------------
     @property
+    def method(self) -> str:
+        return _text(self[4].get("REQUEST_METHOD")) or "GET"
+
+    @property
+    def path(self) -> str:
+        return _text(self[4].get("PATH_INFO")) or "/"
+
+    @property
     def scheme(self) -> str:
-        return _text(self[6].get("wsgi.url_scheme")) or "http"
+        return _text(self[4].get("wsgi.url_scheme")) or "http"
 
     @property
     def host(self) -> str:
         """``Host`` (or the server's name and port when the request had none)."""
-        get = self[6].get
+        get = self[4].get
         host = get("HTTP_HOST")
         if host and host.__class__ is str:
             return host
@@ -235,50 +227,50 @@ class RequestFacts(_Items):
 
     @property
     def client_address(self) -> str | None:
-        return _text(self[6].get("REMOTE_ADDR")) or None
+        return _text(self[4].get("REMOTE_ADDR")) or None
 
     @property
     def user_agent(self) -> str | None:
-        return _text(self[6].get("HTTP_USER_AGENT"))
+        return _text(self[4].get("HTTP_USER_AGENT"))
 
     @property
     def referer(self) -> str | None:
-        return _text(self[6].get("HTTP_REFERER")) or None
+        return _text(self[4].get("HTTP_REFERER")) or None
 
     @property
     def origin(self) -> str | None:
-        return _text(self[6].get("HTTP_ORIGIN"))
+        return _text(self[4].get("HTTP_ORIGIN"))
 
     @property
     def sec_fetch_site(self) -> str | None:
-        return _text(self[6].get("HTTP_SEC_FETCH_SITE"))
+        return _text(self[4].get("HTTP_SEC_FETCH_SITE"))
 
     @property
     def sec_fetch_dest(self) -> str | None:
-        return _text(self[6].get("HTTP_SEC_FETCH_DEST"))
+        return _text(self[4].get("HTTP_SEC_FETCH_DEST"))
 
     @property
     def purpose(self) -> str | None:
         """``Sec-Purpose``, ``Purpose`` or ``X-Purpose`` (prefetch hints), whichever came first."""
-        get = self[6].get
+        get = self[4].get
         return _text(get("HTTP_SEC_PURPOSE")) or _text(get("HTTP_PURPOSE")) or _text(get("HTTP_X_PURPOSE"))
 
     @property
     def hx_request(self) -> str | None:
         """htmx's ``HX-Request`` header."""
-        return _text(self[6].get("HTTP_HX_REQUEST"))
+        return _text(self[4].get("HTTP_HX_REQUEST"))
 
     @property
     def content_type(self) -> str:
-        return _text(self[6].get("CONTENT_TYPE")) or ""
+        return _text(self[4].get("CONTENT_TYPE")) or ""
 
     @property
     def content_length(self) -> str | None:
-        return _text(self[6].get("CONTENT_LENGTH"))
+        return _text(self[4].get("CONTENT_LENGTH"))
 
     @property
     def if_none_match(self) -> str | None:
-        return _text(self[6].get("HTTP_IF_NONE_MATCH"))
+        return _text(self[4].get("HTTP_IF_NONE_MATCH"))
 
     # -- a value ------------------------------------------------------------------------------------
     def fields(self) -> dict[str, str | bool | None]:

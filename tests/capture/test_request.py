@@ -193,3 +193,10 @@ def test_cookie_values_finds_what_parse_cookies_finds(header: str, name: str) ->
 )
 def test_cookie_values_cases(header: str, expected: list[str]) -> None:
     assert cookie_values(header, "ours") == expected == parse_cookies(header, "ours")[1]
+
+
+def test_the_fields_read_up_front_sit_where_the_hot_path_reads_them_by_index() -> None:
+    # Capture.decide and ConsentPolicy.decide read these by position (no property call per request).
+    facts = RequestFacts(query="q=1", cookie_header="a=1", sec_gpc="1", cookie_unreadable=True)
+    assert (facts[0], facts[1], facts[2], facts[3]) == (facts.query, facts.cookie_header, facts.sec_gpc, True)
+    assert facts.headers is facts[4]
