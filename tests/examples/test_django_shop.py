@@ -21,7 +21,7 @@ import requests
 from django.test import AsyncClient, Client, override_settings
 
 from msclkid_middleware.django import close_tracker, get_tracker
-from msclkid_middleware.testing import EmulatorHandle, run_emulator
+from msclkid_middleware.testing import EmulatorHandle
 from tests.django_setup import configure, run_async
 
 configure()
@@ -31,12 +31,6 @@ import examples.django_shop.settings as shop_settings  # noqa: E402 - after Djan
 ROOT = Path(__file__).resolve().parents[2]
 CLICK = "f894f652ea334e739002f7167ab8f8e3"
 UA = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"}
-
-
-@pytest.fixture
-def ms() -> Iterator[EmulatorHandle]:
-    with run_emulator() as handle:
-        yield handle
 
 
 @pytest.fixture

@@ -12,16 +12,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from examples.flask_shop import CONSENT_COOKIE, create_app, msclkid
-from msclkid_middleware.testing import EmulatorHandle, run_emulator
+from msclkid_middleware.testing import EmulatorHandle
 
 CLICK = "3f2a9c1be0d84c47a5e6b7c8d9e0f1a2"
 BUYER = {"email": "ana@example.com", "phone": "+14255551234", "quantity": "1"}
-
-
-@pytest.fixture
-def ms() -> Iterator[EmulatorHandle]:
-    with run_emulator() as handle:
-        yield handle
 
 
 @pytest.fixture(params=["denied", "granted"], ids=["opt-in-shop", "opt-out-shop"])

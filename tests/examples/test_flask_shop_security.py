@@ -7,9 +7,7 @@ resolves each ``Location`` against the shop's origin, and it must stay the shop'
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from html.parser import HTMLParser
-from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
@@ -19,27 +17,13 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from examples.flask_shop import CONSENT_COOKIE, create_app, msclkid
+from examples.flask_shop import CONSENT_COOKIE, msclkid
 from examples.flask_shop.redirects import FALLBACK, safe_next
-from msclkid_middleware.testing import EmulatorHandle, run_emulator
 
 ORIGIN = "http://127.0.0.1:8000"
 CLICK = "3f2a9c1be0d84c47a5e6b7c8d9e0f1a2"
 BUYER = {"email": "ana@example.com", "phone": "+14255551234", "quantity": "1"}
 CROSS_SITE = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site", "Referer": "http://evil.example/x"}
-
-
-@pytest.fixture
-def ms() -> Iterator[EmulatorHandle]:
-    with run_emulator() as handle:
-        yield handle
-
-
-@pytest.fixture
-def shop(ms: EmulatorHandle, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({**ms.env, "TESTING": True}, instance_path=str(tmp_path))
-    yield app
-    msclkid.close(app)
 
 
 def csrf_token(client: FlaskClient, path: str = "/checkout/blue-mug") -> str:

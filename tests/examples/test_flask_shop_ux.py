@@ -12,7 +12,6 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -25,24 +24,11 @@ from examples.flask_shop import create_app, msclkid
 from examples.flask_shop.demo import HOST, port_problem
 from examples.flask_shop.status_words import describe, event_words
 from msclkid_middleware.ops.html_report import CSP as HTML_REPORT_CSP
-from msclkid_middleware.testing import EmulatorHandle, run_emulator
+from msclkid_middleware.testing import EmulatorHandle
 
 ROOT = Path(__file__).resolve().parents[2]
 CLICK = "3f2a9c1be0d84c47a5e6b7c8d9e0f1a2"
 BUYER = {"email": "ana@example.com", "phone": "+14255551234", "quantity": "1"}
-
-
-@pytest.fixture
-def ms() -> Iterator[EmulatorHandle]:
-    with run_emulator() as handle:
-        yield handle
-
-
-@pytest.fixture
-def shop(ms: EmulatorHandle, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({**ms.env, "TESTING": True}, instance_path=str(tmp_path))
-    yield app
-    msclkid.close(app)
 
 
 def token(client: FlaskClient) -> str:
