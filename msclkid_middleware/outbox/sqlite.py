@@ -15,6 +15,7 @@ import os
 import secrets
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, suppress
 from datetime import datetime
@@ -120,6 +121,14 @@ class SqliteOutbox(SqlStore):
         self._connections: list[tuple[sqlite3.Connection, threading.RLock]] = []
         self._closed = threading.Event()
         self._counters = Counters()
+        # A fork while another thread is inside a transaction leaves SQLite's per-process lock records in the child
+        # claiming a lock nobody there holds: the child's first write waits busy_timeout and fails ("database is
+        # locked").  So a fork waits for statements in progress, as close() does (the hooks hold a weak reference).
+        self._fork_guards: list[threading.RLock] = []
+        if hasattr(os, "register_at_fork"):  # POSIX
+            ref, release = weakref.ref(self), lambda: _at_fork(ref, hold=False)
+            hold = lambda: _at_fork(ref, hold=True)  # noqa: E731 - a hook, named for the call below
+            os.register_at_fork(before=hold, after_in_parent=release, after_in_child=release)
         # The tokens table holds the refresh and access tokens in clear: the file (and so its -wal and -shm,
         # which SQLite creates with the database's mode) is 0600 like the token file.
         with suppress(OSError):  # a missing directory is reported by sqlite3's own open below
@@ -285,6 +294,19 @@ class SqliteOutbox(SqlStore):
         for conn, guard in connections:
             with guard, suppress(sqlite3.Error):
                 conn.close()
+
+    def hold_for_fork(self, hold: bool) -> None:
+        """Take (``hold``) or give back every connection's lock around a ``fork()``: none is mid-transaction then."""
+        if hold:
+            with self._lock:
+                guards = [guard for _, guard in self._connections]
+            for guard in guards:
+                guard.acquire()
+            self._fork_guards = guards
+        else:
+            guards, self._fork_guards = self._fork_guards, []
+            for guard in reversed(guards):
+                guard.release()
 
     # -- enqueue ----------------------------------------------------------------------------------
     def enqueue(self, row: NewRow, *, now: datetime, connection: Any = None) -> EnqueueResult:
@@ -468,3 +490,9 @@ class SqliteOutbox(SqlStore):
             except sqlite3.Error as exc:
                 raise store_error(exc, "token lock") from exc
             yield
+
+
+def _at_fork(ref: weakref.ref[SqliteOutbox], *, hold: bool) -> None:
+    store = ref()
+    if store is not None:
+        store.hold_for_fork(hold)

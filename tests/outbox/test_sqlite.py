@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,44 @@ def test_a_forked_child_opens_fresh_connections(tmp_path: Path) -> None:
     assert os.read(read, 1) == b"1"
     os.close(read)
     assert len(store.find("ord_2")) == 1
+    store.close()
+
+
+def test_a_fork_waits_for_a_transaction_another_thread_has_open(tmp_path: Path) -> None:
+    # Forked mid-transaction, the child's SQLite would believe a lock of the parent's thread is still held in its
+    # own process, and its first write would fail with "database is locked" after busy_timeout.
+    store = SqliteOutbox(tmp_path / "o.db", busy_timeout=1.0)
+    store.enqueue(new_row(1), now=T0)
+    inside, finish = threading.Event(), threading.Event()
+
+    def long_transaction() -> None:
+        with store.transaction() as conn:
+            store.enqueue(new_row(2), now=T0, connection=conn)
+            inside.set()
+            finish.wait(5)
+
+    holder = threading.Thread(target=long_transaction)
+    holder.start()
+    assert inside.wait(5)
+    threading.Timer(0.3, finish.set).start()  # the transaction ends while fork() waits for it
+    read, write = os.pipe()
+    began = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            ok = store.enqueue(new_row(3), now=T0).created
+        except Exception:
+            ok = False
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    waited = time.monotonic() - began
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1", "the child could not write after the fork"
+    os.close(read)
+    holder.join(5)
+    assert waited >= 0.2  # fork() waited for the open transaction
+    assert {len(store.find(f"ord_{n}")) for n in (1, 2, 3)} == {1}
     store.close()
 
 
