@@ -46,7 +46,14 @@ class Workers:
     """``msclkid worker`` subprocesses on one store; their logs go to files (a pipe could fill up)."""
 
     def __init__(self, ms: EmulatorHandle, store_url: str, logs: Path) -> None:
-        self.env = {**os.environ, **ms.env, "MSCLKID_STORE_URL": store_url, "PYTHONPATH": str(REPO)}
+        # PYTHONFAULTHANDLER: a worker that hangs is stopped with SIGABRT, which then prints every thread's stack.
+        self.env = {
+            **os.environ,
+            **ms.env,
+            "MSCLKID_STORE_URL": store_url,
+            "PYTHONPATH": str(REPO),
+            "PYTHONFAULTHANDLER": "1",
+        }
         self.env.pop("MSCLKID_FAULT_POINT", None)
         self.logs = logs
         self.procs: list[subprocess.Popen[str]] = []
@@ -67,7 +74,20 @@ class Workers:
         return (self.logs / f"worker{n}.out").read_text(), (self.logs / f"worker{n}.err").read_text()
 
     def wait(self, proc: subprocess.Popen[str], timeout: float = 120) -> str:
-        proc.wait(timeout)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # its stacks go to its stderr (PYTHONFAULTHANDLER)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+            out, err = self.output(proc)
+            raise AssertionError(
+                f"the worker did not stop within {timeout} s of SIGTERM\n--- stdout\n{out[-2000:]}\n--- stderr\n"
+                f"{err[-4000:]}"
+            ) from None
         out, err = self.output(proc)
         assert proc.returncode == 0, err[-3000:]
         assert "worker stopped" in out
