@@ -18,6 +18,7 @@ from msclkid_middleware.errors import (
 from msclkid_middleware.microsoft import RetryPolicy
 from msclkid_middleware.testing import EmulatorHandle, run_emulator
 from tests.outbox.conftest import FakeClock, click_id, make_tracker, record
+from tests.script_helpers import REPO, run_script_ok
 
 # -- the whole path, per kind ---------------------------------------------------------------------
 
@@ -264,15 +265,4 @@ print("ok")
 
 
 def test_close_while_other_threads_record_and_deliver_never_crashes(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, "-c", _CLOSE_WHILE_RECORDING, str(tmp_path), str(root), "6"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "ok"
+    run_script_ok(_CLOSE_WHILE_RECORDING, str(tmp_path), str(REPO), "6", timeout=180)

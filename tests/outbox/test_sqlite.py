@@ -14,6 +14,7 @@ from msclkid_middleware.errors import ConfigError, StoreError
 from msclkid_middleware.outbox import open_store
 from msclkid_middleware.outbox.base import TokenRecord
 from msclkid_middleware.outbox.sqlite import MIGRATIONS, SqliteOutbox, sqlite_path_from_url
+from tests.script_helpers import REPO, run_script_ok
 
 from .conftest import T0, new_row
 
@@ -357,18 +358,7 @@ print("ok")
 
 
 def test_close_while_other_threads_write_never_crashes(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, "-c", _CLOSE_WHILE_WRITING, str(tmp_path), str(root), "8"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "ok"
+    run_script_ok(_CLOSE_WHILE_WRITING, str(tmp_path), str(REPO), "8", timeout=120)
 
 
 def test_a_closed_store_refuses_later_calls(tmp_path: Path) -> None:
