@@ -155,19 +155,19 @@ class MsclkidMiddleware:
             query: Any = environ.get("QUERY_STRING")
             cookie_header: Any = environ.get("HTTP_COOKIE")
             try:
-                marked = bool(query) and QUERY_MARKER in query.lower()
-                ours = marked or (
+                lowered = query.lower() if query else ""
+                ours = QUERY_MARKER in lowered or (
                     bool(cookie_header) and (self._cookie_marker in cookie_header or _UET_MARKER in cookie_header)
                 )
             except Exception:  # a server handing over non-str values: not ours to judge
-                marked = ours = False
+                lowered, ours = None, False
             tracking = capture.tracking
             if not ours and not tracking:
                 environ[STATE_KEY] = self._plain
                 return self.app(environ, start_response)
             try:
                 facts = RequestFacts.from_environ(environ)
-                decision = capture.decide(facts, marked) if ours else capture.blank(facts)
+                decision = capture.decide(facts, lowered) if ours else capture.blank(facts)
                 candidate = tracking and capture.page_view_candidate(facts)
             except Exception:
                 logger.warning("click capture failed; request passed on untouched", exc_info=True)
@@ -176,7 +176,28 @@ class MsclkidMiddleware:
             environ[STATE_KEY] = decision
 
             # Our start_response, built here rather than by a method: one call less on every request we handle.
-            def wrapped(
+            if not tracking:
+                # Only the click cookie: no page view to spot, no visitor cookie (most sites).
+                def wrapped(
+                    status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
+                ) -> Callable[[bytes], object]:
+                    """The app's start_response, with our click cookie appended."""
+                    extra = decision.response_headers(environ)
+                    decision.sent = True
+                    if extra:
+                        headers = [*headers, *extra]
+                    if exc_info is None:
+                        write = start_response(status, headers)
+                    else:
+                        write = start_response(status, headers, exc_info)
+                    if decision.profile_write is not None:
+                        # The headers are out: now the write the decision asked for (never inside the decision).
+                        capture.write_profile(decision, environ)
+                    return write
+
+                return self.app(environ, wrapped)
+
+            def tracked(
                 status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
             ) -> Callable[[bytes], object]:
                 """The app's start_response, with page views spotted and our click and visitor cookies appended."""
@@ -187,9 +208,7 @@ class MsclkidMiddleware:
                         decision.page_view = capture.is_page_view(decision.facts, status, headers)
                     except Exception:
                         logger.warning("page view detection failed; not reported", exc_info=True)
-                extra = decision.response_headers(environ)
-                if tracking:
-                    extra = extra + decision.visitor_headers(environ)
+                extra = decision.response_headers(environ) + decision.visitor_headers(environ)
                 decision.sent = True
                 if extra:
                     headers = [*headers, *extra]
@@ -197,11 +216,10 @@ class MsclkidMiddleware:
                     start_response(status, headers) if exc_info is None else start_response(status, headers, exc_info)
                 )
                 if decision.profile_write is not None:
-                    # The headers are out: now the write the decision asked for (never inside the decision).
                     capture.write_profile(decision, environ)
                 return write
 
-            result = self.app(environ, wrapped)
+            result = self.app(environ, tracked)
         finally:
             leave_request(token)
         if not candidate or (decision.sent and not decision.page_view):

@@ -24,8 +24,10 @@ and unused base64 bits).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Unpack
 
 from msclkid_middleware.capture.clickid import Click, is_valid_click_id
@@ -89,7 +91,7 @@ class ClickCookie(SignedCookie[LoadedCookie]):
     validated here and the constant part of the header is built once.
     """
 
-    __slots__ = ()
+    __slots__ = ("fresh",)
 
     def __init__(
         self,
@@ -120,6 +122,11 @@ class ClickCookie(SignedCookie[LoadedCookie]):
                 "cookie_domain",
                 setting="MSCLKID_COOKIE_DOMAIN",
             )
+        #: ``fresh(msclkid, now)``: the ``Set-Cookie`` of a click captured ``now`` (its whole ``max_age`` ahead), for
+        #: an ID capture has validated.  The landing's header, with name, version and attributes bound once.
+        self.fresh: Callable[[str, int], str] = partial(
+            keys.header, f"{name}=", _TEXT_PREFIX, f"; Max-Age={max_age}{self.attributes}"
+        )
 
     # -- codec ------------------------------------------------------------------------------------
     def encode(self, msclkid: str, captured_at: int | float | datetime) -> str:
@@ -184,7 +191,8 @@ class ClickCookie(SignedCookie[LoadedCookie]):
             return None
         if age > max_age:  # a click dated ahead of this host's clock (another host's, within clock_skew)
             age = max_age
-        header = self.keys.set_cookie(self.name, _TEXT_PREFIX + msclkid, captured_at, age, self.attributes)
+        tail = f"; Max-Age={age}{self.attributes}"
+        header = self.keys.header(f"{self.name}=", _TEXT_PREFIX, tail, msclkid, captured_at)
         if len(header) > MAX_SET_COOKIE_LENGTH:  # pragma: no cover - excluded by the construction check
             return None
         return header

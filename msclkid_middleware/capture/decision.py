@@ -252,7 +252,7 @@ class Decision:
             loaded = self.cookie
             if url_id and (loaded is None or loaded.msclkid != url_id):
                 now = self.now
-                header = context.cookie.issue(url_id, now, now)
+                header: str | None = context.cookie.fresh(url_id, now)
                 # "%.6s…": the click ID cut for logs as redact.shorten does (capture imports only the foundation's
                 # errors and config), and only formatted when debug logging is on (asked first: one call, not two).
                 log = context.log

@@ -27,7 +27,7 @@ from msclkid_middleware.capture.clickid import (
     click_id_from_query,
     click_id_from_uet_cookie,
 )
-from msclkid_middleware.capture.consent import ConsentDecider
+from msclkid_middleware.capture.consent import Consent, ConsentDecider, ConsentPolicy
 from msclkid_middleware.capture.cookie import DEFAULT_CLOCK_SKEW, ClickCookie, LoadedCookie
 from msclkid_middleware.capture.decision import AppRequest, Decision, DecisionContext, VisitorId
 from msclkid_middleware.capture.endpoint import CaptureEndpoint, StaticFile, check_path
@@ -212,12 +212,16 @@ class Capture:
         #: Page views and the visitor cookie need to see every response, not only those carrying our marks.
         self.tracking = on_page_view is not None or self.visitor_cookie is not None
         if consent is None:
-            from msclkid_middleware.capture.consent import ConsentPolicy
-
             consent = ConsentPolicy()
         if not callable(getattr(consent, "decide", None)):
             raise ConfigError("consent must be a ConsentPolicy (or have its decide() method)", setting="consent")
         self.consent: ConsentDecider = consent
+        # A ConsentPolicy without a resolver decides from the request's own headers (no app callback): decide()
+        # asks it up front, so the Set-Cookie and the click find the answer made instead of asking through two
+        # more calls.  Any other decider is asked lazily, with the app's request, as before.
+        self._settle: Callable[[RequestFacts], Consent] | None = (
+            consent.decide if type(consent) is ConsentPolicy and consent.resolver is None else None
+        )
         self.visitor_id = visitor_id
         self.profile_store = profile_store
         self.max_query_length = max_query_length
@@ -256,19 +260,19 @@ class Capture:
         except Exception:  # a server handing over non-str values: not ours to judge
             return False
 
-    def decide(self, facts: RequestFacts, marked: bool | None = None) -> Decision:
+    def decide(self, facts: RequestFacts, lowered: str | None = None) -> Decision:
         """The request's decision: the URL's click ID, our newest verified cookie and UET's are read now.
 
-        ``marked``: whether the query holds :data:`QUERY_MARKER`, when the adapter's cheap check found out already.
+        ``lowered``: the query lower-cased, when the adapter's cheap check made it already.
         """
         now = int(self.clock())
         url_id = None
         # facts[0], facts[1]: the query and the Cookie header, by index (RequestFacts is a tuple): no property call.
         query = facts[0]
-        if marked is None:
-            marked = bool(query) and QUERY_MARKER in query.lower()
-        if marked:
-            url_id = click_id_from_query(query, self.max_query_length, self.max_query_fields)
+        if lowered is None:
+            lowered = query.lower()
+        if QUERY_MARKER in lowered:
+            url_id = click_id_from_query(query, self.max_query_length, self.max_query_fields, lowered)
         loaded: LoadedCookie | None = None
         ours: list[str] = []
         uet_id = None
@@ -282,7 +286,9 @@ class Capture:
             if UET_COOKIE_NAME in header:
                 uet = cookie_values(header, UET_COOKIE_NAME, first=True)
                 uet_id = click_id_from_uet_cookie(uet[0]) if uet else None
-        return Decision(self.context, facts, url_id, loaded, bool(ours), uet_id, now)
+        settle = self._settle
+        consent = settle(facts) if settle is not None else None
+        return Decision(self.context, facts, url_id, loaded, bool(ours), uet_id, now, None, consent)
 
     def blank(self, facts: RequestFacts) -> Decision:
         """The decision for a request the cheap check found nothing of ours in (cookies parsed on first use)."""

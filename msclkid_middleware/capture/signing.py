@@ -159,7 +159,7 @@ class TokenKeys(Generic[T]):
         self._verified = lru_cache(maxsize=VERIFIED_CACHE_SIZE)(self._verify_signature)
         newest = self._keys[0][0]
         self._signer = newest.digest
-        # set_cookie copies the newest key's prepared states itself: a landing's one HMAC without another call.
+        # header() copies the newest key's prepared states itself: a landing's one HMAC without another call.
         self._inner = newest._inner
         self._outer = newest._outer
         # Landings sign "now": the encoded timestamp (with its leading dot, as bytes and as text) changes once a
@@ -177,23 +177,25 @@ class TokenKeys(Generic[T]):
         signature = binascii.b2a_base64(self._signer(message), newline=False)[:43].translate(_URLSAFE)
         return (message + _SEP + signature).decode("ascii")
 
-    def set_cookie(self, name: str, payload: str, timestamp: int, max_age: int, attributes: str) -> str:
-        """The ``Set-Cookie`` value ``name=<token>; Max-Age=<max_age><attributes>`` for an ASCII ``payload``.
+    def header(self, head: str, prefix: str, tail: str, value: str, timestamp: int) -> str:
+        """The ``Set-Cookie`` value ``<head><token><tail>`` for the ASCII payload ``prefix + value``.
 
         :meth:`sign`'s token, built as text in one piece: a landing pays for one call here and one format, not
-        for encoding, joining and decoding the token and then formatting the header around it.
+        for encoding, joining and decoding the token and then formatting the header around it.  ``head`` is
+        ``name=``, ``tail`` the ``; Max-Age=...`` attributes; a cookie binds the three constant ones once
+        (``functools.partial``), so what varies per request is the value and its time.
         """
         last, _, stamp = self._stamp
         if timestamp != last:
             stamp = self._new_stamp(timestamp)[2]
-        message = payload + stamp
+        message = f"{prefix}{value}{stamp}"
         inner = self._inner.copy()
         inner.update(message.encode())
         outer = self._outer.copy()
         outer.update(inner.digest())
         # b2a_base64 ends a digest's 43 characters with "=" and a newline: the slice drops both (no keyword call).
         signature = _b2a(outer.digest())[:43].translate(_URLSAFE).decode()
-        return f"{name}={message}.{signature}; Max-Age={max_age}{attributes}"
+        return f"{head}{message}.{signature}{tail}"
 
     def _new_stamp(self, timestamp: int) -> tuple[int, bytes, str]:
         encoded = _SEP + _b64_timestamp(timestamp)

@@ -83,6 +83,52 @@ def test_the_resolver_gets_the_app_request_passed_in() -> None:
     assert decision.response_headers(app_request) == []
 
 
+class _CountingPolicy(ConsentPolicy):
+    """A ConsentPolicy subclass: it may read the app's request in decide(), so it is asked lazily."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def decide(self, request: Any, cookies: Any = None, *, app_request: Any = None) -> Consent:
+        self.calls += 1
+        return super().decide(request, cookies, app_request=app_request)
+
+
+def test_only_a_policy_without_a_resolver_is_asked_up_front() -> None:
+    # Asked lazily: a resolver (and any decider that is not exactly a ConsentPolicy) needs the app's request.
+    asked: list[object] = []
+    lazy = engine(consent=ConsentPolicy(resolver=lambda request: asked.append(request))).decide(
+        RequestFacts(query=f"msclkid={HEX}")
+    )
+    assert asked == []
+    assert lazy.consent({"user": "u1"}) == Consent("granted", "default")
+    assert asked == [{"user": "u1"}]
+    counting = _CountingPolicy()
+    decision = engine(consent=counting).decide(RequestFacts(query=f"msclkid={HEX}"))
+    assert counting.calls == 0
+    decision.response_headers(NOBODY)
+    assert counting.calls == 1
+
+
+_CONSENT_HEADERS = st.sampled_from(
+    ["", "a=b", "consent=granted", "consent=denied", "consent=maybe", "euconsent-v2=junk", "consent=denied; x=1"]
+)
+
+
+@given(header=_CONSENT_HEADERS, gpc=st.sampled_from([None, "1", "0"]), default=st.sampled_from(["granted", "denied"]))
+def test_the_up_front_consent_is_the_one_asked_for_later(header: str, gpc: str | None, default: str) -> None:
+    policy = ConsentPolicy(default=default, cookie_name="consent")  # type: ignore[arg-type]
+    facts = RequestFacts(query=f"msclkid={HEX}", cookie_header=header, sec_gpc=gpc)
+    decision = engine(consent=policy).decide(facts)
+    assert decision.consent(NOBODY) == policy.decide(facts)
+    # The Set-Cookie follows that consent: granted issues the cookie, a refusal issues nothing.
+    issued = bool(decision.response_headers(NOBODY))
+    assert issued == policy.decide(facts).granted
+
+
 def test_profile_write_is_a_value_written_only_when_asked() -> None:
     store = MemoryProfileStore()
     capture = engine(visitor_id=lambda request: request.get("user"), profile_store=store)

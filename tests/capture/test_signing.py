@@ -184,13 +184,15 @@ def test_decisions_over_a_cached_cookie_never_serve_a_stale_click() -> None:
 @settings(max_examples=200)
 @given(key=_keys, msclkid=_ids, when=st.integers(1, 2**37), age=st.integers(1, DEFAULT_MAX_AGE))
 def test_a_set_cookie_value_carries_the_itsdangerous_token(key: str | bytes, msclkid: str, when: int, age: int) -> None:
-    # TokenKeys.set_cookie builds the header as text in one piece; its token must stay sign()'s bytes.
+    # TokenKeys.header builds the header as text in one piece; its token must stay sign()'s bytes.
     theirs = FixedSigner(key, COOKIE_SALT, when)
     ours = ClickCookie([key], clock=Clock(when))
-    header = ours.keys.set_cookie("n", "1." + msclkid, when, age, "; Path=/")
+    header = ours.keys.header("n=", "1.", f"; Max-Age={age}; Path=/", msclkid, when)
     assert header == f"n={theirs.sign(b'1.' + msclkid.encode()).decode()}; Max-Age={age}; Path=/"
     # A second timestamp right after the first: the remembered stamp is replaced, never reused.
     assert (
-        ours.keys.set_cookie("n", "1." + msclkid, when + 1, age, "")
+        ours.keys.header("n=", "1.", f"; Max-Age={age}", msclkid, when + 1)
         == f"n={ours.encode(msclkid, when + 1)}; Max-Age={age}"
     )
+    # ClickCookie.fresh: the landing's header, the whole max_age ahead, as set_cookie() writes it at that time.
+    assert ours.fresh(msclkid, when) == ours.set_cookie(msclkid, when)
