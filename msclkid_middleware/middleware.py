@@ -23,8 +23,6 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Unpack, cast
-from urllib.parse import quote
-from wsgiref.util import request_uri
 
 from msclkid_middleware.capture.adapter import settings_options
 from msclkid_middleware.capture.clickid import UET_COOKIE_NAME, Click
@@ -34,7 +32,7 @@ from msclkid_middleware.capture.cookie import ClickCookie
 from msclkid_middleware.capture.decision import Decision
 from msclkid_middleware.capture.endpoint import INTERNAL_ERROR, MAX_CAPTURE_BODY, Answer, read_body
 from msclkid_middleware.capture.engine import QUERY_MARKER, Capture, CaptureOptions
-from msclkid_middleware.capture.request import RequestFacts
+from msclkid_middleware.capture.request import RequestFacts, facts_of
 from msclkid_middleware.capture.visitor import VisitorCookie
 from msclkid_middleware.errors import ConfigError
 
@@ -69,8 +67,6 @@ _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tup
 StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIEnviron = dict[str, Any]
 WSGIApplication = Callable[[WSGIEnviron, StartResponse], Iterable[bytes]]
-#: Characters a URL may hold as they are (RFC 3986 reserved and unreserved, plus existing escapes).
-_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 _UET_MARKER = UET_COOKIE_NAME + "="
 
 
@@ -166,7 +162,17 @@ class MsclkidMiddleware:
                 environ[STATE_KEY] = self._plain
                 return self.app(environ, start_response)
             try:
-                facts = RequestFacts.from_environ(environ)
+                # RequestFacts.from_environ, inline when every value is a str (as PEP 3333 has it): the cheap check
+                # has read the query and the Cookie header already.
+                gpc: Any = environ.get("HTTP_SEC_GPC")
+                if (
+                    (not query or query.__class__ is str)
+                    and (cookie_header is None or cookie_header.__class__ is str)
+                    and (gpc is None or gpc.__class__ is str)
+                ):
+                    facts = facts_of((query or "", cookie_header or "", gpc, False, environ.copy()))
+                else:
+                    facts = RequestFacts.from_environ(environ)
                 decision = capture.decide(facts, lowered) if ours else capture.blank(facts)
                 candidate = tracking and capture.page_view_candidate(facts)
             except Exception:
@@ -186,10 +192,11 @@ class MsclkidMiddleware:
                     decision.sent = True
                     if extra:
                         headers = [*headers, *extra]
-                    if exc_info is None:
-                        write = start_response(status, headers)
-                    else:
-                        write = start_response(status, headers, exc_info)
+                    write = (
+                        start_response(status, headers)
+                        if exc_info is None
+                        else start_response(status, headers, exc_info)
+                    )
                     if decision.profile_write is not None:
                         # The headers are out: now the write the decision asked for (never inside the decision).
                         capture.write_profile(decision, environ)
@@ -290,41 +297,12 @@ class _PageViewBody:
                 decision.page_view = False  # a server calling close() twice reports the view once
                 environ = self._environ
                 address = environ.get("REMOTE_ADDR")
-                url = _page_url(environ, self._capture)
+                url = self._capture.page_url(environ)
                 if url is None:
                     logger.debug("page view not reported: the request's host is not one the site serves")
                 else:
                     client_ip = address if isinstance(address, str) and address else None
                     self._capture.report_page_view(decision, environ, url=url, client_ip=client_ip)
-
-
-def _page_url(environ: Mapping[str, Any], capture: Capture) -> str | None:
-    """The request's full URL, on a host the site serves (``allowed_hosts``), or ``None``; a raw query holding
-    spaces or non-ASCII bytes a browser did not encode is escaped (WSGI strings carry bytes as latin-1, so they
-    are escaped as the bytes they stand for)."""
-    get = environ.get
-    scheme = get("wsgi.url_scheme") or "http"
-    host = capture.page_host(
-        _text(get("HTTP_HOST")), _text(scheme) or "http", _text(get("SERVER_NAME")), _text(get("SERVER_PORT"))
-    )
-    if host is None:
-        return None
-    parts = {
-        "wsgi.url_scheme": scheme,
-        "HTTP_HOST": host,
-        "SCRIPT_NAME": get("SCRIPT_NAME") or "",
-        "PATH_INFO": get("PATH_INFO") or "",
-        "QUERY_STRING": get("QUERY_STRING") or "",
-    }
-    url = request_uri(parts, include_query=True)
-    try:
-        return quote(url, safe=_URL_SAFE, encoding="latin-1")
-    except UnicodeEncodeError:  # a server breaking the WSGI string rule: escape as UTF-8
-        return quote(url, safe=_URL_SAFE)
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 # -- reading the decision from the app ------------------------------------------------------------

@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_MAX_FIELDS",
     "DEFAULT_MAX_QUERY_LENGTH",
     "MAX_CLICK_ID_LENGTH",
+    "QUERY_MARKER",
     "UET_COOKIE_NAME",
     "Click",
     "ClickSource",
@@ -65,6 +66,8 @@ DEFAULT_MAX_QUERY_LENGTH = 8192
 DEFAULT_MAX_FIELDS = 1000
 
 _PARAM = "msclkid"
+#: A query string without this (case-insensitively) carries no click ID.
+QUERY_MARKER = _PARAM
 _NEEDLE = _PARAM + "="
 _SKIP = len(_NEEDLE)
 
@@ -109,6 +112,9 @@ def click_id_from_query(
         if (start == 0 or query[start - 1] == "&") and (start < max_fields or query[:start].count("&") < max_fields):
             stop = query.find("&", start)
             value = query[start + _SKIP : stop] if stop >= 0 else query[start + _SKIP :]
+            # Most IDs are 32 hex characters: ASCII letters and digits, nothing to decode, no "-" or "_" to read.
+            if value.isascii() and value.isalnum() and len(value) <= MAX_CLICK_ID_LENGTH:
+                return value
             if "%" in value:
                 value = _percent_decode(value) or ""
             # is_valid_click_id, inline (the landing path's one check of the ID).

@@ -60,6 +60,8 @@ DEFAULT_MAX_AGE = 90 * 24 * 3600
 MAX_SET_COOKIE_LENGTH = 1024
 
 _VERSION = b"1"
+#: The longest cookie value verified (ours are about 85 characters).
+_MAX_TOKEN_LENGTH = 512
 _SEP = b"."
 _PREFIX = _VERSION + _SEP
 _TEXT_PREFIX = _PREFIX.decode("ascii")
@@ -91,7 +93,7 @@ class ClickCookie(SignedCookie[LoadedCookie]):
     validated here and the constant part of the header is built once.
     """
 
-    __slots__ = ("fresh",)
+    __slots__ = ("fresh", "load")
 
     def __init__(
         self,
@@ -106,6 +108,7 @@ class ClickCookie(SignedCookie[LoadedCookie]):
             secret_keys,
             COOKIE_SALT,
             _parse,
+            stale=_stale,
             message="secret_keys: give at least one non-empty secret key (a list, oldest to newest), for example "
             "secret_keys=[os.environ['MSCLKID_SECRET_KEYS']]",
         )
@@ -127,6 +130,11 @@ class ClickCookie(SignedCookie[LoadedCookie]):
         self.fresh: Callable[[str, int], str] = partial(
             keys.header, f"{name}=", _TEXT_PREFIX, f"; Max-Age={max_age}{self.attributes}"
         )
+        #: ``load(token, now)``: the verified click of one cookie value at ``now``, or ``None`` (:meth:`decode`
+        #: without the clock, in one call: what the engine asks of a request carrying our cookie once).
+        self.load: Callable[[str | None, float], LoadedCookie | None] = partial(
+            keys.load, _MAX_TOKEN_LENGTH, max_age, clock_skew
+        )
 
     # -- codec ------------------------------------------------------------------------------------
     def encode(self, msclkid: str, captured_at: int | float | datetime) -> str:
@@ -139,11 +147,7 @@ class ClickCookie(SignedCookie[LoadedCookie]):
     def decode(self, token: str | None, now: float | None = None) -> LoadedCookie | None:
         """Verify ``token`` (at ``now``, the clock's time by default); ``None`` when it is absent, tampered,
         expired, too new or unparsable."""
-        verified = self.keys.verify(token, 512, self.max_age, self.clock() if now is None else now, self.clock_skew)
-        if verified is None:
-            return None
-        loaded, _, index = verified
-        return replace(loaded, stale_key=True) if index > 0 else loaded
+        return self.load(token, self.clock() if now is None else now)
 
     def decode_newest(self, tokens: list[str], now: float | None = None) -> LoadedCookie | None:
         """The newest verified click among several values of our cookie (a duplicate tossed from a subdomain
@@ -151,14 +155,10 @@ class ClickCookie(SignedCookie[LoadedCookie]):
         them by the cookie header cap, ``request.MAX_COOKIE_HEADER``)."""
         if now is None:
             now = self.clock()
-        if len(tokens) == 1:  # the common case, without the call to decode()
-            verified = self.keys.verify(tokens[0], 512, self.max_age, now, self.clock_skew)
-            if verified is None:
-                return None
-            return verified[0] if verified[2] == 0 else replace(verified[0], stale_key=True)
+        load = self.load
         best: LoadedCookie | None = None
         for token in tokens:
-            loaded = self.decode(token, now)
+            loaded = load(token, now)
             if loaded is not None and (
                 best is None
                 or loaded.timestamp > best.timestamp
@@ -196,6 +196,11 @@ class ClickCookie(SignedCookie[LoadedCookie]):
         if len(header) > MAX_SET_COOKIE_LENGTH:  # pragma: no cover - excluded by the construction check
             return None
         return header
+
+
+def _stale(loaded: LoadedCookie) -> LoadedCookie:
+    """The same click, marked as signed by an older key (the middleware re-issues it under the newest)."""
+    return replace(loaded, stale_key=True)
 
 
 def _parse(value: bytes, timestamp: int) -> LoadedCookie | None:

@@ -20,11 +20,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from msclkid_middleware.capture.clickid import Click, ClickSource
+from msclkid_middleware.capture.clickid import (
+    DEFAULT_MAX_FIELDS,
+    DEFAULT_MAX_QUERY_LENGTH,
+    QUERY_MARKER,
+    UET_COOKIE_NAME,
+    Click,
+    ClickSource,
+    click_id_from_query,
+    click_id_from_uet_cookie,
+)
 from msclkid_middleware.capture.consent import Consent, ConsentDecider
 from msclkid_middleware.capture.cookie import ClickCookie, LoadedCookie
 from msclkid_middleware.capture.pageview import AnonymousIdSource
-from msclkid_middleware.capture.request import RequestFacts, parse_cookies
+from msclkid_middleware.capture.request import RequestFacts, cookie_values, parse_cookies
 from msclkid_middleware.capture.visitor import (
     UET_VISITOR_COOKIE,
     VISITOR_REFRESH_AFTER,
@@ -62,6 +71,15 @@ class DecisionContext:
     clock: Callable[[], float]
     #: Failures are logged by the adapter's logger, so operators filter one name per integration.
     log: logging.Logger
+    max_query_length: int = DEFAULT_MAX_QUERY_LENGTH
+    max_query_fields: int = DEFAULT_MAX_FIELDS
+    #: ``decide(facts)`` of a consent policy that needs no app callback (a ConsentPolicy without a resolver): a
+    #: decision asks it up front.  ``None``: ``consent`` is asked lazily, with the app's request.
+    settle: Callable[[RequestFacts], Consent] | None = None
+    #: What that policy answers a request without Sec-GPC and without its consent cookies (its default).
+    unsignalled: Consent | None = None
+    #: The consent cookies that policy reads (a header without them gets ``unsignalled``).
+    consent_cookies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +91,21 @@ class ProfileWrite:
 
 
 class Decision:
-    """Everything capture knows about one request; each value computed lazily, at most once."""
+    """Everything capture knows about one request; each value computed lazily, at most once.
+
+    ``Decision(context, facts, lowered)`` reads the request (what :meth:`Capture.decide
+    <msclkid_middleware.capture.engine.Capture.decide>` returns); :meth:`unread` builds one that reads nothing up
+    front.
+    """
 
     # Everything but the few values read from the request starts at a class-level default: a request that
-    # never asks for consent, the click or the visitor ID pays for seven attribute stores, not twenty.
+    # never asks for consent, the click or the visitor ID pays only for what it carried.
+    url_id: str | None = None
+    #: Our newest verified cookie.
+    cookie: LoadedCookie | None = None
+    #: The request carried a value of our cookie (verified or not: a refusal deletes it).
+    cookie_present = False
+    uet_id: str | None = None
     _consent: Consent | None = None
     _click: Click | None = _UNSET
     _visitor: str | None = _UNSET
@@ -96,30 +125,68 @@ class Decision:
     title: str | None = None
     cookies: dict[str, str] | None = None
 
-    def __init__(
-        self,
-        context: DecisionContext,
-        facts: RequestFacts,
-        url_id: str | None = None,
-        cookie: LoadedCookie | None = None,
-        cookie_present: bool = False,
-        uet_id: str | None = None,
-        now: int | None = None,
-        cookies: dict[str, str] | None = None,
-        consent: Consent | None = None,
-    ) -> None:
-        # Positional parameters (the engine passes them so, every request): keywords cost a parse per call.
+    def __init__(self, context: DecisionContext, facts: RequestFacts, lowered: str | None = None) -> None:
+        """Read the URL's click ID, our newest verified cookie and UET's (and, with a policy that needs no app
+        callback, the consent).  ``lowered``: the query lower-cased, when the adapter's cheap check made it.
+
+        The reading is done here rather than by the engine handing over what it read: one call per request, not
+        two (this runs on every request carrying a click).
+        """
         self.context = context
         self.facts = facts
-        self.now = int(context.clock()) if now is None else now
-        self.url_id = url_id
-        self.cookie = cookie
-        self.cookie_present = cookie_present
-        self.uet_id = uet_id
+        self.now = now = int(context.clock())
+        # facts[0], facts[1]: the query and the Cookie header, by index (RequestFacts is a tuple): no property call.
+        query = facts[0]
+        if lowered is None:
+            lowered = query.lower()
+        if QUERY_MARKER in lowered:
+            self.url_id = click_id_from_query(query, context.max_query_length, context.max_query_fields, lowered)
+        header = facts[1]
+        if header:
+            # Only our two cookies are looked for here; the whole jar is parsed later, if consent or the
+            # anonymous ID needs it (most cookie requests never do).
+            cookie = context.cookie
+            ours = cookie_values(header, cookie.name)
+            if ours:
+                self.cookie_present = True
+                # One value (a browser sends one cookie of a name): verified in one call.
+                self.cookie = cookie.load(ours[0], now) if len(ours) == 1 else cookie.decode_newest(ours, now)
+            if UET_COOKIE_NAME in header:
+                uet = cookie_values(header, UET_COOKIE_NAME, first=True)
+                if uet:
+                    self.uet_id = click_id_from_uet_cookie(uet[0])
+        settle = context.settle
+        if settle is not None:
+            if facts[2] is not None or facts[3]:
+                self._consent = settle(facts)
+            else:
+                # No Sec-GPC and a header without the policy's consent cookies: its default (the policy's own
+                # first check, made here so most requests skip the call).
+                self._consent = context.unsignalled
+                for name in context.consent_cookies:
+                    if name in header:
+                        self._consent = settle(facts)
+                        break
+
+    @classmethod
+    def unread(
+        cls,
+        context: DecisionContext,
+        facts: RequestFacts,
+        cookies: dict[str, str] | None = None,
+        consent: Consent | None = None,
+    ) -> Decision:
+        """A decision that reads nothing up front: for a request the cheap check found nothing of ours in (its
+        cookies parsed on first use), or the capture endpoint's (which read the request itself)."""
+        decision = cls.__new__(cls)
+        decision.context = context
+        decision.facts = facts
+        decision.now = int(context.clock())
         if cookies is not None:
-            self.cookies = cookies
+            decision.cookies = cookies
         if consent is not None:
-            self._consent = consent
+            decision._consent = consent
+        return decision
 
     # -- lazily computed values ----------------------------------------------------------------
     def consent(self, app_request: AppRequest) -> Consent:
@@ -150,13 +217,30 @@ class Decision:
 
     def click(self, app_request: AppRequest) -> Click | None:
         click = self._click
-        if click is _UNSET:
-            click = None
-            try:
-                click = self._resolve_click(app_request)
-            except Exception:
-                self.context.log.warning("could not resolve the click for this request", exc_info=True)
-            self._click = click
+        if click is not _UNSET:
+            return click
+        click = None
+        try:
+            url_id = self.url_id
+            cookie = self.cookie
+            if (url_id or cookie or self.uet_id or self.context.profile_store is not None) and (
+                self._consent or self.consent(app_request)
+            ).granted:
+                if url_id:
+                    # Reloading the landing URL is not a new click: keep the time it was first captured.
+                    same = cookie is not None and cookie.msclkid == url_id
+                    ts = cookie.timestamp if same and cookie is not None else self.now
+                    click = click_at(url_id, ts, "url")
+                elif cookie is not None:
+                    click = cookie.click
+                elif self.uet_id:
+                    # UET's cookie carries no click time: the time we saw it is the best we know.
+                    click = click_at(self.uet_id, self.now, "uet_cookie")
+                else:
+                    click = self._profile_click(app_request)
+        except Exception:
+            self.context.log.warning("could not resolve the click for this request", exc_info=True)
+        self._click = click
         return click
 
     def jar(self) -> dict[str, str]:
@@ -200,24 +284,9 @@ class Decision:
         self.anonymous_id_source = "cookie"
         return cookie.new_id()
 
-    def _resolve_click(self, app_request: AppRequest) -> Click | None:
+    def _profile_click(self, app_request: AppRequest) -> Click | None:
+        """The visitor's click from the profile store (the last source, for a request carrying none)."""
         context = self.context
-        url_id = self.url_id
-        cookie = self.cookie
-        if not (url_id or cookie or self.uet_id or context.profile_store is not None):
-            return None
-        if not (self._consent or self.consent(app_request)).granted:
-            return None
-        if url_id:
-            # Reloading the landing URL is not a new click: keep the time it was first captured.
-            same = cookie is not None and cookie.msclkid == url_id
-            ts = cookie.timestamp if same and cookie is not None else self.now
-            return click_at(url_id, ts, "url")
-        if cookie is not None:
-            return cookie.click
-        if self.uet_id:
-            # UET's cookie carries no click time: the time we saw it is the best we know.
-            return click_at(self.uet_id, self.now, "uet_cookie")
         store = context.profile_store
         visitor = self.visitor(app_request)
         if store is None or visitor is None:

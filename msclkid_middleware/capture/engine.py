@@ -16,19 +16,21 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Required, TypedDict
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, Required, TypedDict
+from urllib.parse import quote
+from wsgiref.util import request_uri
 
 from msclkid_middleware.capture.clickid import (
     DEFAULT_MAX_FIELDS,
     DEFAULT_MAX_QUERY_LENGTH,
+    QUERY_MARKER,
     UET_COOKIE_NAME,
-    click_id_from_query,
-    click_id_from_uet_cookie,
 )
 from msclkid_middleware.capture.consent import Consent, ConsentDecider, ConsentPolicy
-from msclkid_middleware.capture.cookie import DEFAULT_CLOCK_SKEW, ClickCookie, LoadedCookie
+from msclkid_middleware.capture.cookie import DEFAULT_CLOCK_SKEW, ClickCookie
 from msclkid_middleware.capture.decision import AppRequest, Decision, DecisionContext, VisitorId
 from msclkid_middleware.capture.endpoint import CaptureEndpoint, StaticFile, check_path
 from msclkid_middleware.capture.pageview import (
@@ -46,7 +48,7 @@ from msclkid_middleware.capture.pageview import (
     web_referrer,
 )
 from msclkid_middleware.capture.ratelimit import DEFAULT_BURST, DEFAULT_MAX_CLIENTS, DEFAULT_RATE, RateLimiter
-from msclkid_middleware.capture.request import RequestFacts, cookie_values
+from msclkid_middleware.capture.request import RequestFacts
 from msclkid_middleware.capture.signing import CookieOptions, SameSite, SecretKeys
 from msclkid_middleware.capture.visitor import DEFAULT_VISITOR_MAX_AGE, VisitorCookie
 from msclkid_middleware.errors import ConfigError
@@ -54,11 +56,11 @@ from msclkid_middleware.errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.capture.profiles import ProfileStore
 
-__all__ = ["QUERY_MARKER", "Capture", "CaptureOptions"]
+__all__ = ["QUERY_MARKER", "Capture", "CaptureOptions", "Decide"]
 
-#: A query string without this (case-insensitively) carries no click ID.
-QUERY_MARKER = "msclkid"
 _UET_MARKER = UET_COOKIE_NAME + "="
+#: Characters a URL may hold as they are (RFC 3986 reserved and unreserved, plus existing escapes).
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
 
 
 class CaptureOptions(TypedDict, total=False):
@@ -95,6 +97,16 @@ class CaptureOptions(TypedDict, total=False):
     capture_rate: float | None
     capture_burst: int
     capture_rate_clients: int
+
+
+class Decide(Protocol):
+    """:attr:`Capture.decide`'s signature."""
+
+    def __call__(self, facts: RequestFacts, lowered: str | None = None, /) -> Decision: ...
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _seconds(value: timedelta | int) -> int:
@@ -216,12 +228,18 @@ class Capture:
         if not callable(getattr(consent, "decide", None)):
             raise ConfigError("consent must be a ConsentPolicy (or have its decide() method)", setting="consent")
         self.consent: ConsentDecider = consent
-        # A ConsentPolicy without a resolver decides from the request's own headers (no app callback): decide()
+        # A ConsentPolicy without a resolver decides from the request's own headers (no app callback): a decision
         # asks it up front, so the Set-Cookie and the click find the answer made instead of asking through two
         # more calls.  Any other decider is asked lazily, with the app's request, as before.
-        self._settle: Callable[[RequestFacts], Consent] | None = (
-            consent.decide if type(consent) is ConsentPolicy and consent.resolver is None else None
-        )
+        settle: Callable[[RequestFacts], Consent] | None = None
+        unsignalled: Consent | None = None
+        consent_cookies: tuple[str, ...] = ()
+        if type(consent) is ConsentPolicy and consent.resolver is None:
+            settle = consent.decide
+            # What it answers a request without Sec-GPC and without its consent cookies (a first visit's landing,
+            # most cookie requests): its default (rule 7 of ConsentPolicy), known without asking.
+            unsignalled = Consent(consent.default, "default")
+            consent_cookies = tuple(n for n in (consent.cookie_name, consent.tcf_cookie_name) if n is not None)
         self.visitor_id = visitor_id
         self.profile_store = profile_store
         self.max_query_length = max_query_length
@@ -236,7 +254,16 @@ class Capture:
             profile_store=profile_store,
             clock=clock,
             log=self.log,
+            max_query_length=max_query_length,
+            max_query_fields=max_query_fields,
+            settle=settle,
+            unsignalled=unsignalled,
+            consent_cookies=consent_cookies,
         )
+        #: ``decide(facts, lowered=None)``: the request's decision (the URL's click ID, our newest verified cookie
+        #: and UET's are read now).  ``lowered``: the query lower-cased, when the adapter's cheap check made it.
+        #: The Decision's own constructor, bound to this configuration: one call per request carrying a click.
+        self.decide: Decide = partial(Decision, self.context)
         self._cookie_marker = cookie_name + "="
         #: The paths the engine answers itself (the adapter hands those requests to :meth:`serve`).
         self.endpoint_paths = frozenset(paths)
@@ -260,39 +287,9 @@ class Capture:
         except Exception:  # a server handing over non-str values: not ours to judge
             return False
 
-    def decide(self, facts: RequestFacts, lowered: str | None = None) -> Decision:
-        """The request's decision: the URL's click ID, our newest verified cookie and UET's are read now.
-
-        ``lowered``: the query lower-cased, when the adapter's cheap check made it already.
-        """
-        now = int(self.clock())
-        url_id = None
-        # facts[0], facts[1]: the query and the Cookie header, by index (RequestFacts is a tuple): no property call.
-        query = facts[0]
-        if lowered is None:
-            lowered = query.lower()
-        if QUERY_MARKER in lowered:
-            url_id = click_id_from_query(query, self.max_query_length, self.max_query_fields, lowered)
-        loaded: LoadedCookie | None = None
-        ours: list[str] = []
-        uet_id = None
-        header = facts[1]
-        if header:
-            # Only our two cookies are looked for here; the whole jar is parsed later, if consent or the
-            # anonymous ID needs it (most cookie requests never do).
-            ours = cookie_values(header, self.cookie.name)
-            if ours:
-                loaded = self.cookie.decode_newest(ours, now)
-            if UET_COOKIE_NAME in header:
-                uet = cookie_values(header, UET_COOKIE_NAME, first=True)
-                uet_id = click_id_from_uet_cookie(uet[0]) if uet else None
-        settle = self._settle
-        consent = settle(facts) if settle is not None else None
-        return Decision(self.context, facts, url_id, loaded, bool(ours), uet_id, now, None, consent)
-
     def blank(self, facts: RequestFacts) -> Decision:
         """The decision for a request the cheap check found nothing of ours in (cookies parsed on first use)."""
-        return Decision(self.context, facts)
+        return Decision.unread(self.context, facts)
 
     # -- writes, after the response headers ------------------------------------------------------
     def write_profile(self, decision: Decision, app_request: AppRequest) -> None:
@@ -361,6 +358,30 @@ class Capture:
         default = {"http": "80", "https": "443"}.get(scheme)
         fallback = server_name if (not port or port == default) else f"{server_name}:{port}"
         return served_host(fallback, self.allowed_hosts)
+
+    def page_url(self, cgi: Mapping[str, Any]) -> str | None:
+        """A CGI-style request's full URL (a WSGI environ, Django's ``META``), on a host the site serves
+        (:meth:`page_host`), or ``None``; a raw query holding spaces or non-ASCII bytes a browser did not encode is
+        escaped (WSGI strings carry bytes as latin-1, so they are escaped as the bytes they stand for)."""
+        get = cgi.get
+        scheme = get("wsgi.url_scheme") or "http"
+        host = self.page_host(
+            _text(get("HTTP_HOST")), _text(scheme) or "http", _text(get("SERVER_NAME")), _text(get("SERVER_PORT"))
+        )
+        if host is None:
+            return None
+        parts = {
+            "wsgi.url_scheme": scheme,
+            "HTTP_HOST": host,
+            "SCRIPT_NAME": get("SCRIPT_NAME") or "",
+            "PATH_INFO": get("PATH_INFO") or "",
+            "QUERY_STRING": get("QUERY_STRING") or "",
+        }
+        url = request_uri(parts, include_query=True)
+        try:
+            return quote(url, safe=_URL_SAFE, encoding="latin-1")
+        except UnicodeEncodeError:  # a server breaking the WSGI string rule: escape as UTF-8
+            return quote(url, safe=_URL_SAFE)
 
     def report_page_view(self, decision: Decision, app_request: AppRequest, *, url: str, client_ip: str | None) -> None:
         """Build the PageView and hand it to the hook; after the body was sent, never raises.

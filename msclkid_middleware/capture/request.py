@@ -8,11 +8,12 @@ when the request did not carry it), so nothing in ``capture/`` knows which frame
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["MAX_COOKIE_HEADER", "RequestFacts", "cookie_values", "parse_cookies", "route_path"]
+__all__ = ["MAX_COOKIE_HEADER", "RequestFacts", "cookie_values", "facts_of", "parse_cookies", "route_path"]
 
 _new_tuple = tuple.__new__
 
@@ -301,6 +302,12 @@ class RequestFacts(_Items):
     def __repr__(self) -> str:
         return "RequestFacts(" + ", ".join(f"{name}={value!r}" for name, value in self.fields().items()) + ")"
 
+
+#: ``facts_of((query, cookie_header, sec_gpc, cookie_unreadable, headers))``: the facts of values an adapter has
+#: checked already (a ``str`` query and ``Cookie`` header, ``""`` when absent; Sec-GPC a ``str`` or ``None``; the
+#: CGI-style snapshot), without checking them again and without a Python call (``tuple.__new__``, bound).  What
+#: :meth:`RequestFacts.from_environ` builds when every value is a ``str``; that is the checked way.
+facts_of: Callable[[_Items], RequestFacts] = partial(_new_tuple, RequestFacts)
 
 #: Every field, in the order of :class:`RequestFacts`' constructor.
 _FIELDS = tuple(RequestFacts.__new__.__code__.co_varnames[1 : RequestFacts.__new__.__code__.co_argcount])

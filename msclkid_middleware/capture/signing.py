@@ -137,14 +137,21 @@ class TokenKeys(Generic[T]):
 
     ``secret_keys`` oldest to newest; the derived keys are held newest first (the common case, a token of
     the current key, costs one HMAC).  ``parse`` turns a verified payload and its timestamp into the
-    caller's value (``None``: a well-signed payload we cannot read, absent).  ``message`` is the
-    :class:`ConfigError` text for a missing or empty key.
+    caller's value (``None``: a well-signed payload we cannot read, absent), and ``stale`` marks such a value
+    as signed by an older key (to be re-issued).  ``message`` is the :class:`ConfigError` text for a missing or
+    empty key.
     """
 
-    __slots__ = ("_index", "_inner", "_keys", "_outer", "_parse", "_signer", "_stamp", "_verified")
+    __slots__ = ("_index", "_inner", "_keys", "_outer", "_parse", "_signer", "_stale", "_stamp", "_verified")
 
     def __init__(
-        self, secret_keys: SecretKeys, salt: bytes, parse: Callable[[bytes, int], T | None], *, message: str
+        self,
+        secret_keys: SecretKeys,
+        salt: bytes,
+        parse: Callable[[bytes, int], T | None],
+        *,
+        stale: Callable[[T], T],
+        message: str,
     ) -> None:
         keys = as_keys(secret_keys)
         if not keys or any(not isinstance(k, str | bytes) or not k for k in keys):
@@ -156,6 +163,7 @@ class TokenKeys(Generic[T]):
         for position, key in enumerate(derived):
             self._index.setdefault(key, position)
         self._parse = parse
+        self._stale = stale
         self._verified = lru_cache(maxsize=VERIFIED_CACHE_SIZE)(self._verify_signature)
         newest = self._keys[0][0]
         self._signer = newest.digest
@@ -203,14 +211,13 @@ class TokenKeys(Generic[T]):
         self._stamp = stamp
         return stamp
 
-    def verify(
-        self, token: str | None, max_length: int, max_age: int, now: float, clock_skew: float
-    ) -> tuple[T, int, int] | None:
-        """``(parsed payload, timestamp, key index)`` of a token one of our keys signed, else ``None``.
+    def load(self, max_length: int, max_age: int, clock_skew: float, token: str | None, now: float) -> T | None:
+        """The parsed payload of a token one of our keys signed at most ``max_age`` seconds before ``now``.
 
-        ``None`` when absent, too long, not canonical, tampered, expired (at ``now``), dated further ahead than
-        ``clock_skew``, or not readable by ``parse``.  Expiry and the key are checked on every call,
-        cached or not; only the HMAC and the parsing are remembered.
+        ``None`` when absent, too long, not canonical, tampered, expired, dated further ahead than ``clock_skew``,
+        or not readable by ``parse``; a value an older key signed comes through ``stale``.  Expiry and the key are
+        checked on every call, cached or not; only the HMAC and the parsing are remembered.  The three constant
+        arguments come first: a cookie binds them once (``functools.partial``), so a request pays for one call.
         """
         if not token or len(token) > max_length:
             return None
@@ -226,7 +233,7 @@ class TokenKeys(Generic[T]):
         # future by at most clock_skew: another host's clock may run slightly ahead.
         if age > max_age or (age < 0 and not 0 < timestamp - now <= clock_skew) or parsed is None:
             return None
-        return parsed, timestamp, index
+        return parsed if index == 0 else self._stale(parsed)
 
     def _verify_signature(self, token: str) -> tuple[T | None, int, bytes]:
         """``(parsed payload, timestamp, derived key)`` of a token one of our keys signed, else :class:`_Unverified`."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Unpack
 
 from msclkid_middleware.capture.signing import CookieNaming, CookieOptions, SecretKeys, SignedCookie, TokenKeys
@@ -79,7 +79,7 @@ class LoadedVisitor:
     stale_key: bool
 
 
-class VisitorCookie(SignedCookie[str]):
+class VisitorCookie(SignedCookie[LoadedVisitor]):
     """Encode, verify and emit the signed visitor-ID cookie (attributes checked once, here).
 
     It reads like :class:`~msclkid_middleware.capture.cookie.ClickCookie` on purpose (a kept repeat): both are
@@ -98,7 +98,11 @@ class VisitorCookie(SignedCookie[str]):
         **options: Unpack[CookieOptions],
     ) -> None:
         keys = TokenKeys(
-            secret_keys, VISITOR_SALT, _parse, message="secret_keys: give at least one non-empty secret key"
+            secret_keys,
+            VISITOR_SALT,
+            _parse,
+            stale=_stale,
+            message="secret_keys: give at least one non-empty secret key",
         )
         # HttpOnly: page scripts get the ID from the server-rendered tag, never from the cookie.
         super().__init__(keys, name, max_age, True, _NAMING, options)
@@ -116,22 +120,24 @@ class VisitorCookie(SignedCookie[str]):
 
     def decode(self, token: str | None) -> LoadedVisitor | None:
         """Verify ``token``; ``None`` when absent, tampered, expired, too new or unparsable."""
-        verified = self.keys.verify(token, 256, self.max_age, self.clock(), self.clock_skew)
-        if verified is None:
-            return None
-        visitor_id, timestamp, index = verified
-        return LoadedVisitor(visitor_id, timestamp, index > 0)
+        return self.keys.load(256, self.max_age, self.clock_skew, token, self.clock())
 
     def set_cookie(self, visitor_id: str, timestamp: int | float) -> str:
         """The ``Set-Cookie`` value storing ``visitor_id`` for ``max_age`` from ``timestamp``."""
         return f"{self.name}={self.encode(visitor_id, timestamp)}; Max-Age={self.max_age}{self.attributes}"
 
 
-def _parse(value: bytes, timestamp: int) -> str | None:
-    """The visitor ID of a verified payload (``1.<32 hex>``); ``None`` for a version or ID we cannot read."""
+def _parse(value: bytes, timestamp: int) -> LoadedVisitor | None:
+    """The visitor of a verified payload (``1.<32 hex>``) signed at ``timestamp``; ``None`` for a version or ID we
+    cannot read."""
     version, _, raw = value.partition(b".")
     try:
         visitor_id = raw.decode("ascii")
     except UnicodeDecodeError:
         return None
-    return visitor_id if version == _VERSION and is_anonymous_id(visitor_id) else None
+    return LoadedVisitor(visitor_id, timestamp, False) if version == _VERSION and is_anonymous_id(visitor_id) else None
+
+
+def _stale(loaded: LoadedVisitor) -> LoadedVisitor:
+    """The same visitor, marked as signed by an older key (re-issued under the newest)."""
+    return replace(loaded, stale_key=True)

@@ -781,3 +781,37 @@ def test_a_landing_is_logged_at_debug_with_the_click_id_cut(caplog: pytest.LogCa
     (message,) = [r.getMessage() for r in caplog.records if "captured click" in r.getMessage()]
     assert message == f"captured click {HEX[:6]}… from the landing URL"
     assert HEX not in message
+
+
+_SERVER_VALUES = st.one_of(
+    st.none(),
+    st.sampled_from(["", "1", f"msclkid={HEX}", f"{NAME}=x; a=b", "_uetmsclkid=_uet" + HEX, "consent=denied"]),
+    st.binary(max_size=8),  # a server breaking PEP 3333's str rule
+    st.integers(),
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=_SERVER_VALUES, cookie=_SERVER_VALUES, gpc=_SERVER_VALUES)
+def test_the_adapters_inline_facts_are_from_environs(query: Any, cookie: Any, gpc: Any) -> None:
+    # The WSGI adapter builds RequestFacts itself when every value is a str; whatever the server hands over, the
+    # decision it stores must hold exactly RequestFacts.from_environ's facts (a marker in any value makes it decide).
+    from msclkid_middleware.capture.request import RequestFacts
+
+    environ = make_environ(query=f"msclkid={HEX}")
+    for key, value in (("QUERY_STRING", query), ("HTTP_COOKIE", cookie), ("HTTP_SEC_GPC", gpc)):
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
+    expected = RequestFacts.from_environ(environ)
+    stored: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        stored.append(environ.get(STATE_KEY))
+        start_response("200 OK", [])
+        return [b""]
+
+    call(middleware(app, anonymous_id_cookie=True), environ)  # tracking: every request gets a decision
+    (state,) = stored
+    assert state.facts == expected

@@ -215,32 +215,48 @@ def test_decode_never_raises_on_garbage(value: str) -> None:
 
 
 def test_every_unsign_call_in_the_package_passes_max_age() -> None:
-    # The cookies verify with TokenKeys.verify, whose max_age is a required argument; any itsdangerous
+    # The cookies verify with TokenKeys.load, whose max_age is a required argument; any itsdangerous
     # unsign()/loads() that creeps back in must still pass max_age.
     import inspect
 
     from msclkid_middleware.capture.signing import TokenKeys
 
-    assert inspect.signature(TokenKeys.verify).parameters["max_age"].default is inspect.Parameter.empty
+    assert inspect.signature(TokenKeys.load).parameters["max_age"].default is inspect.Parameter.empty
     package = pathlib.Path(__file__).resolve().parents[2] / "msclkid_middleware"
     offenders = []
     verified = 0
+
+    def is_keys_load(node: ast.expr) -> bool:
+        if not (isinstance(node, ast.Attribute) and node.attr == "load"):
+            return False
+        owner = node.value  # self.keys, or a local named keys
+        return (isinstance(owner, ast.Attribute) and owner.attr == "keys") or (
+            isinstance(owner, ast.Name) and owner.id == "keys"
+        )
+
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            if not isinstance(node, ast.Call):
                 continue
             func = node.func
-            ours = func.attr == "verify" and isinstance(func.value, ast.Attribute) and func.value.attr == "keys"
-            theirs = (
-                func.attr in {"unsign", "loads"}
+            # TokenKeys.load takes max_age second, positionally (no keyword parsing on the request path), either
+            # called as keys.load(...) or bound once as partial(keys.load, max_length, max_age, clock_skew).
+            if is_keys_load(func):
+                verified += 1
+                if len(node.args) < 2:
+                    offenders.append(f"{path.name}:{node.lineno}")
+            elif isinstance(func, ast.Name) and func.id == "partial" and node.args and is_keys_load(node.args[0]):
+                verified += 1
+                if len(node.args) < 3:
+                    offenders.append(f"{path.name}:{node.lineno}")
+            elif (
+                isinstance(func, ast.Attribute)
+                and func.attr in {"unsign", "loads"}
                 and isinstance(func.value, ast.Name)
                 and func.value.id in {"signer", "serializer"}
-            )
-            if ours or theirs:
-                verified += ours
-                # TokenKeys.verify takes max_age third (positional on the request path: no keyword parsing).
-                if not (any(k.arg == "max_age" for k in node.keywords) or (ours and len(node.args) >= 3)):
-                    offenders.append(f"{path.name}:{node.lineno}")
+                and not any(k.arg == "max_age" for k in node.keywords)
+            ):
+                offenders.append(f"{path.name}:{node.lineno}")
     assert verified >= 2  # the click and the visitor cookie
     assert offenders == []
 
