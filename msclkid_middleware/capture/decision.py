@@ -45,7 +45,15 @@ from msclkid_middleware.capture.visitor import (
 if TYPE_CHECKING:  # pragma: no cover
     from msclkid_middleware.capture.profiles import ProfileStore
 
-__all__ = ["AppRequest", "Decision", "DecisionContext", "ProfileWrite", "VisitorId", "click_at"]
+__all__ = [
+    "AppRequest",
+    "Decision",
+    "DecisionContext",
+    "ProfileWrite",
+    "VisitorId",
+    "click_at",
+    "decide_request",
+]
 
 #: The framework's view of the request, handed to the app's callbacks: a WSGI environ, an ASGI scope.
 AppRequest = Mapping[str, Any]
@@ -93,8 +101,8 @@ class ProfileWrite:
 class Decision:
     """Everything capture knows about one request; each value computed lazily, at most once.
 
-    ``Decision(context, facts, lowered)`` reads the request (what :meth:`Capture.decide
-    <msclkid_middleware.capture.engine.Capture.decide>` returns); :meth:`unread` builds one that reads nothing up
+    :func:`decide_request` reads a request carrying a click into one (what :attr:`Capture.decide
+    <msclkid_middleware.capture.engine.Capture.decide>` returns); ``Decision(context, facts)`` reads nothing up
     front.
     """
 
@@ -125,68 +133,23 @@ class Decision:
     title: str | None = None
     cookies: dict[str, str] | None = None
 
-    def __init__(self, context: DecisionContext, facts: RequestFacts, lowered: str | None = None) -> None:
-        """Read the URL's click ID, our newest verified cookie and UET's (and, with a policy that needs no app
-        callback, the consent).  ``lowered``: the query lower-cased, when the adapter's cheap check made it.
-
-        The reading is done here rather than by the engine handing over what it read: one call per request, not
-        two (this runs on every request carrying a click).
-        """
-        self.context = context
-        self.facts = facts
-        self.now = now = int(context.clock())
-        # facts[0], facts[1]: the query and the Cookie header, by index (RequestFacts is a tuple): no property call.
-        query = facts[0]
-        if lowered is None:
-            lowered = query.lower()
-        if QUERY_MARKER in lowered:
-            self.url_id = click_id_from_query(query, context.max_query_length, context.max_query_fields, lowered)
-        header = facts[1]
-        if header:
-            # Only our two cookies are looked for here; the whole jar is parsed later, if consent or the
-            # anonymous ID needs it (most cookie requests never do).
-            cookie = context.cookie
-            ours = cookie_values(header, cookie.name)
-            if ours:
-                self.cookie_present = True
-                # One value (a browser sends one cookie of a name): verified in one call.
-                self.cookie = cookie.load(ours[0], now) if len(ours) == 1 else cookie.decode_newest(ours, now)
-            if UET_COOKIE_NAME in header:
-                uet = cookie_values(header, UET_COOKIE_NAME, first=True)
-                if uet:
-                    self.uet_id = click_id_from_uet_cookie(uet[0])
-        settle = context.settle
-        if settle is not None:
-            if facts[2] is not None or facts[3]:
-                self._consent = settle(facts)
-            else:
-                # No Sec-GPC and a header without the policy's consent cookies: its default (the policy's own
-                # first check, made here so most requests skip the call).
-                self._consent = context.unsignalled
-                for name in context.consent_cookies:
-                    if name in header:
-                        self._consent = settle(facts)
-                        break
-
-    @classmethod
-    def unread(
-        cls,
+    def __init__(
+        self,
         context: DecisionContext,
         facts: RequestFacts,
         cookies: dict[str, str] | None = None,
         consent: Consent | None = None,
-    ) -> Decision:
+    ) -> None:
         """A decision that reads nothing up front: for a request the cheap check found nothing of ours in (its
-        cookies parsed on first use), or the capture endpoint's (which read the request itself)."""
-        decision = cls.__new__(cls)
-        decision.context = context
-        decision.facts = facts
-        decision.now = int(context.clock())
+        cookies parsed on first use), or the capture endpoint's (which read the request itself).  A request
+        carrying a click is read by :func:`decide_request`."""
+        self.context = context
+        self.facts = facts
+        self.now = int(context.clock())
         if cookies is not None:
-            decision.cookies = cookies
+            self.cookies = cookies
         if consent is not None:
-            decision._consent = consent
-        return decision
+            self._consent = consent
 
     # -- lazily computed values ----------------------------------------------------------------
     def consent(self, app_request: AppRequest) -> Consent:
@@ -365,3 +328,53 @@ class Decision:
         except Exception:
             self.context.log.warning("visitor cookie handling failed; response left untouched", exc_info=True)
         return []
+
+
+_new_decision = object.__new__
+
+
+def decide_request(context: DecisionContext, facts: RequestFacts, lowered: str | None = None) -> Decision:
+    """The decision of a request carrying a click: the URL's click ID, our newest verified cookie and UET's are read
+    now (and, with a policy that needs no app callback, the consent).  ``lowered``: the query lower-cased, when the
+    adapter's cheap check made it.
+
+    The Decision is allocated here and its fields stored directly, without a constructor call: on CPython a class
+    call runs ``__init__`` through a slower path than a plain function call, and this runs on every such request.
+    """
+    decision: Decision = _new_decision(Decision)
+    decision.context = context
+    decision.facts = facts
+    decision.now = now = int(context.clock())
+    # facts[0], facts[1]: the query and the Cookie header, by index (RequestFacts is a tuple): no property call.
+    query = facts[0]
+    if lowered is None:
+        lowered = query.lower()
+    if QUERY_MARKER in lowered:
+        decision.url_id = click_id_from_query(query, context.max_query_length, context.max_query_fields, lowered)
+    header = facts[1]
+    if header:
+        # Only our two cookies are looked for here; the whole jar is parsed later, if consent or the
+        # anonymous ID needs it (most cookie requests never do).
+        cookie = context.cookie
+        ours = cookie_values(header, cookie.name)
+        if ours:
+            decision.cookie_present = True
+            # One value (a browser sends one cookie of a name): verified in one call.
+            decision.cookie = cookie.load(ours[0], now) if len(ours) == 1 else cookie.decode_newest(ours, now)
+        if UET_COOKIE_NAME in header:
+            uet = cookie_values(header, UET_COOKIE_NAME, first=True)
+            if uet:
+                decision.uet_id = click_id_from_uet_cookie(uet[0])
+    settle = context.settle
+    if settle is not None:
+        if facts[2] is not None or facts[3]:
+            decision._consent = settle(facts)
+        else:
+            # No Sec-GPC and a header without the policy's consent cookies: its default (the policy's own first
+            # check, made here so most requests skip the call).
+            decision._consent = context.unsignalled
+            for name in context.consent_cookies:
+                if name in header:
+                    decision._consent = settle(facts)
+                    break
+    return decision

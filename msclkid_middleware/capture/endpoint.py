@@ -314,7 +314,7 @@ class CaptureEndpoint:
             consent = Consent.denied_by("default")
         if not consent.granted:
             return Answer("204 No Content", [_NO_STORE, ("Set-Cookie", cookie.delete_cookie())])
-        decision = Decision.unread(self.context, request, cookies, consent)
+        decision = Decision(self.context, request, cookies, consent)
         existing = cookie.decode_newest(ours)
         headers = [_NO_STORE]
         saved: Click

@@ -31,7 +31,7 @@ from msclkid_middleware.capture.clickid import (
 )
 from msclkid_middleware.capture.consent import Consent, ConsentDecider, ConsentPolicy
 from msclkid_middleware.capture.cookie import DEFAULT_CLOCK_SKEW, ClickCookie
-from msclkid_middleware.capture.decision import AppRequest, Decision, DecisionContext, VisitorId
+from msclkid_middleware.capture.decision import AppRequest, Decision, DecisionContext, VisitorId, decide_request
 from msclkid_middleware.capture.endpoint import CaptureEndpoint, StaticFile, check_path
 from msclkid_middleware.capture.pageview import (
     DEFAULT_BOT_PATTERN,
@@ -262,8 +262,8 @@ class Capture:
         )
         #: ``decide(facts, lowered=None)``: the request's decision (the URL's click ID, our newest verified cookie
         #: and UET's are read now).  ``lowered``: the query lower-cased, when the adapter's cheap check made it.
-        #: The Decision's own constructor, bound to this configuration: one call per request carrying a click.
-        self.decide: Decide = partial(Decision, self.context)
+        #: capture.decision.decide_request, bound to this configuration: one call per request carrying a click.
+        self.decide: Decide = partial(decide_request, self.context)
         self._cookie_marker = cookie_name + "="
         #: The paths the engine answers itself (the adapter hands those requests to :meth:`serve`).
         self.endpoint_paths = frozenset(paths)
@@ -289,7 +289,7 @@ class Capture:
 
     def blank(self, facts: RequestFacts) -> Decision:
         """The decision for a request the cheap check found nothing of ours in (cookies parsed on first use)."""
-        return Decision.unread(self.context, facts)
+        return Decision(self.context, facts)
 
     # -- writes, after the response headers ------------------------------------------------------
     def write_profile(self, decision: Decision, app_request: AppRequest) -> None:
