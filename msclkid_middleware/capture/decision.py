@@ -361,7 +361,9 @@ def decide_request(context: DecisionContext, facts: RequestFacts, lowered: str |
             decision.cookie_present = True
             # One value (a browser sends one cookie of a name): verified in one call.
             decision.cookie = cookie.load(ours[0], now) if len(ours) == 1 else cookie.decode_newest(ours, now)
-        if UET_COOKIE_NAME in header:
+        # UET's cookie counts only without a click in the URL or our cookie (the click's and the Set-Cookie's last
+        # source): a request carrying ours does not look for it.
+        if decision.url_id is None and decision.cookie is None and UET_COOKIE_NAME in header:
             uet = cookie_values(header, UET_COOKIE_NAME, first=True)
             if uet:
                 decision.uet_id = click_id_from_uet_cookie(uet[0])
