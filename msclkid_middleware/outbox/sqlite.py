@@ -23,6 +23,7 @@ from msclkid_middleware import faultpoints
 from msclkid_middleware.errors import OutboxFull
 from msclkid_middleware.outbox.base import (
     DEFAULT_MAX_PENDING,
+    OPEN_STATES,
     Durability,
     EncodedRow,
     EnqueueResult,
@@ -265,20 +266,28 @@ class SqliteOutbox(SqliteConnections, SqlStore):
         if not outcomes:
             return 0
         groups = settle_groups(outcomes, now, to_timestamp)
-        applied = 0
+        applied = closed = 0
         with self._write("settle") as conn:
             for group in groups:
                 group["ids"] = json.dumps(group["ids"])
-                applied += conn.execute(SETTLE_MANY, group).rowcount
+                settled = conn.execute(SETTLE_MANY, group).rowcount
+                applied += settled
+                if group["state"] not in OPEN_STATES:  # in_flight -> delivered, rejected, dead
+                    closed += settled
+            if closed:
+                conn.execute(OPEN_ROWS_ADD, {"n": -closed})  # the update trigger's work (migration 4)
             faultpoints.hit("settle_txn")
         if applied != len(outcomes):
             self._count("stale_acks", len(outcomes) - applied)
         return applied
 
     # -- pause, resume, maintenance ---------------------------------------------------------------
-    def _change(self, action: str, query: str, params: Mapping[str, Any]) -> int:
+    def _change(self, action: str, query: str, params: Mapping[str, Any], *, opens: int = 0) -> int:
         with self._write(action) as conn:
-            return int(conn.execute(query, params).rowcount)
+            changed = int(conn.execute(query, params).rowcount)
+            if opens and changed > 0:
+                conn.execute(OPEN_ROWS_ADD, {"n": opens * changed})  # the update trigger's work (migration 4)
+            return changed
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database now (PASSIVE: never waits for readers or writers).
