@@ -130,12 +130,15 @@ SETTLE_MANY = (
     # "+t.state": found by the primary key, not by scanning every in-flight row of the state index.
     " WHERE t.id IN (SELECT value FROM json_each(:ids)) AND t.lease_token = :token AND +t.state = 'in_flight'"
 )
-# What a delivery request needs of a claimed row; the payload's times are read by SQLite, not decoded here.
+# What a delivery request needs of a claimed row; the payload's times are read by SQLite, not decoded here.  Each
+# json_extract parses the whole payload, so only the times the row's kind has are read (rows.event_time reads the
+# same ones): an offline conversion has no AdjustmentTime, and UET counts only its eventTime.
 CLAIMED_COLUMNS = (
     "id, kind, account, event_id, lease_token, attempts, conversion_name, created_at, expires_at, payload,"
-    " json_extract(payload, '$.ConversionTime') AS conversion_time,"
-    " json_extract(payload, '$.AdjustmentTime') AS adjustment_time,"
-    " json_extract(payload, '$.eventTime') AS uet_time"
+    " CASE WHEN kind <> 'uet' THEN json_extract(payload, '$.ConversionTime') END AS conversion_time,"
+    " CASE WHEN kind <> 'uet' AND kind <> 'offline' THEN json_extract(payload, '$.AdjustmentTime') END"
+    " AS adjustment_time,"
+    " CASE WHEN kind = 'uet' THEN json_extract(payload, '$.eventTime') END AS uet_time"
 )
 
 

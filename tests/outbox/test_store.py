@@ -508,8 +508,12 @@ def test_claim_batch_leases_like_claim_and_hands_over_the_stored_json(store: Out
     store.enqueue(new_row(2, kind="offline_adjustment", payload=adjusted), now=T0)
     store.enqueue(new_row(3, kind="uet", payload={"eventTime": int(T0.timestamp()) - 60, "eventId": "e3"}), now=T0)
     store.enqueue(new_row(4, payload={"MicrosoftClickId": "c4"}), now=T0)
+    online = {"AdjustmentTime": "2026-11-28T11:45:00Z", "TransactionId": "t5"}
+    store.enqueue(new_row(5, kind="online_adjustment", payload=online), now=T0)
+    # Each kind's own times only: an offline conversion has no AdjustmentTime (one here is not read).
+    store.enqueue(new_row(6, payload={"ConversionTime": "2026-11-28T10:00:00Z", "AdjustmentTime": "x"}), now=T0)
     claimed = store.claim_batch(owner="w", limit=10, now=T0, lease_seconds=LEASE)
-    assert [c.event_id for c in claimed] == ["ord_1", "ord_2", "ord_3", "ord_4"]
+    assert [c.event_id for c in claimed] == ["ord_1", "ord_2", "ord_3", "ord_4", "ord_5", "ord_6"]
     assert len({c.lease_token for c in claimed}) == 1
     assert all(c.attempts == 1 and c.created_at == T0 for c in claimed)
     assert json.loads(claimed[0].payload_json) == {"ConversionTime": "2026-11-28T11:00:00Z", "MicrosoftClickId": "c1"}
@@ -519,6 +523,10 @@ def test_claim_batch_leases_like_claim_and_hands_over_the_stored_json(store: Out
     assert claimed[1].event_time.isoformat() == "2026-11-28T11:30:00+00:00"
     assert claimed[2].event_time == T0.replace(microsecond=0) - timedelta(seconds=60)
     assert claimed[3].event_time is None
+    assert claimed[4].event_time is not None
+    assert claimed[4].event_time.isoformat() == "2026-11-28T11:45:00+00:00"
+    assert claimed[5].event_time is not None
+    assert claimed[5].event_time.isoformat() == "2026-11-28T10:00:00+00:00"
     assert store.claim(owner="other", limit=10, now=T0, lease_seconds=LEASE) == []  # leased
     full = store.get(claimed[0].id)
     assert full is not None
