@@ -245,10 +245,15 @@ class Dispatcher:
         client: object = self.uet if kind == "uet" else self.campaign
         # The built-in clients splice stored JSON into the request body; a custom client gets dicts, as before.
         spliced = getattr(client, "accepts_stored_json", False) is True
-        payloads: list[Any] = []
-        for row in rows:
-            payloads.append(WireJson(row.payload_json) if spliced else json.loads(row.payload_json))
-            faultpoints.hit("building_batch")
+        item: Callable[[str], Any] = WireJson if spliced else json.loads
+        payloads: list[Any]
+        if faultpoints.armed():  # the crash tests' per-row point (building_batch@n dies after the n-th row)
+            payloads = []
+            for row in rows:
+                payloads.append(item(row.payload_json))
+                faultpoints.hit("building_batch")
+        else:  # one environment lookup per batch, not one per row
+            payloads = [item(row.payload_json) for row in rows]
         try:
             if kind == "uet":
                 results = list(self._uet_client().send_events(account, payloads))
@@ -271,7 +276,7 @@ class Dispatcher:
             logger.error("%s client raised %s for %s rows of %s", kind, type(exc).__name__, len(rows), account)
             return [self.rules.failure(row, exc) for row in rows]
         tracking = result.tracking_ids[0] if result.tracking_ids else None
-        return [self.rules.item(row, item, tracking) for row, item in zip(rows, result.items, strict=True)]
+        return self.rules.items(rows, result.items, tracking)
 
     def _apply(self, kind: Kind, payloads: Sequence[WirePayload]) -> ApplyResult:
         campaign = self.campaign

@@ -124,6 +124,25 @@ class OutcomeRules:
         )
 
     # -- Microsoft's answers ----------------------------------------------------------------------
+    def items(
+        self, rows: Sequence[ClaimedRow], items: Sequence[ItemResult], request_tracking: str | None
+    ) -> list[Outcome]:
+        """:meth:`item` for each row and its answer (in order); the deliveries' counter is added once per kind."""
+        if logger.isEnabledFor(logging.DEBUG):  # item() logs each delivery
+            return [self.item(row, item, request_tracking) for row, item in zip(rows, items, strict=True)]
+        outcomes: list[Outcome] = []
+        delivered: dict[str, int] = {}
+        for row, item in zip(rows, items, strict=True):
+            if item.accepted:
+                delivered[row.kind] = delivered.get(row.kind, 0) + 1
+                tracking = item.tracking_id or request_tracking
+                outcomes.append(Outcome(row.id, row.lease_token, "delivered", tracking_id=tracking))
+            else:
+                outcomes.append(self.item(row, item, request_tracking))
+        for kind, n in delivered.items():
+            self.metrics.add("delivered", n, reason=kind)
+        return outcomes
+
     def item(self, row: ClaimedRow, item: ItemResult, request_tracking: str | None) -> Outcome:
         """One Campaign Management item: delivered, rejected with Microsoft's code, retried or dead."""
         tracking = item.tracking_id or request_tracking

@@ -204,13 +204,13 @@ class OutboxRow:
     delivered_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedRow:
+class ClaimedRow(NamedTuple):
     """A claimed row as delivery needs it (:meth:`OutboxStore.claim_batch`): no more columns than the request uses.
 
     ``payload_json`` is the stored wire item as it is (compact JSON): the clients splice it into the
     request body without decoding it; ``event_time`` is the payload's latest event time (what Microsoft
-    checks against "not in the future"), read by the database, or ``None``.
+    checks against "not in the future"), read by the database, or ``None``.  A ``NamedTuple``: a claim builds
+    one per row (a frozen dataclass's ``__init__`` cost five times as much, 2.3 us).
     """
 
     id: int

@@ -197,7 +197,9 @@ class PostgresOutbox(SqlStore):
 
         return self._run("read", run)
 
-    def _change(self, action: str, query: str, params: Mapping[str, Any] | Sequence[Any]) -> int:
+    def _change(self, action: str, query: str, params: Mapping[str, Any] | Sequence[Any], *, opens: int = 0) -> int:
+        del opens  # the open-row count is kept by the table's statement triggers
+
         def run(conn: psycopg.Connection[Any]) -> int:
             cur = conn.execute(self.db.q(query), params)
             return max(cur.rowcount, 0)

@@ -91,9 +91,12 @@ def decode_row(r: Record, read_time: ReadTime) -> OutboxRow:
 def event_time(kind: str, conversion_time: object, adjustment_time: object, uet_time: object) -> datetime | None:
     """The latest time Microsoft checks against "not in the future", from the payload's own fields.
 
-    UET: ``eventTime`` (whole seconds); Campaign Management: the later of ``ConversionTime`` and
-    ``AdjustmentTime``.  ``None`` when the payload has none (or an unreadable one: Microsoft decides).
+    UET: ``eventTime`` (whole seconds); an offline conversion: ``ConversionTime`` (it has no ``AdjustmentTime``,
+    so the SQLite claim does not read one); an adjustment: the later of ``ConversionTime`` and ``AdjustmentTime``.
+    ``None`` when the payload has none (or an unreadable one: Microsoft decides).
     """
+    if kind == "offline":
+        adjustment_time = None
     try:
         if kind == "uet":
             ok = isinstance(uet_time, int)

@@ -34,8 +34,12 @@ class SqlStore(ABC):
         """Run a read statement and return its rows."""
 
     @abstractmethod
-    def _change(self, action: str, query: str, params: Mapping[str, Any]) -> int:
-        """Run a write statement in one short transaction and return how many rows it changed."""
+    def _change(self, action: str, query: str, params: Mapping[str, Any], *, opens: int = 0) -> int:
+        """Run a write statement in one short transaction and return how many rows it changed.
+
+        ``opens`` is what each changed row does to the open-row count (``1``: a closed row reopened, ``-1``: an
+        open row closed, ``0``: neither); a store whose database keeps that count itself (triggers) ignores it.
+        """
 
     @abstractmethod
     def _claim(
@@ -128,7 +132,8 @@ class SqlStore(ABC):
         return self._change("resume", query, {"now": self._time(now), "account": account})
 
     def fail_orphans(self, *, now: datetime) -> int:
-        return self._change("fail_orphans", self.queries.fail_orphans, {"now": self._time(now)})
+        # pending or paused -> dead
+        return self._change("fail_orphans", self.queries.fail_orphans, {"now": self._time(now)}, opens=-1)
 
     def retry_dead(
         self, *, now: datetime, include_rejected: bool = False, event_id: str | None = None, reset_attempts: bool = True
@@ -136,7 +141,8 @@ class SqlStore(ABC):
         query = self.queries.retry_dead(
             include_rejected=include_rejected, event_id=event_id is not None, reset_attempts=reset_attempts
         )
-        return self._change("retry_dead", query, {"now": self._time(now), "event_id": event_id})
+        # dead or rejected -> pending
+        return self._change("retry_dead", query, {"now": self._time(now), "event_id": event_id}, opens=1)
 
     def prune(self, *, before: datetime) -> int:
         count = self._change("prune", self.queries.prune, {"before": self._time(before)})

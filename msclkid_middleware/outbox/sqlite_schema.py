@@ -97,6 +97,11 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # per statement, in the same transaction (SqliteOutbox.OPEN_ROWS_ADD).
     "DROP TRIGGER outbox_open_insert;",
     _checks_as_comparisons,
+    # 4: the update trigger ran its program (a WHEN over two IN lists) for every row a claim or a settle changed,
+    # and an UPDATE of the counter for every row a settle closed: half of a drain's SQLite time.  The store's
+    # statements that move rows between open and closed states (settle, fail_orphans, retry_dead) add their row
+    # counts to open_rows themselves, in the same transaction (OPEN_ROWS_ADD); the delete trigger stays.
+    "DROP TRIGGER outbox_open_update;",
 )
 # -- the store's statements (SQLite spelling) ------------------------------------------------------------
 
@@ -125,16 +130,20 @@ SETTLE_MANY = (
     # "+t.state": found by the primary key, not by scanning every in-flight row of the state index.
     " WHERE t.id IN (SELECT value FROM json_each(:ids)) AND t.lease_token = :token AND +t.state = 'in_flight'"
 )
-# What a delivery request needs of a claimed row; the payload's times are read by SQLite, not decoded here.
+# What a delivery request needs of a claimed row; the payload's times are read by SQLite, not decoded here.  Each
+# json_extract parses the whole payload, so only the times the row's kind has are read (rows.event_time reads the
+# same ones): an offline conversion has no AdjustmentTime, and UET counts only its eventTime.
 CLAIMED_COLUMNS = (
     "id, kind, account, event_id, lease_token, attempts, conversion_name, created_at, expires_at, payload,"
-    " json_extract(payload, '$.ConversionTime') AS conversion_time,"
-    " json_extract(payload, '$.AdjustmentTime') AS adjustment_time,"
-    " json_extract(payload, '$.eventTime') AS uet_time"
+    " CASE WHEN kind <> 'uet' THEN json_extract(payload, '$.ConversionTime') END AS conversion_time,"
+    " CASE WHEN kind <> 'uet' AND kind <> 'offline' THEN json_extract(payload, '$.AdjustmentTime') END"
+    " AS adjustment_time,"
+    " CASE WHEN kind = 'uet' THEN json_extract(payload, '$.eventTime') END AS uet_time"
 )
 
 
-#: Adds ``:n`` new open rows to the counter the insert trigger kept before migration 2.
+#: Adds ``:n`` (negative: takes) open rows to the counter the insert and update triggers kept before migrations 2
+#: and 4: every statement that opens or closes rows runs it in its own transaction.
 OPEN_ROWS_ADD = "UPDATE outbox_meta SET value = value + :n WHERE name = 'open_rows'"
 
 

@@ -96,6 +96,56 @@ def test_parse_time_rejects(text: object) -> None:
     assert info.value.field == "ConversionTime"
 
 
+def _parse_time_in_full(value: object) -> datetime | str:
+    """parse_time as it was before its fast path (the general reading), or the ValidationError's message."""
+    try:
+        if not isinstance(value, str) or base._WIRE_TIME.fullmatch(value) is None:
+            raise ValidationError("time", "must be an ISO 8601 date-time with a zone, such as 2026-11-28T12:00:00Z")
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValidationError("time", "is not a valid calendar date-time") from None
+        return base.utc_time(parsed, "time")
+    except ValidationError as exc:
+        return str(exc)
+
+
+def _parsed(value: object) -> datetime | str:
+    try:
+        return parse_time(value)
+    except ValidationError as exc:
+        return str(exc)
+
+
+_DIGITS = st.text(st.sampled_from("0123456789"), min_size=2, max_size=2)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        # format_time's own shape with any digits (impossible dates and times included), and near misses.
+        st.builds(
+            lambda y, mo, d, h, mi, s, sep, zone: f"{y}-{mo}-{d}{sep}{h}:{mi}:{s}{zone}",
+            st.text(st.sampled_from("0123456789"), min_size=4, max_size=4),
+            _DIGITS,
+            _DIGITS,
+            _DIGITS,
+            _DIGITS,
+            _DIGITS,
+            st.sampled_from(["T", "T", "T", " ", "t"]),
+            st.sampled_from(["Z", "Z", "Z", "z", "+00:00", "-05:30", ".5Z", ""]),
+        ),
+        st.datetimes(timezones=st.just(UTC)).map(format_time),
+        st.text(max_size=24),
+    )
+)
+def test_parse_time_fast_path_reads_like_the_full_reading(text: str) -> None:
+    """format_time's own form (UTC, whole seconds, Z) is read directly; the answer, or the refusal, is the same."""
+    assert _parsed(text) == _parse_time_in_full(text)
+    if not isinstance(_parsed(text), str):
+        assert _parsed(text).tzinfo is UTC  # type: ignore[union-attr]
+
+
 def test_module_exports_exist() -> None:
     for module in (conversions, base, identifiers, offline, adjustments, uet):
         for name in module.__all__:

@@ -3,6 +3,7 @@ windows, exhaustion).  Through the tracker against the emulator, and directly wi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -428,3 +429,44 @@ def test_exhaustion_is_read_from_the_decision_flag_whatever_its_reason_says(sqli
     assert row.last_error_message.startswith("any wording at all")
     assert not RetryPolicy().classify(TransientError("down"), 1).exhausted
     assert RetryPolicy(max_attempts=1).classify(TransientError("down"), 1).exhausted
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["batched", "debug-per-item"])
+def test_a_batchs_outcomes_are_each_items_own(debug: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """``OutcomeRules.items`` (a batch's answers, deliveries counted once per kind) gives, row by row and in order, what
+    ``item`` gives for each; the counters come out the same, and at DEBUG each delivery is still logged."""
+    from msclkid_middleware.dispatch.outcomes import OutcomeRules
+    from msclkid_middleware.dispatch.report import Metrics
+    from msclkid_middleware.outbox.base import ClaimedRow
+
+    clock = _fixed_clock()
+
+    def rules() -> OutcomeRules:
+        return OutcomeRules(
+            retry_policy=RetryPolicy(rng=lambda: 0.5), clock=clock, max_attempts=8, metrics=Metrics(), goal_ages=None
+        )
+
+    kinds = ["offline", "offline", "online_adjustment", "offline", "offline"]
+    rows = [
+        ClaimedRow(n, kind, "A", f"ord_{n}", "lease", 1, "Purchase", T0, None, None, "{}")  # type: ignore[arg-type]
+        for n, kind in enumerate(kinds)
+    ]
+    answers = [
+        ItemResult(0, True),
+        ItemResult(1, False, 5604, "OfflineConversionMicrosoftClickIdInvalid", "bad click"),
+        ItemResult(2, True, tracking_id="item-tracking"),
+        ItemResult(3, False, 0, "InternalError", "try again"),
+        ItemResult(4, True),
+    ]
+    caplog.set_level(logging.DEBUG if debug else logging.INFO, logger="msclkid_middleware.dispatch.outcomes")
+    batched, single = rules(), rules()
+    outcomes = batched.items(rows, answers, "request-tracking")
+    assert outcomes == [single.item(row, answer, "request-tracking") for row, answer in zip(rows, answers, strict=True)]
+    assert [o.state for o in outcomes] == ["delivered", "rejected", "delivered", "pending", "delivered"]
+    assert [o.row_id for o in outcomes] == [0, 1, 2, 3, 4]
+    assert (outcomes[0].tracking_id, outcomes[2].tracking_id) == ("request-tracking", "item-tracking")
+    assert batched.metrics.snapshot() == single.metrics.snapshot()
+    assert batched.metrics.snapshot()["delivered.offline"] == 2
+    assert batched.metrics.snapshot()["delivered.online_adjustment"] == 1
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("delivered")]
+    assert len(logged) == (6 if debug else 0)  # both rules objects log each of their three deliveries

@@ -12,7 +12,7 @@ import pytest
 
 from msclkid_middleware.errors import ConfigError, StoreError
 from msclkid_middleware.outbox import open_store
-from msclkid_middleware.outbox.base import TokenRecord
+from msclkid_middleware.outbox.base import Outcome, TokenRecord
 from msclkid_middleware.outbox.sqlite import MIGRATIONS, SqliteOutbox, sqlite_path_from_url
 from tests.script_helpers import REPO, run_script_ok
 
@@ -71,7 +71,7 @@ def test_migration_3_rewrites_the_in_list_checks_and_keeps_their_rule(tmp_path: 
     assert "kind IN (" in _outbox_sql(old)
     store = SqliteOutbox(old)
     store.enqueue(new_row(1), now=T0)
-    assert store.schema_version() == len(MIGRATIONS) == 3
+    assert store.schema_version() == len(MIGRATIONS)
     store.close()
     migrated = _outbox_sql(old)
     assert " IN (" not in migrated
@@ -90,6 +90,51 @@ def test_migration_3_rewrites_the_in_list_checks_and_keeps_their_rule(tmp_path: 
     reopened = SqliteOutbox(old)
     assert [r.event_id for r in reopened.find("ord_1")] == ["ord_1"]
     reopened.close()
+
+
+def _triggers(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
+
+
+def test_migration_4_drops_the_update_trigger_and_the_store_keeps_the_open_count(tmp_path: Path) -> None:
+    """A file at schema 3 (the per-row update trigger kept open_rows) opens at schema 4: the trigger is gone, the rows
+    and the counter are kept, the database stays sound, and the store's own statements keep the counter exact."""
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old, isolation_level=None) as conn:
+        for migration in MIGRATIONS[:3]:
+            conn.executescript(migration) if isinstance(migration, str) else migration(conn)
+        conn.execute("PRAGMA user_version = 3")
+        columns = "kind, account, event_id, idempotency_key, payload, state, next_attempt_at, created_at, updated_at"
+        for n, state in enumerate(("pending", "pending", "pending", "delivered", "paused")):
+            conn.execute(
+                f"INSERT INTO outbox ({columns}) VALUES ('offline', '1000', ?, ?, '{{}}', ?, 0, 0, 0)",  # noqa: S608
+                (f"ord_{n}", f"key-{n}", state),
+            )
+        conn.execute("UPDATE outbox_meta SET value = 4 WHERE name = 'open_rows'")  # schema 2's insert paths add
+        conn.execute("UPDATE outbox SET state = 'dead' WHERE event_id = 'ord_2'")  # schema 3: the trigger takes one
+        assert conn.execute("SELECT value FROM outbox_meta WHERE name = 'open_rows'").fetchone()[0] == 3
+    assert _triggers(old) == ["outbox_open_delete", "outbox_open_update"]
+    store = SqliteOutbox(old)
+    assert store.schema_version() == len(MIGRATIONS) == 4
+    assert _triggers(old) == ["outbox_open_delete"]
+    assert store.open_count() == 3
+    assert sorted((r.event_id, r.state) for r in store.scan()) == [
+        ("ord_0", "pending"), ("ord_1", "pending"), ("ord_2", "dead"), ("ord_3", "delivered"), ("ord_4", "paused"),
+    ]  # fmt: skip
+    claimed = store.claim_batch(owner="w", limit=10, now=T0, lease_seconds=60)
+    assert [c.event_id for c in claimed] == ["ord_0", "ord_1"]
+    assert store.open_count() == 3
+    token = claimed[0].lease_token
+    assert store.settle([Outcome(c.id, token, "delivered") for c in claimed], now=T0) == 2
+    assert store.open_count() == 1  # ord_4, paused
+    assert store.retry_dead(now=T0) == 1
+    assert store.open_count() == 2
+    store.close()
+    with sqlite3.connect(old) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    SqliteOutbox(tmp_path / "new.db").close()
+    assert _triggers(tmp_path / "new.db") == ["outbox_open_delete"]
 
 
 def test_enqueue_joins_the_applications_transaction(tmp_path: Path) -> None:

@@ -508,8 +508,12 @@ def test_claim_batch_leases_like_claim_and_hands_over_the_stored_json(store: Out
     store.enqueue(new_row(2, kind="offline_adjustment", payload=adjusted), now=T0)
     store.enqueue(new_row(3, kind="uet", payload={"eventTime": int(T0.timestamp()) - 60, "eventId": "e3"}), now=T0)
     store.enqueue(new_row(4, payload={"MicrosoftClickId": "c4"}), now=T0)
+    online = {"AdjustmentTime": "2026-11-28T11:45:00Z", "TransactionId": "t5"}
+    store.enqueue(new_row(5, kind="online_adjustment", payload=online), now=T0)
+    # Each kind's own times only: an offline conversion has no AdjustmentTime (one here is not read).
+    store.enqueue(new_row(6, payload={"ConversionTime": "2026-11-28T10:00:00Z", "AdjustmentTime": "x"}), now=T0)
     claimed = store.claim_batch(owner="w", limit=10, now=T0, lease_seconds=LEASE)
-    assert [c.event_id for c in claimed] == ["ord_1", "ord_2", "ord_3", "ord_4"]
+    assert [c.event_id for c in claimed] == ["ord_1", "ord_2", "ord_3", "ord_4", "ord_5", "ord_6"]
     assert len({c.lease_token for c in claimed}) == 1
     assert all(c.attempts == 1 and c.created_at == T0 for c in claimed)
     assert json.loads(claimed[0].payload_json) == {"ConversionTime": "2026-11-28T11:00:00Z", "MicrosoftClickId": "c1"}
@@ -519,6 +523,10 @@ def test_claim_batch_leases_like_claim_and_hands_over_the_stored_json(store: Out
     assert claimed[1].event_time.isoformat() == "2026-11-28T11:30:00+00:00"
     assert claimed[2].event_time == T0.replace(microsecond=0) - timedelta(seconds=60)
     assert claimed[3].event_time is None
+    assert claimed[4].event_time is not None
+    assert claimed[4].event_time.isoformat() == "2026-11-28T11:45:00+00:00"
+    assert claimed[5].event_time is not None
+    assert claimed[5].event_time.isoformat() == "2026-11-28T10:00:00+00:00"
     assert store.claim(owner="other", limit=10, now=T0, lease_seconds=LEASE) == []  # leased
     full = store.get(claimed[0].id)
     assert full is not None
@@ -575,3 +583,58 @@ def test_enqueue_many_beyond_max_pending_stores_nothing_of_the_batch(make_store:
         # Only the batch was taken back: the caller's transaction goes on.
         assert store.enqueue_many([new_row(8)], now=T0, connection=conn) == 1
     assert sorted(r.event_id for r in store.scan()) == ["ord_1", "ord_5", "ord_8"]
+
+
+def _open_rows(store: OutboxStore) -> int:
+    return sum(1 for r in store.scan() if r.state in ("pending", "in_flight", "paused"))
+
+
+def test_open_count_follows_every_state_change(store: OutboxStore) -> None:
+    """The open-row counter (what ``max_pending`` bounds) equals the rows in an open state after every statement that
+    moves rows between open and closed states: a settle that forgot its closed rows, or a retry that forgot the rows
+    it reopened, would leave the counter wrong (and, over time, refuse rows for a full outbox that is not)."""
+
+    def check() -> None:
+        assert store.open_count() == _open_rows(store)
+
+    rows = [store.enqueue(new_row(n), now=T0).row for n in range(1, 9)]
+    store.enqueue(new_row(9, state="suppressed", error_code="consent_denied"), now=T0)
+    adj = store.enqueue(
+        new_row(1, kind="offline_adjustment", idempotency_key="adj-1", depends_on=rows[2].id), now=T0
+    ).row
+    check()
+    claimed = store.claim_batch(owner="w", limit=6, now=T0, lease_seconds=LEASE)
+    assert [c.id for c in claimed] == [r.id for r in rows[:6]]
+    check()
+    token = claimed[0].lease_token
+    later = T0 + timedelta(minutes=5)
+    outcomes = [
+        Outcome(claimed[0].id, token, "delivered", tracking_id="t"),
+        Outcome(claimed[1].id, token, "delivered", tracking_id="t"),
+        Outcome(claimed[2].id, token, "rejected", error_code="5604", error_message="bad click"),
+        Outcome(claimed[3].id, token, "dead", error_code="attempts_exhausted"),
+        Outcome(claimed[4].id, token, "pending", next_attempt_at=later, error_code="HTTP 503"),
+        Outcome(claimed[5].id, "not-the-lease", "delivered", tracking_id="t"),  # fenced out: stays open
+    ]
+    assert store.settle(outcomes, now=T0) == 5
+    check()
+    assert store.settle([Outcome(claimed[0].id, token, "delivered")], now=T0) == 0  # settled twice: no change
+    check()
+    # The fenced row's lease expires; it is claimed again (in_flight -> in_flight) and parked (paused).
+    (again,) = store.claim_batch(owner="w2", limit=1, now=T0 + timedelta(seconds=LEASE * 2), lease_seconds=LEASE)
+    assert again.id == claimed[5].id
+    check()
+    assert store.settle([Outcome(again.id, again.lease_token, "paused", refund_attempt=True)], now=T0) == 1
+    check()
+    assert store.pause(account="1000", kinds=("offline",), reason="reconsent", now=T0) >= 1
+    check()
+    assert store.resume(now=T0) >= 2
+    check()
+    assert store.fail_orphans(now=T0) == 1  # the adjustment of the rejected row: pending -> dead
+    assert store.get(adj.id).state == "dead"  # type: ignore[union-attr]
+    check()
+    assert store.retry_dead(now=T0, include_rejected=True) == 3  # dead x2, rejected -> pending
+    check()
+    assert store.prune(before=T0 + timedelta(days=1)) == 3  # the two delivered rows and the suppressed one
+    check()
+    assert store.open_count() == 7  # every row but the two delivered ones and the suppressed one
