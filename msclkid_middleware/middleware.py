@@ -183,6 +183,25 @@ class MsclkidMiddleware:
 
             # Our start_response, built here rather than by a method: one call less on every request we handle.
             if not tracking:
+                extra = decision.set_cookies
+                if extra is not None:  # decided with the request (a plain landing or cookie request, decide_request)
+                    if not extra:
+                        return self.app(environ, start_response)  # nothing to add: the server's own start_response
+
+                    def landed(
+                        status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
+                    ) -> Callable[[bytes], object]:
+                        """The app's start_response, with the landing's click cookie appended."""
+                        decision.sent = True
+                        headers = [*headers, *extra]
+                        return (
+                            start_response(status, headers)
+                            if exc_info is None
+                            else start_response(status, headers, exc_info)
+                        )
+
+                    return self.app(environ, landed)
+
                 # Only the click cookie: no page view to spot, no visitor cookie (most sites).
                 def wrapped(
                     status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None

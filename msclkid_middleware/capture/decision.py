@@ -117,7 +117,10 @@ class Decision:
     _consent: Consent | None = None
     _click: Click | None = _UNSET
     _visitor: str | None = _UNSET
-    _headers: list[tuple[str, str]] | None = None
+    #: Our click cookie's ``Set-Cookie`` headers once worked out: with the request for a plain landing or a plain
+    #: cookie request under a consent policy that needs no app callback (see :func:`decide_request`), else by
+    #: :meth:`response_headers`; ``None`` until then.  Never mutated once set.
+    set_cookies: list[tuple[str, str]] | None = None
     #: Set with the response headers: the click the profile store gets once they are out.
     profile_write: ProfileWrite | None = None
     # Page views and the anonymous visitor ID (issue 13): all lazy, so a request that never asks costs nothing.
@@ -268,10 +271,10 @@ class Decision:
     # -- the response side ---------------------------------------------------------------------
     def response_headers(self, app_request: AppRequest) -> list[tuple[str, str]]:
         """Our click-cookie ``Set-Cookie`` header(s) for this response; computed once, never raises."""
-        headers = self._headers
+        headers = self.set_cookies
         if headers is not None:
             return headers
-        headers = self._headers = []
+        headers = self.set_cookies = []
         url_id = self.url_id
         if not (url_id or self.cookie_present or self.uet_id):
             return headers
@@ -285,8 +288,7 @@ class Decision:
             if url_id and (loaded is None or loaded.msclkid != url_id):
                 now = self.now
                 header: str | None = context.cookie.fresh(url_id, now)
-                # "%.6s…": the click ID cut for logs as redact.shorten does (capture imports only the foundation's
-                # errors and config), and only formatted when debug logging is on (asked first: one call, not two).
+                # As in decide_request (the click ID cut for logs, formatted only when debug logging is on).
                 log = context.log
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("captured click %.6s… from the landing URL", url_id)
@@ -379,4 +381,22 @@ def decide_request(context: DecisionContext, facts: RequestFacts, lowered: str |
                 if name in header:
                     decision._consent = settle(facts)
                     break
+        # The two commonest requests, answered now (the rest, and any request under a consent decider that needs the
+        # app's request, by click() and response_headers() when asked): a landing without a valid cookie of ours
+        # gets its Set-Cookie, a cookie signed by the newest key gets nothing and its click.  Without a profile
+        # store (its write goes through response_headers()).  What the lazy methods would answer, property-tested.
+        if decision._consent.granted and context.profile_store is None:  # type: ignore[union-attr]
+            url_id = decision.url_id
+            loaded = decision.cookie
+            if url_id:
+                if loaded is None:
+                    decision.set_cookies = [("Set-Cookie", context.cookie.fresh(url_id, now))]
+                    # "%.6s…": the click ID cut for logs as redact.shorten does (capture imports only the foundation's
+                    # errors and config), and only formatted when debug logging is on (asked first).
+                    log = context.log
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug("captured click %.6s… from the landing URL", url_id)
+            elif loaded is not None and not loaded.stale_key:
+                decision.set_cookies = []
+                decision._click = loaded.click
     return decision

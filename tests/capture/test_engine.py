@@ -257,3 +257,54 @@ def test_property_the_newest_valid_value_wins(ages: list[int], junk: list[str], 
     click = decision.click(NOBODY)
     assert click is not None
     assert int(click.captured_at.timestamp()) == T0 - min(ages)
+
+
+class _LazyPolicy(ConsentPolicy):
+    """The same policy, but not exactly a ConsentPolicy: a decision asks it lazily, through click()/response_headers()."""
+
+    __slots__ = ()
+
+
+_COOKIE_STATES = st.sampled_from(["absent", "same", "other", "stale", "stale-same", "tampered", "expired"])
+
+
+@settings(max_examples=300)
+@given(
+    url=st.sampled_from([None, HEX, "bad!id", HEX2]),
+    cookie=_COOKIE_STATES,
+    extra=st.sampled_from(["", "a=b", "consent=denied", "consent=granted", f"_uetmsclkid=_uet{HEX2}"]),
+    gpc=st.sampled_from([None, "1"]),
+    default=st.sampled_from(["granted", "denied"]),
+    profiles=st.booleans(),
+)
+def test_the_answers_made_with_the_request_are_the_lazy_answers(
+    url: str | None, cookie: str, extra: str, gpc: str | None, default: str, profiles: bool
+) -> None:
+    # decide_request answers a plain landing and a plain cookie request up front (Set-Cookie, click); a policy it
+    # must ask lazily gets every answer from click() and response_headers(): both must agree, whatever the request.
+    clock = Clock()
+    old = engine(clock).cookie
+    new = Capture(secret_keys=KEYS[1:], clock=clock).cookie  # signs with the newest key only: a fresh-key cookie
+    values = {
+        "absent": None,
+        "same": new.encode(HEX, T0 - 60),
+        "other": new.encode(HEX2, T0 - 60),
+        "stale": Capture(secret_keys=KEYS[:1], clock=clock).cookie.encode(HEX2, T0 - 60),
+        "stale-same": Capture(secret_keys=KEYS[:1], clock=clock).cookie.encode(HEX, T0 - 60),
+        "tampered": new.encode(HEX, T0 - 60)[:-2] + "xx",
+        "expired": new.encode(HEX, T0 - NINETY_DAYS - 1),
+    }
+    value = values[cookie]
+    header = "; ".join(part for part in (extra, f"{old.name}={value}" if value else "") if part)
+    facts = RequestFacts(query=f"utm=x&msclkid={url}" if url else "page=2", cookie_header=header, sec_gpc=gpc)
+    answers = []
+    for policy_class in (ConsentPolicy, _LazyPolicy):
+        store = MemoryProfileStore() if profiles else None
+        options: dict[str, Any] = {"consent": policy_class(default=default, cookie_name="consent")}  # type: ignore[arg-type]
+        if store is not None:
+            options.update(visitor_id=lambda request: "v1", profile_store=store)
+        decision = engine(clock, **options).decide(facts)
+        answers.append(
+            (decision.consent(NOBODY), decision.click(NOBODY), decision.response_headers(NOBODY), decision.profile_write)
+        )
+    assert answers[0] == answers[1]
