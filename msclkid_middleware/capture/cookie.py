@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import partial
 from typing import Unpack
 
 from msclkid_middleware.capture.clickid import Click, is_valid_click_id
@@ -127,14 +126,14 @@ class ClickCookie(SignedCookie[LoadedCookie]):
             )
         #: ``fresh(msclkid, now)``: the ``Set-Cookie`` of a click captured ``now`` (its whole ``max_age`` ahead), for
         #: an ID capture has validated.  The landing's header, with name, version and attributes bound once.
-        self.fresh: Callable[[str, int], str] = partial(
-            keys.header, f"{name}=", _TEXT_PREFIX, f"; Max-Age={max_age}{self.attributes}"
-        )
+        self.fresh: Callable[[str, int], str] = keys.writer(
+            f"{name}=", _TEXT_PREFIX, f"; Max-Age={max_age}{self.attributes}"
+        ).write
         #: ``load(token, now)``: the verified click of one cookie value at ``now``, or ``None`` (:meth:`decode`
         #: without the clock, in one call: what the engine asks of a request carrying our cookie once).
-        self.load: Callable[[str | None, float], LoadedCookie | None] = partial(
-            keys.load, _MAX_TOKEN_LENGTH, max_age, clock_skew
-        )
+        self.load: Callable[[str | None, float], LoadedCookie | None] = keys.reader(
+            _MAX_TOKEN_LENGTH, max_age, clock_skew
+        ).load
 
     # -- codec ------------------------------------------------------------------------------------
     def encode(self, msclkid: str, captured_at: int | float | datetime) -> str:
@@ -192,7 +191,7 @@ class ClickCookie(SignedCookie[LoadedCookie]):
         if age > max_age:  # a click dated ahead of this host's clock (another host's, within clock_skew)
             age = max_age
         tail = f"; Max-Age={age}{self.attributes}"
-        header = self.keys.header(f"{self.name}=", _TEXT_PREFIX, tail, msclkid, captured_at)
+        header = self.keys.writer(f"{self.name}=", _TEXT_PREFIX, tail).write(msclkid, captured_at)
         if len(header) > MAX_SET_COOKIE_LENGTH:  # pragma: no cover - excluded by the construction check
             return None
         return header

@@ -28,7 +28,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Generic, Literal, NamedTuple, TypedDict, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypedDict, TypeVar
 
 from itsdangerous.signer import SigningAlgorithm
 
@@ -42,11 +42,13 @@ __all__ = [
     "VERIFIED_CACHE_SIZE",
     "CookieNaming",
     "CookieOptions",
+    "HeaderWriter",
     "HmacSha256",
     "SameSite",
     "SecretKeys",
     "SignedCookie",
     "TokenKeys",
+    "TokenReader",
     "as_keys",
     "check_cookie",
     "cookie_attributes",
@@ -185,25 +187,9 @@ class TokenKeys(Generic[T]):
         signature = binascii.b2a_base64(self._signer(message), newline=False)[:43].translate(_URLSAFE)
         return (message + _SEP + signature).decode("ascii")
 
-    def header(self, head: str, prefix: str, tail: str, value: str, timestamp: int) -> str:
-        """The ``Set-Cookie`` value ``<head><token><tail>`` for the ASCII payload ``prefix + value``.
-
-        :meth:`sign`'s token, built as text in one piece: a landing pays for one call here and one format, not
-        for encoding, joining and decoding the token and then formatting the header around it.  ``head`` is
-        ``name=``, ``tail`` the ``; Max-Age=...`` attributes; a cookie binds the three constant ones once
-        (``functools.partial``), so what varies per request is the value and its time.
-        """
-        last, _, stamp = self._stamp
-        if timestamp != last:
-            stamp = self._new_stamp(timestamp)[2]
-        message = f"{prefix}{value}{stamp}"
-        inner = self._inner.copy()
-        inner.update(message.encode())
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        # b2a_base64 ends a digest's 43 characters with "=" and a newline: the slice drops both (no keyword call).
-        signature = _b2a(outer.digest())[:43].translate(_URLSAFE).decode()
-        return f"{head}{message}.{signature}{tail}"
+    def writer(self, head: str, prefix: str, tail: str) -> HeaderWriter:
+        """A :class:`HeaderWriter` for ``Set-Cookie`` values ``<head><token><tail>`` of payloads ``prefix + value``."""
+        return HeaderWriter(self, head, prefix, tail)
 
     def _new_stamp(self, timestamp: int) -> tuple[int, bytes, str]:
         encoded = _SEP + _b64_timestamp(timestamp)
@@ -211,29 +197,10 @@ class TokenKeys(Generic[T]):
         self._stamp = stamp
         return stamp
 
-    def load(self, max_length: int, max_age: int, clock_skew: float, token: str | None, now: float) -> T | None:
-        """The parsed payload of a token one of our keys signed at most ``max_age`` seconds before ``now``.
-
-        ``None`` when absent, too long, not canonical, tampered, expired, dated further ahead than ``clock_skew``,
-        or not readable by ``parse``; a value an older key signed comes through ``stale``.  Expiry and the key are
-        checked on every call, cached or not; only the HMAC and the parsing are remembered.  The three constant
-        arguments come first: a cookie binds them once (``functools.partial``), so a request pays for one call.
-        """
-        if not token or len(token) > max_length:
-            return None
-        try:
-            parsed, timestamp, key = self._verified(token)
-        except _Unverified:
-            return None
-        index = self._index.get(key)
-        if index is None:  # pragma: no cover - the keys are fixed per instance; kept should they ever change
-            return None
-        age = int(now) - timestamp
-        # itsdangerous' rule (0 <= age <= max_age, whole seconds), plus a signature dated in the
-        # future by at most clock_skew: another host's clock may run slightly ahead.
-        if age > max_age or (age < 0 and not 0 < timestamp - now <= clock_skew) or parsed is None:
-            return None
-        return parsed if index == 0 else self._stale(parsed)
+    def reader(self, max_length: int, max_age: int, clock_skew: float) -> TokenReader[T]:
+        """A :class:`TokenReader`: verification within these limits (``max_age`` is required: expiry is always
+        checked)."""
+        return TokenReader(self, max_length, max_age, clock_skew)
 
     def _verify_signature(self, token: str) -> tuple[T | None, int, bytes]:
         """``(parsed payload, timestamp, derived key)`` of a token one of our keys signed, else :class:`_Unverified`."""
@@ -257,6 +224,77 @@ class TokenKeys(Generic[T]):
             raise _Unverified  # itsdangerous reads at most eight bytes: anything longer is malformed
         timestamp = int.from_bytes(stamp, "big")
         return self._parse(message[: message.rindex(_SEP)], timestamp), timestamp, key
+
+
+class HeaderWriter:
+    """``write(value, timestamp)``: the ``Set-Cookie`` value ``<head><token><tail>`` for the ASCII payload
+    ``prefix + value``, signed with the newest key of a :class:`TokenKeys`.
+
+    :meth:`TokenKeys.sign`'s token, built as text in one piece: a landing pays for one call and one format, not for
+    encoding, joining and decoding the token and then formatting the header around it.  ``head`` is ``name=``,
+    ``tail`` the ``; Max-Age=...`` attributes: a cookie binds its constant parts once and keeps ``writer.write``,
+    so a request makes one call with two arguments (``functools.partial`` over a bound method with five is a slower
+    path in CPython: it copies the arguments to the heap).
+    """
+
+    __slots__ = ("_head", "_keys", "_prefix", "_tail")
+
+    def __init__(self, keys: TokenKeys[Any], head: str, prefix: str, tail: str) -> None:
+        self._keys = keys
+        self._head = head
+        self._prefix = prefix
+        self._tail = tail
+
+    def write(self, value: str, timestamp: int) -> str:
+        keys = self._keys
+        last, _, stamp = keys._stamp
+        if timestamp != last:
+            stamp = keys._new_stamp(timestamp)[2]
+        message = f"{self._prefix}{value}{stamp}"
+        inner = keys._inner.copy()
+        inner.update(message.encode())
+        outer = keys._outer.copy()
+        outer.update(inner.digest())
+        # b2a_base64 ends a digest's 43 characters with "=" and a newline: the slice drops both (no keyword call).
+        signature = _b2a(outer.digest())[:43].translate(_URLSAFE).decode()
+        return f"{self._head}{message}.{signature}{self._tail}"
+
+
+class TokenReader(Generic[T]):
+    """``load(token, now)``: the parsed payload of a token one of a :class:`TokenKeys`' keys signed at most
+    ``max_age`` seconds before ``now``.
+
+    ``None`` when absent, longer than ``max_length``, not canonical, tampered, expired, dated further ahead than
+    ``clock_skew``, or not readable by ``parse``; a value an older key signed comes through ``stale``.  Expiry and
+    the key are checked on every call, cached or not; only the HMAC and the parsing are remembered.  A cookie keeps
+    ``reader.load``: one call with two arguments per request.
+    """
+
+    __slots__ = ("_keys", "clock_skew", "max_age", "max_length")
+
+    def __init__(self, keys: TokenKeys[T], max_length: int, max_age: int, clock_skew: float) -> None:
+        self._keys = keys
+        self.max_length = max_length
+        self.max_age = max_age
+        self.clock_skew = clock_skew
+
+    def load(self, token: str | None, now: float) -> T | None:
+        if not token or len(token) > self.max_length:
+            return None
+        keys = self._keys
+        try:
+            parsed, timestamp, key = keys._verified(token)
+        except _Unverified:
+            return None
+        index = keys._index.get(key)
+        if index is None:  # pragma: no cover - the keys are fixed per instance; kept should they ever change
+            return None
+        age = int(now) - timestamp
+        # itsdangerous' rule (0 <= age <= max_age, whole seconds), plus a signature dated in the
+        # future by at most clock_skew: another host's clock may run slightly ahead.
+        if age > self.max_age or (age < 0 and not 0 < timestamp - now <= self.clock_skew) or parsed is None:
+            return None
+        return parsed if index == 0 else keys._stale(parsed)
 
 
 def _derive(secret: str | bytes, salt: bytes) -> bytes:

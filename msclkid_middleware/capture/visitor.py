@@ -87,7 +87,7 @@ class VisitorCookie(SignedCookie[LoadedVisitor]):
     visitor ID), the lifetimes (fixed from the click vs refreshed daily) and the settings named in errors differ.
     """
 
-    __slots__ = ()
+    __slots__ = ("_read",)
 
     def __init__(
         self,
@@ -106,6 +106,7 @@ class VisitorCookie(SignedCookie[LoadedVisitor]):
         )
         # HttpOnly: page scripts get the ID from the server-rendered tag, never from the cookie.
         super().__init__(keys, name, max_age, True, _NAMING, options)
+        self._read = keys.reader(256, max_age, self.clock_skew).load
 
     @staticmethod
     def new_id() -> str:
@@ -120,7 +121,7 @@ class VisitorCookie(SignedCookie[LoadedVisitor]):
 
     def decode(self, token: str | None) -> LoadedVisitor | None:
         """Verify ``token``; ``None`` when absent, tampered, expired, too new or unparsable."""
-        return self.keys.load(256, self.max_age, self.clock_skew, token, self.clock())
+        return self._read(token, self.clock())
 
     def set_cookie(self, visitor_id: str, timestamp: int | float) -> str:
         """The ``Set-Cookie`` value storing ``visitor_id`` for ``max_age`` from ``timestamp``."""

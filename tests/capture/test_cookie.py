@@ -215,49 +215,39 @@ def test_decode_never_raises_on_garbage(value: str) -> None:
 
 
 def test_every_unsign_call_in_the_package_passes_max_age() -> None:
-    # The cookies verify with TokenKeys.load, whose max_age is a required argument; any itsdangerous
+    # The cookies verify through TokenKeys.reader, whose max_age is a required argument; any itsdangerous
     # unsign()/loads() that creeps back in must still pass max_age.
     import inspect
 
-    from msclkid_middleware.capture.signing import TokenKeys
+    from msclkid_middleware.capture.signing import TokenKeys, TokenReader
 
-    assert inspect.signature(TokenKeys.load).parameters["max_age"].default is inspect.Parameter.empty
+    for function in (TokenKeys.reader, TokenReader.__init__):
+        assert inspect.signature(function).parameters["max_age"].default is inspect.Parameter.empty
     package = pathlib.Path(__file__).resolve().parents[2] / "msclkid_middleware"
     offenders = []
-    verified = 0
-
-    def is_keys_load(node: ast.expr) -> bool:
-        if not (isinstance(node, ast.Attribute) and node.attr == "load"):
-            return False
-        owner = node.value  # self.keys, or a local named keys
-        return (isinstance(owner, ast.Attribute) and owner.attr == "keys") or (
-            isinstance(owner, ast.Name) and owner.id == "keys"
-        )
-
+    readers = 0
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.Call):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             func = node.func
-            # TokenKeys.load takes max_age second, positionally (no keyword parsing on the request path), either
-            # called as keys.load(...) or bound once as partial(keys.load, max_length, max_age, clock_skew).
-            if is_keys_load(func):
-                verified += 1
-                if len(node.args) < 2:
-                    offenders.append(f"{path.name}:{node.lineno}")
-            elif isinstance(func, ast.Name) and func.id == "partial" and node.args and is_keys_load(node.args[0]):
-                verified += 1
+            owner = func.value  # self.keys, or a local named keys
+            on_keys = (isinstance(owner, ast.Attribute) and owner.attr == "keys") or (
+                isinstance(owner, ast.Name) and owner.id == "keys"
+            )
+            if func.attr == "reader" and on_keys:
+                readers += 1
+                # max_length, max_age (and clock_skew) by position: no keyword parsing, nothing left to a default.
                 if len(node.args) < 3:
                     offenders.append(f"{path.name}:{node.lineno}")
             elif (
-                isinstance(func, ast.Attribute)
-                and func.attr in {"unsign", "loads"}
+                func.attr in {"unsign", "loads"}
                 and isinstance(func.value, ast.Name)
                 and func.value.id in {"signer", "serializer"}
                 and not any(k.arg == "max_age" for k in node.keywords)
             ):
                 offenders.append(f"{path.name}:{node.lineno}")
-    assert verified >= 2  # the click and the visitor cookie
+    assert readers >= 2  # the click and the visitor cookie
     assert offenders == []
 
 

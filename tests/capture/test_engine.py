@@ -260,7 +260,7 @@ def test_property_the_newest_valid_value_wins(ages: list[int], junk: list[str], 
 
 
 class _LazyPolicy(ConsentPolicy):
-    """The same policy, but not exactly a ConsentPolicy: a decision asks it lazily, through click()/response_headers()."""
+    """The same policy, but not exactly a ConsentPolicy: a decision asks it lazily (click(), response_headers())."""
 
     __slots__ = ()
 
@@ -305,6 +305,11 @@ def test_the_answers_made_with_the_request_are_the_lazy_answers(
             options.update(visitor_id=lambda request: "v1", profile_store=store)
         decision = engine(clock, **options).decide(facts)
         answers.append(
-            (decision.consent(NOBODY), decision.click(NOBODY), decision.response_headers(NOBODY), decision.profile_write)
+            (
+                decision.consent(NOBODY),
+                decision.click(NOBODY),
+                decision.response_headers(NOBODY),
+                decision.profile_write,
+            )
         )
     assert answers[0] == answers[1]

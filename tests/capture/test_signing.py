@@ -108,9 +108,9 @@ def test_a_retired_key_is_never_served_from_a_cache() -> None:
 def test_a_cache_entry_is_checked_against_the_configured_keys() -> None:
     keys = TokenKeys(["k"], b"salt", lambda payload, ts: payload, stale=lambda payload: payload, message="m")
     token = keys.sign(b"1.x", T0)
-    assert keys.load(512, 10, 0, token, Clock()()) == b"1.x"
+    assert keys.reader(512, 10, 0).load(token, Clock()()) == b"1.x"
     keys._index.clear()  # as if the key had been retired under the cache's feet
-    assert keys.load(512, 10, 0, token, Clock()()) is None
+    assert keys.reader(512, 10, 0).load(token, Clock()()) is None
 
 
 def test_tampered_values_are_never_served_from_the_cache() -> None:
@@ -184,14 +184,14 @@ def test_decisions_over_a_cached_cookie_never_serve_a_stale_click() -> None:
 @settings(max_examples=200)
 @given(key=_keys, msclkid=_ids, when=st.integers(1, 2**37), age=st.integers(1, DEFAULT_MAX_AGE))
 def test_a_set_cookie_value_carries_the_itsdangerous_token(key: str | bytes, msclkid: str, when: int, age: int) -> None:
-    # TokenKeys.header builds the header as text in one piece; its token must stay sign()'s bytes.
+    # HeaderWriter builds the header as text in one piece; its token must stay sign()'s bytes.
     theirs = FixedSigner(key, COOKIE_SALT, when)
     ours = ClickCookie([key], clock=Clock(when))
-    header = ours.keys.header("n=", "1.", f"; Max-Age={age}; Path=/", msclkid, when)
+    header = ours.keys.writer("n=", "1.", f"; Max-Age={age}; Path=/").write(msclkid, when)
     assert header == f"n={theirs.sign(b'1.' + msclkid.encode()).decode()}; Max-Age={age}; Path=/"
     # A second timestamp right after the first: the remembered stamp is replaced, never reused.
     assert (
-        ours.keys.header("n=", "1.", f"; Max-Age={age}", msclkid, when + 1)
+        ours.keys.writer("n=", "1.", f"; Max-Age={age}").write(msclkid, when + 1)
         == f"n={ours.encode(msclkid, when + 1)}; Max-Age={age}"
     )
     # ClickCookie.fresh: the landing's header, the whole max_age ahead, as set_cookie() writes it at that time.
