@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 .PHONY: demo demo-django test lint typecheck pytest bench soak fuzz clean lock audit
 
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# A venv left without pip (its creation interrupted) is made again rather than failing every later step.
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
