@@ -119,7 +119,7 @@ class Decision:
     _visitor: str | None = _UNSET
     #: Our click cookie's ``Set-Cookie`` headers once worked out: with the request for a plain landing or a plain
     #: cookie request under a consent policy that needs no app callback (see :func:`decide_request`), else by
-    #: :meth:`response_headers`; ``None`` until then.  Never mutated once set.
+    #: :meth:`response_headers`; ``None`` until then.  Not changed once worked out (adapters append a copy).
     set_cookies: list[tuple[str, str]] | None = None
     #: Set with the response headers: the click the profile store gets once they are out.
     profile_write: ProfileWrite | None = None
